@@ -3,7 +3,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "morphosde", version, about = "Learn and simulate stochastic morphology dynamics from snapshots")]
+#[command(
+    name = "morphosde",
+    version,
+    about = "Learn and simulate stochastic morphology dynamics from snapshots"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -58,7 +58,10 @@ pub enum Detail {
     None,
     /// A length: what was needed and what was given (elements unless the
     /// argument name says bytes).
-    Len { expected: usize, got: usize },
+    Len {
+        expected: usize,
+        got: usize,
+    },
     /// The offending element (row, entry, pair, trajectory…).
     Index(usize),
     /// The offending value.
@@ -99,10 +102,8 @@ impl Error {
         Self::new(ErrorKind::BadConfig, arg, msg)
     }
     pub const fn too_small(arg: &'static str, expected: usize, got: usize) -> Self {
-        Self::new(ErrorKind::BufferTooSmall, arg, "buffer too small").with(Detail::Len {
-            expected,
-            got,
-        })
+        Self::new(ErrorKind::BufferTooSmall, arg, "buffer too small")
+            .with(Detail::Len { expected, got })
     }
 }
 
@@ -146,8 +147,10 @@ pub fn check_room<T>(slice: &[T], needed: usize, arg: &'static str) -> Result<()
 pub fn check_finite<F: Float>(slice: &[F], arg: &'static str) -> Result<()> {
     match slice.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
-        Some(i) => Err(Error::new(ErrorKind::NonFinite, arg, "contains NaN or infinity")
-            .with(Detail::Index(i))),
+        Some(i) => Err(
+            Error::new(ErrorKind::NonFinite, arg, "contains NaN or infinity")
+                .with(Detail::Index(i)),
+        ),
     }
 }
 
@@ -221,9 +224,15 @@ mod tests {
     #[test]
     fn checks_name_the_argument_and_index() {
         let e = check_finite(&[1.0f64, f64::NAN], "x").unwrap_err();
-        assert_eq!((e.kind, e.arg, e.detail), (ErrorKind::NonFinite, "x", Detail::Index(1)));
+        assert_eq!(
+            (e.kind, e.arg, e.detail),
+            (ErrorKind::NonFinite, "x", Detail::Index(1))
+        );
         assert!(check_len(&[1, 2, 3], 3, "y").is_ok());
-        assert_eq!(check_len(&[1, 2], 3, "y").unwrap_err().kind, ErrorKind::BadDimension);
+        assert_eq!(
+            check_len(&[1, 2], 3, "y").unwrap_err().kind,
+            ErrorKind::BadDimension
+        );
         assert!(checked_mul(usize::MAX, 2, "n").is_err());
     }
 }
