@@ -1,4 +1,9 @@
-//! `morphosde`: the command-line tool.
+//! `morphosde`: the command-line tool. Each subcommand lives in its own
+//! module under `commands/`; CSV handling in `csvio`.
+#![allow(dead_code)] // Until the first subcommand uses csvio; remove then.
+
+mod csvio;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -14,9 +19,21 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Print the version and the vector kernel level this machine uses.
+    Info,
+}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {}
+    let Cli { command } = Cli::parse();
+    match command {
+        Command::Info => {
+            println!(
+                "{{\"version\":\"{}\",\"kernel_level\":\"{:?}\"}}",
+                env!("CARGO_PKG_VERSION"),
+                morphosde_core::cpu::level()
+            );
+            ExitCode::SUCCESS
+        }
+    }
 }

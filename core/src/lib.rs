@@ -27,6 +27,8 @@
 pub mod cpu;
 pub mod error;
 pub mod float;
+pub mod integrate;
+pub mod linalg;
 pub mod rng;
 
 pub use error::{Error, ErrorKind, Result};

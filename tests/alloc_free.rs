@@ -1,0 +1,38 @@
+//! The core's entry points make no heap allocation (embedded contract).
+#[path = "common/alloc_counter.rs"]
+mod alloc_counter;
+
+use alloc_counter::count_allocations;
+use morphosde_core::linalg::{cholesky_in_place, sym_eigen};
+use morphosde_core::rng::{Family, Rng};
+
+#[test]
+fn counter_detects_an_allocation() {
+    let (n, v) = count_allocations(|| vec![1u8; 16]);
+    assert_eq!(v.len(), 16);
+    assert!(n >= 1);
+}
+
+#[test]
+fn rng_and_linalg_do_not_allocate() {
+    let mut a = [0.0f32; 16];
+    let mut w = [0.0f32; 4];
+    let mut v = [0.0f32; 16];
+    let (n, ()) = count_allocations(|| {
+        let mut rng = Rng::stream(7, Family::Data, 11);
+        rng.fill_normal(&mut a);
+        for i in 0..4 {
+            a[i * 4 + i] += 8.0;
+        }
+        let mut spd = a;
+        for i in 0..4 {
+            for j in 0..4 {
+                spd[i * 4 + j] = 0.5 * (a[i * 4 + j] + a[j * 4 + i]);
+            }
+        }
+        let mut b = spd;
+        sym_eigen(&mut b, 4, &mut w, &mut v).unwrap();
+        cholesky_in_place(&mut spd, 4).unwrap();
+    });
+    assert_eq!(n, 0);
+}
