@@ -30,8 +30,11 @@ pub enum ErrorKind {
     NotConverged = 8,
     /// A computation produced a non-finite value or a singular system.
     NumericalFailure = 9,
-    /// A bug: an invariant the library itself should maintain was broken.
+    /// A bug: an invariant the library itself should maintain was broken
+    /// (in the C ABI also: a panic caught at the boundary).
     Internal = 10,
+    /// A caller buffer is not aligned for its element type (C ABI only).
+    Misaligned = 11,
 }
 
 impl ErrorKind {
@@ -47,7 +50,8 @@ impl ErrorKind {
             ErrorKind::VersionMismatch => "unsupported model format version",
             ErrorKind::NotConverged => "did not converge",
             ErrorKind::NumericalFailure => "numerical failure",
-            ErrorKind::Internal => "internal error",
+            ErrorKind::Internal => "internal error (please report)",
+            ErrorKind::Misaligned => "misaligned buffer",
         }
     }
 }

@@ -1,6 +1,10 @@
-//! C ABI of morphosde (`libmorphosde.a`, `libmorphosde.so`); conventions in
-//! `include/morphosde.h` and the project's FFI notes.
+//! C ABI of morphosde (`libmorphosde.a`, `libmorphosde.so`, header
+//! `include/morphosde.h`). The conventions every call follows are written
+//! at the top of the header (see `cbindgen.toml`); this crate implements
+//! them: `status` maps core errors to status codes and guards each body,
+//! `buffers` turns `(pointer, length)` pairs into checked slices.
 #![cfg_attr(not(feature = "std"), no_std)]
+#![allow(non_camel_case_types)]
 
 #[cfg(all(not(feature = "std"), not(panic = "abort")))]
 compile_error!(
@@ -16,24 +20,68 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
+mod buffers;
+mod metrics;
+mod status;
+
+pub use metrics::{MSDE_EIGEN_MAX_DIM, msde_eigen_sym, msde_eigen_sym_workspace_len};
+pub use status::{MSDE_ERROR_MESSAGE_LEN, msde_error, msde_status, msde_status_str};
+
+/// Major version of this header (semantic versioning).
+pub const MSDE_VERSION_MAJOR: u32 = 0;
+/// Minor version of this header.
+pub const MSDE_VERSION_MINOR: u32 = 1;
+/// Patch version of this header.
+pub const MSDE_VERSION_PATCH: u32 = 0;
+/// ABI version: bumped on any incompatible change of a signature, struct
+/// layout or status value; the shared library's SONAME is
+/// libmorphosde.so.MSDE_ABI_VERSION.
+pub const MSDE_ABI_VERSION: u32 = 1;
+
 /// Version of the loaded library, `major << 16 | minor << 8 | patch`.
+/// Compare with the header's MSDE_VERSION_* macros to detect a header and
+/// library mismatch.
 #[unsafe(no_mangle)]
 pub extern "C" fn msde_version() -> u32 {
-    const fn parse(s: &str) -> u32 {
-        let b = s.as_bytes();
-        let mut i = 0;
-        let mut v = 0u32;
-        while i < b.len() {
-            v = v * 10 + (b[i] - b'0') as u32;
-            i += 1;
-        }
-        v
-    }
-    (parse(env!("CARGO_PKG_VERSION_MAJOR")) << 16)
-        | (parse(env!("CARGO_PKG_VERSION_MINOR")) << 8)
-        | parse(env!("CARGO_PKG_VERSION_PATCH"))
+    (MSDE_VERSION_MAJOR << 16) | (MSDE_VERSION_MINOR << 8) | MSDE_VERSION_PATCH
 }
 
-// Link the core even where no call reaches it yet, so the no_std canary sees
-// every dependency the core pulls in.
-extern crate morphosde_core;
+/// Version of the loaded library as a static NUL-terminated string
+/// ("major.minor.patch"); never freed.
+#[unsafe(no_mangle)]
+pub extern "C" fn msde_version_string() -> *const core::ffi::c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// ABI version of the loaded library (MSDE_ABI_VERSION it was built with).
+#[unsafe(no_mangle)]
+pub extern "C" fn msde_abi_version() -> u32 {
+    MSDE_ABI_VERSION
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_constants_match_cargo() {
+        assert_eq!(
+            super::MSDE_VERSION_MAJOR.to_string(),
+            env!("CARGO_PKG_VERSION_MAJOR")
+        );
+        assert_eq!(
+            super::MSDE_VERSION_MINOR.to_string(),
+            env!("CARGO_PKG_VERSION_MINOR")
+        );
+        assert_eq!(
+            super::MSDE_VERSION_PATCH.to_string(),
+            env!("CARGO_PKG_VERSION_PATCH")
+        );
+        let s = unsafe { core::ffi::CStr::from_ptr(super::msde_version_string()) };
+        assert_eq!(s.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+        let v = super::msde_version();
+        let want: Vec<u32> = env!("CARGO_PKG_VERSION")
+            .split('.')
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!([v >> 16, (v >> 8) & 0xff, v & 0xff], want[..]);
+    }
+}

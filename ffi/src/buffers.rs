@@ -1,0 +1,101 @@
+//! `(pointer, length)` pairs from C turned into checked slices: NULL only
+//! with length 0, alignment for the element type, and a byte size that fits
+//! `isize`. Errors name the argument.
+
+use morphosde_core::{Error, ErrorKind, Result};
+
+fn check<T>(ptr: *const T, len: usize, arg: &'static str) -> Result<()> {
+    if ptr.is_null() {
+        if len == 0 {
+            return Ok(());
+        }
+        return Err(Error::new(
+            ErrorKind::NullPointer,
+            arg,
+            "is NULL but its length is not 0",
+        ));
+    }
+    if (ptr as usize) % core::mem::align_of::<T>() != 0 {
+        return Err(Error::new(
+            ErrorKind::Misaligned,
+            arg,
+            "is not aligned for its element type",
+        ));
+    }
+    if len
+        .checked_mul(core::mem::size_of::<T>())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        return Err(Error::bad_dim(arg, "length is too large"));
+    }
+    Ok(())
+}
+
+/// A read-only slice of `len` elements at `ptr`.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `len` initialised elements that stay valid
+/// and unmodified for `'a`.
+pub(crate) unsafe fn input<'a, T>(ptr: *const T, len: usize, arg: &'static str) -> Result<&'a [T]> {
+    check(ptr, len, arg)?;
+    if len == 0 {
+        return Ok(&[]);
+    }
+    // SAFETY: checked non-NULL and aligned; validity is the caller's contract.
+    Ok(unsafe { core::slice::from_raw_parts(ptr, len) })
+}
+
+/// A writable slice of `len` elements at `ptr`.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `len` writable elements, valid for `'a`
+/// and not aliased by any other slice in use.
+pub(crate) unsafe fn output<'a, T>(
+    ptr: *mut T,
+    len: usize,
+    arg: &'static str,
+) -> Result<&'a mut [T]> {
+    check(ptr, len, arg)?;
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    // SAFETY: checked non-NULL and aligned; validity is the caller's contract.
+    Ok(unsafe { core::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// A required pointer to one writable value (an output scalar).
+///
+/// # Safety
+/// A non-NULL `ptr` must point to a writable `T`, valid for `'a`.
+pub(crate) unsafe fn value_out<'a, T>(ptr: *mut T, arg: &'static str) -> Result<&'a mut T> {
+    check(ptr, 1, arg)?;
+    // SAFETY: checked aligned above; NULL becomes None.
+    unsafe { ptr.as_mut() }.ok_or(Error::new(ErrorKind::NullPointer, arg, "is NULL"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_misaligned_and_huge_are_refused() {
+        let data = [1.0f32, 2.0, 3.0];
+        assert_eq!(unsafe { input(data.as_ptr(), 3, "x") }.unwrap(), &data);
+        assert!(
+            unsafe { input::<f32>(core::ptr::null(), 0, "x") }
+                .unwrap()
+                .is_empty()
+        );
+        let e = unsafe { input::<f32>(core::ptr::null(), 2, "x") }.unwrap_err();
+        assert_eq!((e.kind, e.arg), (ErrorKind::NullPointer, "x"));
+        let odd = (data.as_ptr() as *const u8).wrapping_add(1) as *const f32;
+        assert_eq!(
+            unsafe { input(odd, 1, "x") }.unwrap_err().kind,
+            ErrorKind::Misaligned
+        );
+        let e = unsafe { input(data.as_ptr(), usize::MAX / 2, "x") }.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadDimension);
+        let e = unsafe { value_out::<f32>(core::ptr::null_mut(), "p") }.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NullPointer);
+    }
+}

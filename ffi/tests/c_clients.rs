@@ -1,0 +1,69 @@
+//! The C examples build with the system compiler under strict flags, as C99
+//! and as C++11, against the static library, and run correctly.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Directory holding libmorphosde.a: the test binary is in `<dir>/deps/`.
+fn library_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// Compiles `examples/c/<name>.c` (as C, or as C++ when `cpp`), links the
+/// static library, runs it and returns its stdout.
+fn build_and_run(name: &str, cpp: bool) -> String {
+    let build = cc::Build::new()
+        .cpp(cpp)
+        .cargo_metadata(false)
+        .opt_level(0)
+        .target(env!("MSDE_TARGET"))
+        .host(env!("MSDE_TARGET"))
+        .try_get_compiler()
+        .expect("no C/C++ compiler found");
+    let out_dir = std::env::temp_dir().join(format!("msde-c-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let exe = out_dir.join(format!("{name}{}", if cpp { "_cpp" } else { "_c" }));
+    let mut cmd = build.to_command();
+    if cpp {
+        cmd.args(["-x", "c++", "-std=c++11"]);
+    } else {
+        cmd.arg("-std=c99");
+    }
+    cmd.args(["-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .arg(format!("-I{}", root().join("include").display()))
+        .arg(root().join("examples/c").join(format!("{name}.c")))
+        .arg("-x")
+        .arg("none")
+        .arg(library_dir().join("libmorphosde.a"))
+        .args(["-lpthread", "-ldl", "-lm"])
+        .arg("-o")
+        .arg(&exe);
+    let status = cmd.status().expect("cannot run the compiler");
+    assert!(status.success(), "compiling {name} failed: {cmd:?}");
+    let out = Command::new(&exe).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn eigen_demo_in_c_and_cpp() {
+    for cpp in [false, true] {
+        let out = build_and_run("eigen_demo", cpp);
+        // trace(D) = 1 + 0.89 + 0.29 = 2.18 (sum of the eigenvalues).
+        assert!(out.contains("trace 2.180000"), "{out}");
+        assert!(
+            out.contains("short workspace: buffer too small (5): workspace"),
+            "{out}"
+        );
+    }
+}
