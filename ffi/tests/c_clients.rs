@@ -1,18 +1,9 @@
 //! The C examples build with the system compiler under strict flags, as C99
 //! and as C++11, against the static library, and run correctly.
 
-use std::path::PathBuf;
+mod common;
+use common::*;
 use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Directory holding libmorphosde.a: the test binary is in `<dir>/deps/`.
-fn library_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
 
 /// Compiles `examples/c/<name>.c` (as C, or as C++ when `cpp`), links the
 /// static library, runs it and returns its stdout.

@@ -6,6 +6,8 @@
 //! Regenerate the header on purpose: MSDE_BLESS_HEADER=1 cargo test -p
 //! morphosde-ffi --test header
 
+mod common;
+use common::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +17,7 @@ fn manifest_dir() -> PathBuf {
 }
 
 fn header_path() -> PathBuf {
-    manifest_dir().join("../include/morphosde.h")
+    root().join("include/morphosde.h")
 }
 
 fn generate() -> String {
@@ -76,12 +78,6 @@ fn version_macros_match_cargo_and_library() {
         header_macro(&header, "MSDE_ABI_VERSION"),
         morphosde::msde_abi_version()
     );
-}
-
-/// Directory holding libmorphosde.so: the test binary is in `<dir>/deps/`.
-fn library_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
 fn tool_output(cmd: &str, args: &[&str], file: &Path) -> String {
