@@ -30,6 +30,7 @@ pub mod float;
 pub mod integrate;
 pub mod linalg;
 pub mod rng;
+pub mod synthetic;
 
 pub use error::{Error, ErrorKind, Result};
 pub use float::Float;
