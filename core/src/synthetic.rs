@@ -56,7 +56,7 @@ impl EmbryoProcess {
     /// Relaxation rate and coupling of coordinate `k ≥ 2`.
     fn relaxation(k: usize) -> (f64, f64) {
         let lambda = 1.0 + 0.5 * ((k - 2) % 5) as f64;
-        let beta = if k % 2 == 0 { 0.4 } else { -0.3 };
+        let beta = if k.is_multiple_of(2) { 0.4 } else { -0.3 };
         (lambda, beta)
     }
 

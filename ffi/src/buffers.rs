@@ -15,7 +15,7 @@ fn check<T>(ptr: *const T, len: usize, arg: &'static str) -> Result<()> {
             "is NULL but its length is not 0",
         ));
     }
-    if (ptr as usize) % core::mem::align_of::<T>() != 0 {
+    if !(ptr as usize).is_multiple_of(core::mem::align_of::<T>()) {
         return Err(Error::new(
             ErrorKind::Misaligned,
             arg,
