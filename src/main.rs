@@ -3,6 +3,8 @@
 #![allow(dead_code)] // Until the first subcommand uses csvio; remove then.
 
 mod csvio;
+mod data;
+mod plots;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
