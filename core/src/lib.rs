@@ -24,6 +24,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod cluster;
 pub mod cpu;
 pub mod error;
 pub mod float;
