@@ -36,3 +36,14 @@ fn rng_and_linalg_do_not_allocate() {
     });
     assert_eq!(n, 0);
 }
+
+#[test]
+fn fastmath_does_not_allocate() {
+    let mut xs = [0.25f32; 1000];
+    let (n, lse) = count_allocations(|| {
+        morphosde_core::fastmath::exp_in_place(&mut xs);
+        morphosde_core::fastmath::log_sum_exp(&xs)
+    });
+    assert_eq!(n, 0);
+    assert!(lse.is_finite());
+}

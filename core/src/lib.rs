@@ -27,6 +27,7 @@
 pub mod cluster;
 pub mod cpu;
 pub mod error;
+pub mod fastmath;
 pub mod float;
 pub mod integrate;
 pub mod linalg;
