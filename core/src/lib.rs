@@ -32,6 +32,7 @@ pub mod float;
 pub mod integrate;
 pub mod linalg;
 pub mod rng;
+pub mod sampler;
 pub mod synthetic;
 
 pub use error::{Error, ErrorKind, Result};
