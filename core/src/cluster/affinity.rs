@@ -4,6 +4,7 @@
 use super::kdtree::KdTree;
 use super::{SpatialScale, embed, for_each_row};
 use crate::error::{Arena, Error, ErrorKind, Result, checked_mul};
+use crate::fastmath::exp_in_place;
 use crate::float::Float;
 use crate::rng::{Family, Rng};
 use core::cmp::Ordering;
@@ -14,14 +15,6 @@ pub const MEDIAN_SAMPLE: usize = 512;
 
 /// Stream index (family [`Family::Cluster`]) of the median heuristic's sample.
 const MEDIAN_STREAM: u64 = 1;
-
-/// `exp` of every entry, in place: the one place the affinity evaluates
-/// exponentials (so a vectorised kernel can replace it in one spot).
-fn exp_in_place<F: Float>(v: &mut [F]) {
-    for x in v {
-        *x = x.exp();
-    }
-}
 
 fn cmp<F: Float>(a: &F, b: &F) -> Ordering {
     a.partial_cmp(b).unwrap_or(Ordering::Equal)

@@ -10,6 +10,9 @@ use core::cmp::Ordering;
 /// Largest node scanned point by point.
 const LEAF: usize = 12;
 
+/// Largest point dimension of a tree.
+pub(super) const MAX_DIM: usize = 128;
+
 /// Total order on `(squared distance, row)`: neighbours are reported in this
 /// order, so ties break by row number and results do not depend on the
 /// traversal.
@@ -45,9 +48,11 @@ impl<'a, F: Float> KdTree<'a, F> {
     /// The `idx.len()` nearest rows to `q` (a `dim`-vector), by squared
     /// Euclidean distance, ascending in `(d2, row)` order, into `idx`/`d2`.
     /// Needs `idx.len() ≤ n`.
+    /// Needs `idx.len() ≤ n` and `dim ≤` [`MAX_DIM`].
     pub fn nearest(&self, q: &[F], idx: &mut [u32], d2: &mut [F]) {
         let mut heap = Heap { idx, d2, len: 0 };
-        self.search(q, 0, self.perm.len(), &mut heap);
+        let mut offsets = [F::ZERO; MAX_DIM];
+        self.search(q, 0, self.perm.len(), &mut heap, F::ZERO, &mut offsets);
         heap.sort();
     }
 
@@ -61,10 +66,46 @@ impl<'a, F: Float> KdTree<'a, F> {
         s
     }
 
-    fn search(&self, q: &[F], lo: usize, hi: usize, heap: &mut Heap<'_, F>) {
+    /// Visits the node `perm[lo..hi]`, whose cell is at squared distance at
+    /// least `rd = Σ offsets²` from `q` (`offsets[s]`: distance from `q` to
+    /// the cell along dimension `s`, Arya & Mount's incremental distance).
+    /// Squared distance to `row`, or `None` as soon as it exceeds the
+    /// heap's worst entry (a full heap would reject it anyway).
+    #[inline]
+    fn dist2_within(&self, q: &[F], row: u32, heap: &Heap<'_, F>) -> Option<F> {
+        let bound = if heap.full() {
+            heap.worst()
+        } else {
+            F::INFINITY
+        };
+        let p = &self.pts[row as usize * self.dim..][..self.dim];
+        let mut s = F::ZERO;
+        for (a, b) in q.chunks(4).zip(p.chunks(4)) {
+            for (x, y) in a.iter().zip(b) {
+                let t = *x - *y;
+                s += t * t;
+            }
+            if s > bound {
+                return None;
+            }
+        }
+        Some(s)
+    }
+
+    fn search(
+        &self,
+        q: &[F],
+        lo: usize,
+        hi: usize,
+        heap: &mut Heap<'_, F>,
+        rd: F,
+        offsets: &mut [F; MAX_DIM],
+    ) {
         if hi - lo <= LEAF {
             for &row in &self.perm[lo..hi] {
-                heap.offer(self.dist2(q, row), row);
+                if let Some(d) = self.dist2_within(q, row, heap) {
+                    heap.offer(d, row);
+                }
             }
             return;
         }
@@ -78,9 +119,13 @@ impl<'a, F: Float> KdTree<'a, F> {
         } else {
             ((mid + 1, hi), (lo, mid))
         };
-        self.search(q, near.0, near.1, heap);
-        if !heap.full() || diff * diff <= heap.worst() {
-            self.search(q, far.0, far.1, heap);
+        self.search(q, near.0, near.1, heap, rd, offsets);
+        let old = offsets[s];
+        let far_rd = rd - old * old + diff * diff;
+        if !heap.full() || far_rd <= heap.worst() {
+            offsets[s] = diff;
+            self.search(q, far.0, far.1, heap, far_rd, offsets);
+            offsets[s] = old;
         }
     }
 }

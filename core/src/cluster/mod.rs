@@ -259,6 +259,11 @@ fn plan<F: Float>(n: usize, d: usize, cfg: &ClusterConfig<F>) -> Result<Plan> {
                         .with(Detail::Index(neighbours)),
                 );
             }
+            if d + 1 > kdtree::MAX_DIM {
+                return Err(
+                    Error::bad_dim("d", "the kNN mode supports d ≤ 127").with(Detail::Index(d))
+                );
+            }
             query = neighbours.max(self_tuning) + 1;
             let g = affinity::KnnSizes::new(n, d, query, neighbours)?;
             floats += g.floats;

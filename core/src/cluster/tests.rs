@@ -195,6 +195,8 @@ fn bad_input_is_refused_with_the_argument_named() {
     };
     check(knn(0), &z, &t, ErrorKind::BadConfig, "mode");
     check(knn(N), &z, &t, ErrorKind::BadConfig, "mode");
+    let e = workspace_len(100, 200, &knn(5)).unwrap_err();
+    assert_eq!((e.kind, e.arg), (ErrorKind::BadDimension, "d"));
     let mut bad = z;
     bad[7] = f64::NAN;
     check(base, &bad, &t, ErrorKind::NonFinite, "z");
