@@ -47,3 +47,48 @@ fn fastmath_does_not_allocate() {
     assert_eq!(n, 0);
     assert!(lse.is_finite());
 }
+
+#[test]
+fn rollout_step_does_not_allocate() {
+    use morphosde_core::integrate::ode::Dopri5Config;
+    use morphosde_core::integrate::rollout::{
+        Method, RolloutConfig, Start, rollout, rollout_workspace_len,
+    };
+    use morphosde_core::integrate::sde::EmConfig;
+    use morphosde_core::synthetic::EmbryoProcess;
+    let p = EmbryoProcess { d: 6 };
+    let n = 100;
+    let times = [0.25f32, 0.5, 1.0];
+    let mut out = vec![0.0f32; n * times.len() * 6];
+    let mut stop = vec![0.0f32; n];
+    for method in [
+        Method::EulerMaruyama(EmConfig {
+            h_max: 0.05,
+            trace_clip: Some(1.0),
+        }),
+        Method::Rk4 { h: 0.05 },
+        Method::Dopri5(Dopri5Config::new(1e-4, 1e-4)),
+    ] {
+        let config = RolloutConfig {
+            method,
+            seed: 3,
+            block_rows: 32,
+        };
+        // One worker's workspace: the rollout runs on this thread.
+        let mut ws = vec![0.0f32; rollout_workspace_len(&p, &config, 1)];
+        let (allocations, result) = count_allocations(|| {
+            rollout(
+                &p,
+                Start::Point(&[0.0, 0.4, 0.0, 0.0, 0.0, 0.0]),
+                0.0,
+                &times,
+                &config,
+                &mut out,
+                &mut stop,
+                &mut ws,
+            )
+        });
+        assert_eq!(result.unwrap().stats.stopped, 0);
+        assert_eq!(allocations, 0, "{method:?}");
+    }
+}

@@ -3,8 +3,29 @@
 //! Anything that can evaluate a drift (and optionally a diffusion factor) on
 //! a block of states implements [`Dynamics`]; the learned model does, and so
 //! do the closed-form processes the tests use.
+//!
+//! - [`rk4_flow`]: the drift's flow over one gap per row (targets, losses).
+//! - [`ode`]: RK4 with a fixed step and Dopri5 with adaptive steps, states
+//!   at requested output times.
+//! - [`sde`]: Euler–Maruyama with substeps no larger than `h_max`.
+//! - [`rollout`]: many trajectories in blocks of rows, one random stream per
+//!   trajectory, threads with the `std` feature.
+//!
+//! Paths share one contract: a block of `rows` states starts at `t0`, its
+//! states at the output times `times` (`t0 ≤ times[0] < times[1] < …`) are
+//! written to `out` (`rows×K×d`, trajectory-major: row `r`'s state at
+//! `times[k]` is `out[(r*K + k)*d ..][..d]`). A row whose state becomes
+//! non-finite (or, for Dopri5, whose step size underflows) stops: its
+//! `stop_times` entry is the time it stopped, its later outputs are NaN,
+//! and the other rows go on. Rows that finish have stop time `+∞`.
 
-use crate::error::{Error, Result, check_finite, check_len, check_room, checked_mul};
+pub mod ode;
+pub mod rollout;
+pub mod sde;
+
+use crate::error::{
+    Detail, Error, ErrorKind, Result, check_finite, check_len, check_room, checked_mul,
+};
 use crate::float::Float;
 
 /// A drift `f(z, t)` and, when it has one, a diffusion factor `L(z, t)`
@@ -114,6 +135,124 @@ fn rk4_stage<F: Float>(z: &[F], k: &[F], h: &[F], frac: F, d: usize, stage: &mut
         let dt = hr * frac;
         for c in r * d..(r + 1) * d {
             stage[c] = z[c] + dt * k[c];
+        }
+    }
+}
+
+/// Work counts of a path, summed over rows: accepted and rejected steps,
+/// drift evaluations (one per row per evaluated stage) and rows stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepStats {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub evaluations: u64,
+    /// Rows that stopped early (non-finite state, step-size underflow or
+    /// step cap); their times are in the path's `stop_times`.
+    pub stopped: u64,
+}
+
+impl core::ops::Add for StepStats {
+    type Output = StepStats;
+    fn add(self, o: StepStats) -> StepStats {
+        StepStats {
+            accepted: self.accepted + o.accepted,
+            rejected: self.rejected + o.rejected,
+            evaluations: self.evaluations + o.evaluations,
+            stopped: self.stopped + o.stopped,
+        }
+    }
+}
+
+/// Most substeps one output gap may take (guards against `h` tiny compared
+/// with the time span).
+pub const MAX_SUBSTEPS_PER_GAP: usize = 1 << 30;
+
+/// Checks a path's shapes and times and returns `(rows, K)`: `z0` is
+/// `rows×d` and finite, `rows ≥ 1`, `t0` finite, `times` finite, non-empty,
+/// `t0 ≤ times[0]` and strictly increasing; `out` is `rows×K×d` and
+/// `stop_times` has `rows` entries.
+pub(crate) fn check_path<F: Float>(
+    d: usize,
+    z0: &[F],
+    t0: F,
+    times: &[F],
+    out: &[F],
+    stop_times: &[F],
+) -> Result<(usize, usize)> {
+    if d == 0 {
+        return Err(Error::bad_dim("dynamics", "state dimension is zero"));
+    }
+    let rows = stop_times.len();
+    if rows == 0 {
+        return Err(Error::bad_dim("stop_times", "no trajectories (rows = 0)"));
+    }
+    check_len(z0, checked_mul(rows, d, "z0")?, "z0")?;
+    check_finite(z0, "z0")?;
+    if !t0.is_finite() {
+        return Err(Error::new(ErrorKind::NonFinite, "t0", "is NaN or infinite"));
+    }
+    check_finite(times, "times")?;
+    let k = times.len();
+    if k == 0 {
+        return Err(Error::bad_dim("times", "no output times"));
+    }
+    if times[0] < t0 {
+        return Err(Error::bad_config("times", "first output time is before t0"));
+    }
+    if let Some(i) = times.windows(2).position(|w| w[1] <= w[0]) {
+        return Err(
+            Error::bad_config("times", "output times are not strictly increasing")
+                .with(Detail::Index(i + 1)),
+        );
+    }
+    check_len(
+        out,
+        checked_mul(checked_mul(rows, k, "out")?, d, "out")?,
+        "out",
+    )?;
+    Ok((rows, k))
+}
+
+/// A step bound `h` (named `arg`) must be finite and positive.
+pub(crate) fn check_step<F: Float>(h: F, arg: &'static str) -> Result<()> {
+    if !(h.is_finite() && h > F::ZERO) {
+        return Err(
+            Error::bad_config(arg, "must be finite and positive").with(Detail::Value(h.to_f64()))
+        );
+    }
+    Ok(())
+}
+
+/// Number of equal substeps of size at most `h_max` that cover `gap ≥ 0`
+/// (0 for a zero gap).
+pub(crate) fn substep_count<F: Float>(gap: F, h_max: F) -> Result<usize> {
+    let n = libm::ceil(gap.to_f64() / h_max.to_f64());
+    // Also catches NaN (a NaN gap or step never compares as in range).
+    if n.is_nan() || n > MAX_SUBSTEPS_PER_GAP as f64 {
+        return Err(Error::bad_config(
+            "h_max",
+            "step too small for the time span (more than 2^30 substeps per gap)",
+        ));
+    }
+    Ok(n as usize)
+}
+
+/// Writes row `r`'s state `z_r` (or NaN when the row has stopped) as its
+/// output `k` of `K`.
+pub(crate) fn record_outputs<F: Float>(
+    z: &[F],
+    stop_times: &[F],
+    k: usize,
+    big_k: usize,
+    d: usize,
+    out: &mut [F],
+) {
+    for (r, &stop) in stop_times.iter().enumerate() {
+        let dst = &mut out[(r * big_k + k) * d..][..d];
+        if stop == F::INFINITY {
+            dst.copy_from_slice(&z[r * d..(r + 1) * d]);
+        } else {
+            dst.fill(F::from_f64(f64::NAN));
         }
     }
 }
