@@ -5,6 +5,7 @@
 //! blocks), not for large problems.
 
 mod eigen;
+pub mod gemm;
 
 pub use eigen::{SYM_EIGEN_MAX_SWEEPS, sym_eigen};
 
