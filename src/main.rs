@@ -2,6 +2,7 @@
 //! module under `commands/`; CSV handling in `csvio`.
 #![allow(dead_code)] // Until the first subcommand uses csvio; remove then.
 
+mod commands;
 mod csvio;
 mod data;
 mod plots;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Print the version and the vector kernel level this machine uses.
     Info,
+    /// Time-weighted spectral clustering of a snapshot table.
+    Cluster(commands::cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,18 @@ fn main() -> ExitCode {
                 morphosde_core::cpu::level()
             );
             ExitCode::SUCCESS
+        }
+        Command::Cluster(args) => report(commands::cluster::run(&args)),
+    }
+}
+
+/// Exit status of a subcommand; errors go to stderr.
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

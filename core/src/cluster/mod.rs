@@ -178,7 +178,7 @@ fn plan<F: Float>(n: usize, d: usize, cfg: &ClusterConfig<F>) -> Result<Plan> {
         return Err(Error::bad_dim("n", "too many points for 32-bit indices"));
     }
     if cfg.k == 0 || cfg.k > MAX_CLUSTERS {
-        return Err(Error::bad_config("k", "must be in 1..=32").with(Detail::Index(cfg.k)));
+        return Err(Error::bad_config("k", "must be in 1..=32").with(Detail::Value(cfg.k as f64)));
     }
     if cfg.k > n {
         return Err(
@@ -226,7 +226,7 @@ fn plan<F: Float>(n: usize, d: usize, cfg: &ClusterConfig<F>) -> Result<Plan> {
                     "sigma_z",
                     "self-tuning neighbour must be in 1..=64 and < n",
                 )
-                .with(Detail::Index(neighbour)));
+                .with(Detail::Value(neighbour as f64)));
             }
             neighbour
         }
@@ -256,13 +256,12 @@ fn plan<F: Float>(n: usize, d: usize, cfg: &ClusterConfig<F>) -> Result<Plan> {
             if neighbours == 0 || neighbours > MAX_NEIGHBOURS || neighbours >= n {
                 return Err(
                     Error::bad_config("mode", "kNN neighbours must be in 1..=64 and < n")
-                        .with(Detail::Index(neighbours)),
+                        .with(Detail::Value(neighbours as f64)),
                 );
             }
             if d + 1 > kdtree::MAX_DIM {
-                return Err(
-                    Error::bad_dim("d", "the kNN mode supports d ≤ 127").with(Detail::Index(d))
-                );
+                return Err(Error::bad_dim("d", "the kNN mode supports d ≤ 127")
+                    .with(Detail::Value(d as f64)));
             }
             query = neighbours.max(self_tuning) + 1;
             let g = affinity::KnnSizes::new(n, d, query, neighbours)?;

@@ -1,0 +1,3 @@
+//! One module per subcommand: argument struct (clap) and `run`.
+
+pub mod cluster;
