@@ -92,3 +92,27 @@ fn rollout_step_does_not_allocate() {
         assert_eq!(allocations, 0, "{method:?}");
     }
 }
+
+#[test]
+fn metrics_do_not_allocate() {
+    use morphosde_core::metrics::{
+        calibration_summary, diffusion_spectrum, energy_distance, sliced_wasserstein,
+    };
+    let mut x = [0.0f32; 40 * 3];
+    let mut y = [0.0f32; 30 * 3];
+    let mut rng = Rng::stream(1, Family::Data, 0);
+    rng.fill_normal(&mut x);
+    rng.fill_normal(&mut y);
+    let mut ws = [0.0f32; 10 * 3 + 70];
+    let l = [1.0f32, 0.0, 0.5, 2.0];
+    let (mut w, mut v, mut scratch) = ([0.0f32; 2], [0.0f32; 4], [0.0f32; 4]);
+    let (mut qa, mut qr) = ([0.0f32; 3], [0.0f32; 3]);
+    let (n, ()) = count_allocations(|| {
+        assert!(energy_distance(&x, &y, 3).unwrap() > 0.0);
+        assert!(sliced_wasserstein(&x, &y, 3, 10, 4, &mut ws).unwrap() > 0.0);
+        diffusion_spectrum(&l, 2, 2, &mut w, &mut v, &mut scratch).unwrap();
+        let levels = [0.1f32, 0.5, 0.9];
+        calibration_summary(&x[..36], &y[..36], 2, &levels, &mut qa, &mut qr, &mut ws).unwrap();
+    });
+    assert_eq!(n, 0);
+}

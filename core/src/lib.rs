@@ -31,6 +31,7 @@ pub mod fastmath;
 pub mod float;
 pub mod integrate;
 pub mod linalg;
+pub mod metrics;
 pub mod model;
 pub mod rng;
 pub mod sampler;
