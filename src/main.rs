@@ -27,6 +27,8 @@ enum Command {
     Info,
     /// Time-weighted spectral clustering of a snapshot table.
     Cluster(commands::cluster::ClusterArgs),
+    /// Energy distance and sliced Wasserstein distance between two CSV clouds.
+    Evaluate(commands::evaluate::EvaluateArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Cluster(args) => report(commands::cluster::run(&args)),
+        Command::Evaluate(args) => report(commands::evaluate::run(&args)),
     }
 }
 

@@ -1,3 +1,4 @@
 //! One module per subcommand: argument struct (clap) and `run`.
 
 pub mod cluster;
+pub mod evaluate;
