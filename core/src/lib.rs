@@ -20,7 +20,8 @@
 //!
 //! ## Layers (arrows point down only)
 //! `float`, `error` → `rng`, `linalg`, `optim` → `uot`, `cluster`, `model`,
-//! `metrics` → `sampler`, `targets`, `integrate`, `codec` → `loss` → `train`.
+//! `metrics` → `sampler`, `targets`, `integrate`, `propagate`, `codec` → `loss`
+//! → `train`.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -33,6 +34,7 @@ pub mod integrate;
 pub mod linalg;
 pub mod metrics;
 pub mod model;
+pub mod propagate;
 pub mod rng;
 pub mod sampler;
 pub mod synthetic;

@@ -25,6 +25,7 @@
 
 use crate::float::Float;
 use crate::integrate::Dynamics;
+use crate::propagate::DriftJacobian;
 
 /// Developmental speed along `z₀`.
 pub const EMBRYO_SPEED: f64 = 1.0;
@@ -155,6 +156,33 @@ impl<F: Float> Dynamics<F> for EmbryoProcess {
         self.drift(z, t, f, workspace);
         for r in 0..t.len() {
             self.factor_at(&z[r * d..(r + 1) * d], &mut l[r * d * d..(r + 1) * d * d]);
+        }
+    }
+}
+
+impl<F: Float> DriftJacobian<F> for EmbryoProcess {
+    fn jacobian_workspace_len(&self, _rows: usize) -> usize {
+        0
+    }
+    fn drift_jacobian(&self, z: &[F], t: &[F], f: &mut [F], jac: &mut [F], workspace: &mut [F]) {
+        let d = self.d;
+        self.drift(z, t, f, workspace);
+        let c = F::from_f64(EMBRYO_THRESHOLD);
+        let b = F::from_f64(EMBRYO_BRANCH);
+        for (r, &tr) in t.iter().enumerate() {
+            let j = &mut jac[r * d * d..(r + 1) * d * d];
+            j.fill(F::ZERO);
+            let on =
+                ((tr - F::from_f64(EMBRYO_SPLIT_TIME)) / F::from_f64(EMBRYO_SPLIT_WIDTH)).sigmoid();
+            let z1 = z[r * d + 1];
+            // d/dz₁ of z₁(b − z₁)(z₁ − c) = −3z₁² + 2(b + c)z₁ − bc.
+            let slope = -F::from_f64(3.0) * z1 * z1 + F::TWO * (b + c) * z1 - b * c;
+            j[d + 1] = on * F::from_f64(EMBRYO_KAPPA) * slope / (c * (b - c));
+            for k in 2..d {
+                let (lambda, beta) = Self::relaxation(k);
+                j[k * d + k] = -F::from_f64(lambda);
+                j[k * d + 1] = F::from_f64(lambda * beta);
+            }
         }
     }
 }

@@ -130,7 +130,7 @@ pub fn rk4_flow<F: Float, S: Dynamics<F>>(
 }
 
 /// `stage_r = z_r + (h_r · frac) k_r` for every row.
-fn rk4_stage<F: Float>(z: &[F], k: &[F], h: &[F], frac: F, d: usize, stage: &mut [F]) {
+pub(crate) fn rk4_stage<F: Float>(z: &[F], k: &[F], h: &[F], frac: F, d: usize, stage: &mut [F]) {
     for (r, &hr) in h.iter().enumerate() {
         let dt = hr * frac;
         for c in r * d..(r + 1) * d {

@@ -1,13 +1,16 @@
 //! Small dense linear algebra on row-major slices, in place, no allocation:
-//! the symmetric eigen-decomposition (cyclic Jacobi) and the Cholesky
-//! factorisation. Sizes are runtime values; these routines are meant for the
-//! small matrices of the library (d ≤ 64 covariance matrices, Rayleigh–Ritz
-//! blocks), not for large problems.
+//! the symmetric eigen-decomposition (cyclic Jacobi), the Cholesky
+//! factorisation, a pivoted square solve and the nearest PSD matrix. Sizes
+//! are runtime values; these routines are meant for the small matrices of
+//! the library (d ≤ 64 covariance matrices, Rayleigh–Ritz blocks, the
+//! d(d+1)/2 systems of the propagated estimator), not for large problems.
 
 mod eigen;
 pub mod gemm;
+mod solve;
 
 pub use eigen::{SYM_EIGEN_MAX_SWEEPS, sym_eigen};
+pub use solve::{nearest_psd_in_place, solve_in_place};
 
 use crate::error::{Error, ErrorKind, Result, check_len};
 use crate::float::Float;
