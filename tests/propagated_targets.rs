@@ -15,6 +15,7 @@
 mod alloc_counter;
 
 use morphosde_core::integrate::{Dynamics, rk4_flow, rk4_flow_workspace_len};
+use morphosde_core::model::{Config, Layout, Learned};
 use morphosde_core::propagate::{
     DiffusionAt, DriftJacobian, Propagation, propagate, propagate_workspace_len,
 };
@@ -319,4 +320,20 @@ fn propagation_and_its_maps_do_not_allocate() {
     });
     assert_eq!(n, 0);
     assert!(loss.is_finite());
+    // The learned drift's forward-mode Jacobian, through the same path.
+    let config = Config {
+        d: 4,
+        depth: 2,
+        width: 16,
+        ..Config::default()
+    };
+    let layout = Layout::new(&config).unwrap();
+    let mut params = vec![0.0f32; layout.len];
+    layout.init(1, &mut params).unwrap();
+    let model = Learned::new(&config, &params).unwrap();
+    let mut ws = vec![0.0f32; propagate_workspace_len(&model, 2)];
+    let (n, ()) = alloc_counter::count_allocations(|| {
+        propagate(&model, &z, &t, &h, 4, &mut states, &mut props, &mut ws).unwrap();
+    });
+    assert_eq!(n, 0);
 }

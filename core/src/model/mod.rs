@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod heads;
+mod jacobian;
 #[cfg(test)]
 mod tests;
 
