@@ -196,6 +196,11 @@ impl<'a, T> Arena<'a, T> {
         Ok(head)
     }
 
+    /// Everything not handed out yet.
+    pub fn rest(self) -> &'a mut [T] {
+        self.rest
+    }
+
     /// Elements handed out so far.
     pub fn used(&self) -> usize {
         self.used

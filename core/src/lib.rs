@@ -40,4 +40,8 @@ pub mod sampler;
 pub mod synthetic;
 
 pub use error::{Error, ErrorKind, Result};
+
+/// Largest state dimension `d` the core supports (fixed-size scratch, the
+/// eigen-analysis of `D`).
+pub const MAX_DIM: usize = 64;
 pub use float::Float;
