@@ -116,3 +116,77 @@ fn metrics_do_not_allocate() {
     });
     assert_eq!(n, 0);
 }
+
+/// A training step (full-rank diffusion head, flow residual, pairwise and
+/// plan-weighted targets), the learned dynamics and the model codec.
+#[test]
+fn train_step_and_codec_do_not_allocate() {
+    use morphosde_core::codec::{load, model_bytes_len, save};
+    use morphosde_core::integrate::Dynamics;
+    use morphosde_core::model::{Config, Layout, Learned, TargetMode};
+    use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
+    let (n, m, d) = (16, 12, 3);
+    let mut data = vec![0.0f32; 4 * n * d + m * d];
+    Rng::stream(1, Family::Data, 0).fill_normal(&mut data);
+    let (x, rest) = data.split_at(n * d);
+    let (v, rest) = rest.split_at(n * d);
+    let (y, y_cloud) = rest.split_at(n * d);
+    let y_cloud = &y_cloud[..m * d];
+    let t = vec![0.5f32; n];
+    let h = vec![0.2f32; n];
+    let mass = vec![1.0f32; n];
+    let plan = vec![1.0f32 / (n * m) as f32; n * m];
+    for mode in [TargetMode::Pairwise, TargetMode::PlanWeighted] {
+        let config = Config {
+            d,
+            depth: 2,
+            width: 16,
+            learn_diffusion: true,
+            target_mode: mode,
+            ..Config::default()
+        };
+        let layout = Layout::new(&config).unwrap();
+        let mut params = vec![0.0f32; layout.len];
+        layout.init(3, &mut params).unwrap();
+        let (mut am, mut av) = (vec![0.0f32; layout.len], vec![0.0f32; layout.len]);
+        let mut ws = vec![0.0f32; train_step_workspace_len(&config, n, m).unwrap()];
+        let mut bytes = vec![0u8; model_bytes_len::<f32>(&config).unwrap()];
+        let mut back = vec![0.0f32; layout.len];
+        let mut f = vec![0.0f32; n * d];
+        let mut l = vec![0.0f32; n * d * d];
+        let batch = Batch {
+            x,
+            t: &t,
+            h: &h,
+            v_hat: v,
+            mass: &mass,
+            y: if mode == TargetMode::Pairwise {
+                y
+            } else {
+                y_cloud
+            },
+            plan: if mode == TargetMode::Pairwise {
+                &[]
+            } else {
+                &plan
+            },
+        };
+        let (count, ()) = count_allocations(|| {
+            let mut adam = AdamState {
+                m: &mut am,
+                v: &mut av,
+                steps: 0,
+            };
+            for epoch in 0..3 {
+                train_step(&config, epoch, &batch, &mut params, &mut adam, &mut ws).unwrap();
+            }
+            let learned = Learned::new(&config, &params).unwrap();
+            learned.drift_and_factor(x, &t, &mut f, &mut l, &mut ws);
+            save(&config, &params, &mut bytes).unwrap();
+            load(&bytes, &mut back).unwrap();
+        });
+        assert_eq!(count, 0, "{mode:?}");
+        assert_eq!(back, params);
+        assert!(l.iter().all(|v| v.is_finite()));
+    }
+}

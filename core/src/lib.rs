@@ -26,18 +26,23 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod cluster;
+pub mod codec;
 pub mod cpu;
 pub mod error;
 pub mod fastmath;
 pub mod float;
 pub mod integrate;
 pub mod linalg;
+pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod optim;
 pub mod propagate;
 pub mod rng;
 pub mod sampler;
 pub mod synthetic;
+pub mod targets;
+pub mod train;
 
 pub use error::{Error, ErrorKind, Result};
 

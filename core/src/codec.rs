@@ -1,0 +1,394 @@
+//! Model bytes: a trained model in a caller buffer, and back.
+//!
+//! Layout (all integers little-endian):
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 8 | magic `b"MSDEMODL"` |
+//! | 4 | format version ([`FORMAT_VERSION`]) |
+//! | 4 | bytes per parameter (4 = f32, 8 = f64) |
+//! | 4 | number of config words `W` |
+//! | 8·W | config words (`u64`; reals as IEEE-754 f64 bits) in [`Config`] field order |
+//! | 8 | parameter count `P` |
+//! | P·(4 or 8) | parameters (layout of [`Layout::new`]) |
+//! | 8 | FNV-1a-64 of every byte before it |
+//!
+//! Loading checks, in order: length for the header (truncated), magic
+//! (foreign bytes), version, float width, total length (truncated),
+//! checksum (corrupted), config (decodable and valid), parameter count
+//! (consistent with the config), finiteness. Nothing is written to the
+//! output before every check has passed.
+
+use crate::error::{Detail, Error, ErrorKind, Result, check_finite, check_len};
+use crate::float::Float;
+use crate::model::{Config, DriftLoss, Layout, MassWeighting, Residual, TargetMode};
+
+/// First eight bytes of every model.
+pub const MAGIC: [u8; 8] = *b"MSDEMODL";
+/// Version of this layout; bytes of any other version are refused.
+pub const FORMAT_VERSION: u32 = 1;
+/// Config words written by this version.
+const CONFIG_WORDS: usize = 28;
+const HEADER: usize = 8 + 4 + 4 + 4;
+
+/// FNV-1a, 64-bit.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn corrupt(msg: &'static str) -> Error {
+    Error::new(ErrorKind::CorruptModel, "bytes", msg)
+}
+
+fn config_words(c: &Config) -> [u64; CONFIG_WORDS] {
+    [
+        c.d as u64,
+        c.time_features as u64,
+        c.depth as u64,
+        c.width as u64,
+        c.learn_diffusion as u64,
+        c.lambda_diff.to_bits(),
+        c.diffusion_low_rank as u64,
+        c.q as u64,
+        c.diffusion_diagonal as u64,
+        c.diffusion_epsilon.to_bits(),
+        c.warmup_epochs as u64,
+        c.drift_loss as u64,
+        c.mass_weighting as u64,
+        c.mass_threshold.to_bits(),
+        c.target_mode as u64,
+        c.residual as u64,
+        c.flow_substeps as u64,
+        c.k_neighbours as u64,
+        c.shrinkage.to_bits(),
+        c.target_epsilon.to_bits(),
+        c.clip_grad_norm.to_bits(),
+        c.clip_trace.to_bits(),
+        c.learning_rate.to_bits(),
+        c.beta1.to_bits(),
+        c.beta2.to_bits(),
+        c.adam_epsilon.to_bits(),
+        c.weight_decay.to_bits(),
+        c.seed,
+    ]
+}
+
+fn config_from_words(w: &[u64; CONFIG_WORDS]) -> Result<Config> {
+    let count = |v: u64| usize::try_from(v).map_err(|_| corrupt("config count out of range"));
+    let flag = |v: u64| match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(corrupt("config flag is not 0 or 1")),
+    };
+    let real = f64::from_bits;
+    let config = Config {
+        d: count(w[0])?,
+        time_features: count(w[1])?,
+        depth: count(w[2])?,
+        width: count(w[3])?,
+        learn_diffusion: flag(w[4])?,
+        lambda_diff: real(w[5]),
+        diffusion_low_rank: flag(w[6])?,
+        q: count(w[7])?,
+        diffusion_diagonal: flag(w[8])?,
+        diffusion_epsilon: real(w[9]),
+        warmup_epochs: u32::try_from(w[10]).map_err(|_| corrupt("warmup_epochs out of range"))?,
+        drift_loss: match w[11] {
+            0 => DriftLoss::Mse,
+            1 => DriftLoss::Nll,
+            _ => return Err(corrupt("unknown drift loss")),
+        },
+        mass_weighting: match w[12] {
+            0 => MassWeighting::RowMass,
+            1 => MassWeighting::Threshold,
+            _ => return Err(corrupt("unknown mass weighting")),
+        },
+        mass_threshold: real(w[13]),
+        target_mode: match w[14] {
+            0 => TargetMode::Pairwise,
+            1 => TargetMode::PlanWeighted,
+            _ => return Err(corrupt("unknown target mode")),
+        },
+        residual: match w[15] {
+            0 => Residual::OneStep,
+            1 => Residual::Flow,
+            _ => return Err(corrupt("unknown residual")),
+        },
+        flow_substeps: count(w[16])?,
+        k_neighbours: count(w[17])?,
+        shrinkage: real(w[18]),
+        target_epsilon: real(w[19]),
+        clip_grad_norm: real(w[20]),
+        clip_trace: real(w[21]),
+        learning_rate: real(w[22]),
+        beta1: real(w[23]),
+        beta2: real(w[24]),
+        adam_epsilon: real(w[25]),
+        weight_decay: real(w[26]),
+        seed: w[27],
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// Bytes [`save`] writes for a model of `config` in float type `F`.
+pub fn model_bytes_len<F: Float>(config: &Config) -> Result<usize> {
+    let p = Layout::new(config)?.len;
+    Ok(HEADER + 8 * CONFIG_WORDS + 8 + p * F::BYTES + 8)
+}
+
+/// Writes the model (`config`, `params` of its layout, finite) to the front
+/// of `out`; returns the number of bytes written ([`model_bytes_len`]).
+pub fn save<F: Float>(config: &Config, params: &[F], out: &mut [u8]) -> Result<usize> {
+    let len = model_bytes_len::<F>(config)?;
+    let p = Layout::new(config)?.len;
+    check_len(params, p, "params")?;
+    check_finite(params, "params")?;
+    if out.len() < len {
+        return Err(Error::too_small("out", len, out.len()));
+    }
+    let out = &mut out[..len];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(&MAGIC);
+    put(&FORMAT_VERSION.to_le_bytes());
+    put(&(F::BYTES as u32).to_le_bytes());
+    put(&(CONFIG_WORDS as u32).to_le_bytes());
+    for w in config_words(config) {
+        put(&w.to_le_bytes());
+    }
+    put(&(p as u64).to_le_bytes());
+    for &v in params {
+        if F::BYTES == 4 {
+            put(&(v.to_f64() as f32).to_le_bytes());
+        } else {
+            put(&v.to_f64().to_le_bytes());
+        }
+    }
+    let sum = fnv1a64(&out[..len - 8]);
+    out[len - 8..].copy_from_slice(&sum.to_le_bytes());
+    Ok(len)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Reads the config of model bytes (all checks of [`load`] except the
+/// parameters' finiteness), so a caller can size the parameter slice.
+pub fn load_config<F: Float>(bytes: &[u8]) -> Result<Config> {
+    if bytes.len() < HEADER {
+        return Err(
+            corrupt("truncated: shorter than the header").with(Detail::Len {
+                expected: HEADER,
+                got: bytes.len(),
+            }),
+        );
+    }
+    if bytes[..8] != MAGIC {
+        return Err(corrupt("not morphosde model bytes (bad magic)"));
+    }
+    let version = u32_at(bytes, 8);
+    if version != FORMAT_VERSION {
+        return Err(Error::new(
+            ErrorKind::VersionMismatch,
+            "bytes",
+            "model format version is not the supported one",
+        )
+        .with(Detail::Value(version as f64)));
+    }
+    if u32_at(bytes, 12) as usize != F::BYTES {
+        return Err(corrupt("stored with another float width than requested")
+            .with(Detail::Value(u32_at(bytes, 12) as f64)));
+    }
+    if u32_at(bytes, 16) as usize != CONFIG_WORDS {
+        return Err(corrupt(
+            "config word count does not match the format version",
+        ));
+    }
+    let fixed = HEADER + 8 * CONFIG_WORDS + 8;
+    if bytes.len() < fixed + 8 {
+        return Err(
+            corrupt("truncated: shorter than the config").with(Detail::Len {
+                expected: fixed + 8,
+                got: bytes.len(),
+            }),
+        );
+    }
+    let p = u64_at(bytes, fixed - 8);
+    let total = usize::try_from(p)
+        .ok()
+        .and_then(|p| p.checked_mul(F::BYTES))
+        .and_then(|b| b.checked_add(fixed + 8))
+        .ok_or(corrupt("parameter count out of range"))?;
+    if bytes.len() != total {
+        return Err(corrupt(if bytes.len() < total {
+            "truncated: shorter than its parameters"
+        } else {
+            "longer than the model it describes"
+        })
+        .with(Detail::Len {
+            expected: total,
+            got: bytes.len(),
+        }));
+    }
+    if fnv1a64(&bytes[..total - 8]) != u64_at(bytes, total - 8) {
+        return Err(corrupt("checksum mismatch: the bytes were altered"));
+    }
+    let mut words = [0u64; CONFIG_WORDS];
+    for (k, w) in words.iter_mut().enumerate() {
+        *w = u64_at(bytes, HEADER + 8 * k);
+    }
+    let config = config_from_words(&words)?;
+    if Layout::new(&config)?.len as u64 != p {
+        return Err(corrupt("parameter count does not match the config"));
+    }
+    Ok(config)
+}
+
+/// Loads model bytes into `params` (length of the stored config's layout);
+/// returns the config. On any error `params` is untouched.
+pub fn load<F: Float>(bytes: &[u8], params: &mut [F]) -> Result<Config> {
+    let config = load_config::<F>(bytes)?;
+    let p = Layout::new(&config)?.len;
+    check_len(params, p, "params")?;
+    let start = HEADER + 8 * CONFIG_WORDS + 8;
+    let read = |k: usize| -> F {
+        let at = start + k * F::BYTES;
+        if F::BYTES == 4 {
+            F::from_f64(
+                f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as f64,
+            )
+        } else {
+            F::from_f64(f64::from_bits(u64_at(bytes, at)))
+        }
+    };
+    if let Some(k) = (0..p).position(|k| !read(k).is_finite()) {
+        return Err(corrupt("parameters contain NaN or infinity").with(Detail::Index(k)));
+    }
+    for (k, v) in params.iter_mut().enumerate() {
+        *v = read(k);
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Config;
+    use std::vec;
+
+    fn model() -> (Config, std::vec::Vec<f32>) {
+        let config = Config {
+            d: 3,
+            depth: 2,
+            width: 6,
+            learn_diffusion: true,
+            drift_loss: DriftLoss::Nll,
+            residual: Residual::OneStep,
+            seed: 77,
+            lambda_diff: 0.25,
+            ..Config::default()
+        };
+        let layout = Layout::new(&config).unwrap();
+        let mut params = vec![0.0f32; layout.len];
+        layout.init(config.seed, &mut params).unwrap();
+        params[0] = -0.0;
+        params[1] = f32::MIN_POSITIVE / 3.0; // subnormal
+        (config, params)
+    }
+
+    #[test]
+    fn save_load_round_trips_bit_exactly() {
+        let (config, params) = model();
+        let mut bytes = vec![0u8; model_bytes_len::<f32>(&config).unwrap() + 5];
+        let n = save(&config, &params, &mut bytes).unwrap();
+        let bytes = &bytes[..n];
+        let mut back = vec![1.0f32; params.len()];
+        let got = load(bytes, &mut back).unwrap();
+        assert_eq!(got, config);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<std::vec::Vec<_>>();
+        assert_eq!(bits(&back), bits(&params));
+        // f64 parameters too.
+        let p64: std::vec::Vec<f64> = params.iter().map(|&v| v as f64 + 1e-12).collect();
+        let mut b64 = vec![0u8; model_bytes_len::<f64>(&config).unwrap()];
+        save(&config, &p64, &mut b64).unwrap();
+        let mut back64 = vec![0.0f64; p64.len()];
+        load(&b64, &mut back64).unwrap();
+        assert_eq!(back64, p64);
+        // Asking for f32 from f64 bytes is refused.
+        let e = load::<f32>(&b64, &mut back).unwrap_err();
+        assert_eq!(e.msg, "stored with another float width than requested");
+    }
+
+    #[test]
+    fn altered_bytes_are_refused_with_distinct_errors() {
+        let (config, params) = model();
+        let mut bytes = vec![0u8; model_bytes_len::<f32>(&config).unwrap()];
+        save(&config, &params, &mut bytes).unwrap();
+        let mut out = vec![7.0f32; params.len()];
+        let msg = |b: &[u8], out: &mut [f32]| load(b, out).unwrap_err();
+        // Every single flipped byte is refused and nothing is written.
+        for at in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[at] ^= 0x10;
+            let e = msg(&b, &mut out);
+            assert!(
+                matches!(e.kind, ErrorKind::CorruptModel | ErrorKind::VersionMismatch),
+                "{at}"
+            );
+        }
+        assert!(out.iter().all(|&v| v == 7.0));
+        let mut b = bytes.clone();
+        b[bytes.len() / 2] ^= 1;
+        assert_eq!(
+            msg(&b, &mut out).msg,
+            "checksum mismatch: the bytes were altered"
+        );
+        assert_eq!(
+            msg(&bytes[..10], &mut out).msg,
+            "truncated: shorter than the header"
+        );
+        assert_eq!(
+            msg(&bytes[..bytes.len() - 1], &mut out).msg,
+            "truncated: shorter than its parameters"
+        );
+        let mut foreign = bytes.clone();
+        foreign[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n");
+        assert_eq!(
+            msg(&foreign, &mut out).msg,
+            "not morphosde model bytes (bad magic)"
+        );
+        let mut v2 = bytes.clone();
+        v2[8] = 2;
+        assert_eq!(msg(&v2, &mut out).kind, ErrorKind::VersionMismatch);
+        let mut short = vec![0.0f32; 3];
+        assert_eq!(load(&bytes, &mut short).unwrap_err().arg, "params");
+        assert_eq!(
+            save(&config, &params, &mut [0u8; 16]).unwrap_err().kind,
+            ErrorKind::BufferTooSmall
+        );
+    }
+
+    #[test]
+    fn fnv1a64_matches_reference_values() {
+        // Published FNV-1a-64 test vectors.
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
+    }
+}

@@ -1,0 +1,268 @@
+use super::*;
+use crate::error::ErrorKind;
+use crate::model::{DiffusionHead, DriftLoss, MassWeighting};
+use crate::rng::{Family, Rng};
+use std::vec;
+use std::vec::Vec;
+
+/// An owned batch of `n` sources with pairwise targets.
+struct Data<F> {
+    x: Vec<F>,
+    t: Vec<F>,
+    h: Vec<F>,
+    v: Vec<F>,
+    mass: Vec<F>,
+    y: Vec<F>,
+}
+
+impl<F: Float> Data<F> {
+    fn random(n: usize, d: usize, seed: u64) -> Self {
+        let mut rng = Rng::stream(seed, Family::Data, 0);
+        let mut normal = |k: usize| {
+            let mut v = vec![F::ZERO; k];
+            rng.fill_normal(&mut v);
+            v
+        };
+        let x = normal(n * d);
+        let v = normal(n * d);
+        let noise = normal(n * d);
+        let t: Vec<F> = (0..n).map(|i| F::from_f64(0.1 * i as f64)).collect();
+        let h = vec![F::from_f64(0.2); n];
+        let mass: Vec<F> = (0..n)
+            .map(|i| F::from_f64(0.3 + 0.2 * (i % 4) as f64))
+            .collect();
+        let y = (0..n * d)
+            .map(|c| x[c] + F::from_f64(0.2) * v[c] + F::from_f64(0.3) * noise[c])
+            .collect();
+        Data {
+            x,
+            t,
+            h,
+            v,
+            mass,
+            y,
+        }
+    }
+    fn batch(&self) -> Batch<'_, F> {
+        Batch {
+            x: &self.x,
+            t: &self.t,
+            h: &self.h,
+            v_hat: &self.v,
+            mass: &self.mass,
+            y: &self.y,
+            plan: &[],
+        }
+    }
+}
+
+fn small(head: Option<DiffusionHead>) -> Config {
+    let mut c = Config {
+        d: 3,
+        time_features: 2,
+        depth: 2,
+        width: 5,
+        ..Config::default()
+    };
+    if let Some(head) = head {
+        c.learn_diffusion = true;
+        match head {
+            DiffusionHead::Full => {}
+            DiffusionHead::LowRank => {
+                c.diffusion_low_rank = true;
+                c.q = 2;
+            }
+            DiffusionHead::Diagonal => c.diffusion_diagonal = true,
+        }
+    }
+    c
+}
+
+/// The total loss's gradient (network, heads, both drift losses, diffusion
+/// loss, log-variance) against central differences in f64, with the targets
+/// held fixed.
+#[test]
+fn loss_gradient_matches_finite_differences_in_f64() {
+    let heads = [
+        None,
+        Some(DiffusionHead::Full),
+        Some(DiffusionHead::LowRank),
+        Some(DiffusionHead::Diagonal),
+    ];
+    let mut worst: f64 = 0.0;
+    let mut count = 0;
+    for (hi, head) in heads.into_iter().enumerate() {
+        for drift_loss in [DriftLoss::Mse, DriftLoss::Nll] {
+            for weighting in [MassWeighting::RowMass, MassWeighting::Threshold] {
+                let config = Config {
+                    drift_loss,
+                    mass_weighting: weighting,
+                    ..small(head)
+                };
+                let layout = Layout::new(&config).unwrap();
+                let n = 6;
+                let data = Data::<f64>::random(n, 3, 40 + hi as u64);
+                let mut params = vec![0.0; layout.len];
+                layout.init(3, &mut params).unwrap();
+                let mut rng = Rng::stream(8, Family::Data, count);
+                for t in layout.tensors() {
+                    if t.rows == 1 {
+                        for v in &mut params[t.range()] {
+                            *v = 0.2 * rng.normal();
+                        }
+                    }
+                }
+                // Random SPD targets (held fixed).
+                let mut d_hat = vec![0.0; n * 9];
+                for i in 0..n {
+                    let mut b = [0.0; 9];
+                    rng.fill_normal(&mut b);
+                    for r in 0..3 {
+                        for c in 0..3 {
+                            d_hat[i * 9 + r * 3 + c] =
+                                0.3 * (0..3).map(|k| b[r * 3 + k] * b[c * 3 + k]).sum::<f64>();
+                        }
+                    }
+                }
+                let lambda = 0.7;
+                let ws_len = train_step_workspace_len(&config, n, 0).unwrap();
+                let mut ws = vec![f64::NAN; ws_len];
+                let mut grad = vec![0.0; layout.len];
+                let batch = data.batch();
+                loss_and_gradient(
+                    &config, &layout, lambda, &batch, &params, &d_hat, &mut grad, &mut ws,
+                )
+                .unwrap();
+                let mut total = |p: &[f64]| {
+                    let mut g = vec![0.0; layout.len];
+                    loss_and_gradient(&config, &layout, lambda, &batch, p, &d_hat, &mut g, &mut ws)
+                        .unwrap()
+                        .total
+                };
+                for t in layout.tensors() {
+                    let (mut num, mut den) = (0.0, 0.0);
+                    for i in t.range() {
+                        let keep = params[i];
+                        params[i] = keep + 1e-5;
+                        let up = total(&params);
+                        params[i] = keep - 1e-5;
+                        let down = total(&params);
+                        params[i] = keep;
+                        let fd = (up - down) / 2e-5;
+                        num += (grad[i] - fd) * (grad[i] - fd);
+                        den += fd * fd;
+                    }
+                    let rel = libm::sqrt(num / den);
+                    assert!(rel <= 1e-6, "{config:?} tensor {t:?}: {rel:e}");
+                    worst = worst.max(rel);
+                }
+                count += 1;
+            }
+        }
+    }
+    std::println!(
+        "worst relative gradient error of the total loss over {count} configs: {worst:e}"
+    );
+}
+
+fn run_steps(config: &Config, data: &Data<f32>, steps: u32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let layout = Layout::new(config).unwrap();
+    let mut params = vec![0.0f32; layout.len];
+    layout.init(config.seed, &mut params).unwrap();
+    let (mut m, mut v) = (vec![0.0f32; layout.len], vec![0.0f32; layout.len]);
+    let mut adam = AdamState {
+        m: &mut m,
+        v: &mut v,
+        steps: 0,
+    };
+    let n = data.t.len();
+    let mut ws = vec![0.0f32; train_step_workspace_len(config, n, 0).unwrap()];
+    for _ in 0..steps {
+        train_step(config, 0, &data.batch(), &mut params, &mut adam, &mut ws).unwrap();
+    }
+    (params, m, v)
+}
+
+/// `learn_diffusion = false`: the diffusion knobs change nothing (same
+/// parameter count as the drift-only model, bit-identical training); on,
+/// with λ = 0 (warm-up epoch 0), the drift parameters follow exactly the
+/// drift-only trajectory.
+#[test]
+fn diffusion_toggle_keeps_the_drift_only_path() {
+    let data = Data::<f32>::random(16, 3, 5);
+    let drift_only = small(None);
+    let knobs_off = Config {
+        diffusion_low_rank: true,
+        q: 2,
+        lambda_diff: 3.0,
+        target_mode: TargetMode::PlanWeighted,
+        ..drift_only
+    };
+    assert_eq!(
+        Layout::new(&knobs_off).unwrap().len,
+        Layout::new(&drift_only).unwrap().len
+    );
+    let a = run_steps(&drift_only, &data, 5);
+    let b = run_steps(&knobs_off, &data, 5);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a.0), bits(&b.0));
+    assert_eq!(bits(&a.1), bits(&b.1));
+    assert_eq!(bits(&a.2), bits(&b.2));
+    let on = Config {
+        learn_diffusion: true,
+        warmup_epochs: 5,
+        ..drift_only
+    };
+    let c = run_steps(&on, &data, 5);
+    let p = a.0.len();
+    assert_eq!(a.0[..], c.0[..p]);
+    assert!(
+        a.0 != run_steps(&drift_only, &data, 4).0,
+        "training moves the parameters"
+    );
+}
+
+/// A step whose loss overflows leaves parameters and Adam state untouched.
+#[test]
+fn non_finite_step_changes_nothing() {
+    let config = Config {
+        learn_diffusion: true,
+        ..small(None)
+    };
+    let mut data = Data::<f32>::random(8, 3, 6);
+    let layout = Layout::new(&config).unwrap();
+    let mut params = vec![0.0f32; layout.len];
+    layout.init(1, &mut params).unwrap();
+    let (mut m, mut v) = (vec![0.0f32; layout.len], vec![0.0f32; layout.len]);
+    let mut ws = vec![0.0f32; train_step_workspace_len(&config, 8, 0).unwrap()];
+    let mut adam = AdamState {
+        m: &mut m,
+        v: &mut v,
+        steps: 0,
+    };
+    train_step(&config, 3, &data.batch(), &mut params, &mut adam, &mut ws).unwrap();
+    let before = (params.clone(), adam.m.to_vec(), adam.v.to_vec(), adam.steps);
+    data.v[4] = 1e30; // finite input, (f − v̂)² overflows f32
+    let e = train_step(&config, 3, &data.batch(), &mut params, &mut adam, &mut ws).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NumericalFailure);
+    assert_eq!(
+        before,
+        (params.clone(), adam.m.to_vec(), adam.v.to_vec(), adam.steps)
+    );
+    // Malformed input is refused before anything changes, too.
+    data.v[4] = f32::NAN;
+    let e = train_step(&config, 3, &data.batch(), &mut params, &mut adam, &mut ws).unwrap_err();
+    assert_eq!(e.arg, "v_hat");
+    data.v[4] = 0.5;
+    let e = train_step(
+        &config,
+        3,
+        &data.batch(),
+        &mut params,
+        &mut adam,
+        &mut ws[..10],
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BufferTooSmall);
+    assert_eq!(before.0, params);
+}
