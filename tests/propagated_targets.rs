@@ -312,7 +312,7 @@ fn propagation_and_its_maps_do_not_allocate() {
         propagate(&p, &z, &t, &h, 4, &mut states, &mut props, &mut ws).unwrap();
         let prop = Propagation::new(4, 4, &h, &props).unwrap();
         prop.map(DiffusionAt::Path, &dm, &mut out, &mut ws).unwrap();
-        prop.adjoint(DiffusionAt::Start, &target, &mut out, &mut ws)
+        prop.adjoint(DiffusionAt::Constant, &target, &mut out, &mut ws)
             .unwrap();
         prop.explicit_diffusion(&target, &mut est, &mut ws).unwrap();
         prop.moment_loss(DiffusionAt::Path, &dm, &target, &mut grad, &mut ws)

@@ -22,7 +22,7 @@
 //! `P_k = Φ(h, s_k)`. [`Propagation`] then applies, per row,
 //!
 //! ```text
-//! M_h(D)   = Σ_k w_k P_k D_k P_kᵀ          (D at the nodes, or D_k = D(z_t))
+//! M_h(D)   = Σ_k w_k P_k D_k P_kᵀ          (D at the nodes, or one D per row)
 //! M_hᵀ(R)_k = w_k P_kᵀ R P_k               (its adjoint in ⟨A,B⟩ = tr AᵀB)
 //! ```
 //!
@@ -274,9 +274,12 @@ pub enum DiffusionAt {
     /// `rows×(N+1)×d×d`, the layout of [`propagate`]'s `states` with each
     /// state replaced by its `d×d` matrix.
     Path,
-    /// At the start state only, held constant over the gap: `rows×d×d`.
-    /// Cheaper (one evaluation of `D` per row); exact when `D` is constant.
-    Start,
+    /// One `D` per row held constant over the gap: `rows×d×d`. One
+    /// evaluation of `D` per row; exact when `D` is constant. Evaluated at
+    /// the gap's midpoint state (node `N/2` for even `N`) it stands for the
+    /// varying `D` to `O(h²)`, at the start state `z_t` (already at hand in
+    /// a training step) to `O(h)` (see [`Propagation::explicit_diffusion`]).
+    Constant,
 }
 
 /// The linear maps `D ↦ M_h(D)` and `R ↦ M_hᵀ(R)` of a batch of rows, read
@@ -322,7 +325,7 @@ impl<'a, F: Float> Propagation<'a, F> {
     pub fn matrices_per_row(&self, at: DiffusionAt) -> usize {
         match at {
             DiffusionAt::Path => self.substeps + 1,
-            DiffusionAt::Start => 1,
+            DiffusionAt::Constant => 1,
         }
     }
 
@@ -365,7 +368,7 @@ impl<'a, F: Float> Propagation<'a, F> {
 
     /// The adjoint `out = M_hᵀ(R)`: per row, `w_k P_kᵀ R P_k` for each node
     /// ([`DiffusionAt::Path`], `rows×(N+1)×d×d`) or their sum
-    /// ([`DiffusionAt::Start`], `rows×d×d`), so that
+    /// ([`DiffusionAt::Constant`], `rows×d×d`), so that
     /// `⟨M_h(D), R⟩ = ⟨D, M_hᵀ(R)⟩` summed over rows. `r` is `rows×d×d`.
     pub fn adjoint(
         &self,
@@ -463,7 +466,7 @@ impl<'a, F: Float> Propagation<'a, F> {
     }
 
     /// The explicit propagated estimator: for each row, the symmetric `D`
-    /// (held constant over the gap, [`DiffusionAt::Start`]) that solves
+    /// (held constant over the gap, [`DiffusionAt::Constant`]) that solves
     /// `M_h(D) = h_r D̂_r` — `d(d+1)/2` unknowns, a dense pivoted solve —
     /// projected to the nearest positive semi-definite matrix (eigenvalues
     /// clipped at 0). `target` is `D̂` per unit time as in
@@ -564,7 +567,7 @@ impl<'a, F: Float> Propagation<'a, F> {
             let p = &props[k * dd..(k + 1) * dd];
             let dk = match at {
                 DiffusionAt::Path => &diffusion[k * dd..(k + 1) * dd],
-                DiffusionAt::Start => diffusion,
+                DiffusionAt::Constant => diffusion,
             };
             // tmp = D_k P_kᵀ, then out += w P_k tmp.
             for a in 0..d {
@@ -602,7 +605,7 @@ impl<'a, F: Float> Propagation<'a, F> {
             matmul(r, p, d, tmp);
             let o = match at {
                 DiffusionAt::Path => &mut out[k * dd..(k + 1) * dd],
-                DiffusionAt::Start => &mut *out,
+                DiffusionAt::Constant => &mut *out,
             };
             for c in 0..d {
                 for a in 0..d {
@@ -1017,7 +1020,7 @@ mod tests {
     fn linear_map_matches_van_loan_closed_form_at_fourth_order() {
         // Gap 0.6: h‖A‖ ≈ 2, well past the imaging regime, so the error is
         // visible above round-off at these substep counts.
-        for at in [DiffusionAt::Path, DiffusionAt::Start] {
+        for at in [DiffusionAt::Path, DiffusionAt::Constant] {
             let e4 = linear_map_error(at, 4, 0.6);
             let e8 = linear_map_error(at, 8, 0.6);
             let order = libm::log2(e4 / e8);
@@ -1056,7 +1059,7 @@ mod tests {
         for substeps in [1, 4, 5] {
             let (_, props) = run(&p, &z, &t, &h, substeps);
             let prop = Propagation::new(4, substeps, &h, &props).unwrap();
-            for at in [DiffusionAt::Path, DiffusionAt::Start] {
+            for at in [DiffusionAt::Path, DiffusionAt::Constant] {
                 let per = prop.matrices_per_row(at) * 16;
                 let dm = random_matrices(3 * per, 1);
                 let r = random_matrices(3 * 16, 2);
@@ -1087,7 +1090,7 @@ mod tests {
         let prop = Propagation::new(3, substeps, &h, &props).unwrap();
         let target = random_matrices(18, 3);
         let mut ws = [0.0; 18];
-        for at in [DiffusionAt::Path, DiffusionAt::Start] {
+        for at in [DiffusionAt::Path, DiffusionAt::Constant] {
             let per = prop.matrices_per_row(at) * 9;
             let dm = random_matrices(2 * per, 4);
             let mut grad = std::vec![0.0; 2 * per];
@@ -1137,7 +1140,7 @@ mod tests {
         truth[16..].copy_from_slice(&random_spd(4, 6));
         let mut target = [0.0; 32];
         let mut ws = std::vec![0.0; prop.explicit_diffusion_workspace_len()];
-        prop.map(DiffusionAt::Start, &truth, &mut target, &mut ws)
+        prop.map(DiffusionAt::Constant, &truth, &mut target, &mut ws)
             .unwrap();
         for (i, x) in target.iter_mut().enumerate() {
             *x /= h[i / 16];
@@ -1159,7 +1162,7 @@ mod tests {
             indefinite[16 + i * 5] = 1.0;
         }
         let mut target2 = [0.0; 32];
-        prop.map(DiffusionAt::Start, &indefinite, &mut target2, &mut ws)
+        prop.map(DiffusionAt::Constant, &indefinite, &mut target2, &mut ws)
             .unwrap();
         for (i, x) in target2.iter_mut().enumerate() {
             *x /= h[i / 16];
@@ -1243,13 +1246,13 @@ mod tests {
             "diffusion"
         );
         assert_eq!(
-            good.map(DiffusionAt::Start, &[0.0; 4], &mut out, &mut small[..3])
+            good.map(DiffusionAt::Constant, &[0.0; 4], &mut out, &mut small[..3])
                 .unwrap_err()
                 .arg,
             "workspace"
         );
         assert_eq!(
-            good.adjoint(DiffusionAt::Start, &[f64::NAN; 4], &mut out, &mut ws)
+            good.adjoint(DiffusionAt::Constant, &[f64::NAN; 4], &mut out, &mut ws)
                 .unwrap_err()
                 .arg,
             "r"
@@ -1257,7 +1260,7 @@ mod tests {
         let mut grad = [0.0; 4];
         assert_eq!(
             good.moment_loss(
-                DiffusionAt::Start,
+                DiffusionAt::Constant,
                 &[0.0; 4],
                 &[f64::INFINITY; 4],
                 &mut grad,
@@ -1269,7 +1272,7 @@ mod tests {
         );
         let none = Propagation::new(2, 2, &[], &[]).unwrap();
         assert_eq!(
-            none.moment_loss(DiffusionAt::Start, &[], &[], &mut [], &mut ws)
+            none.moment_loss(DiffusionAt::Constant, &[], &[], &mut [], &mut ws)
                 .unwrap_err()
                 .arg,
             "h"
