@@ -118,12 +118,13 @@ fn metrics_do_not_allocate() {
 }
 
 /// A training step (full-rank diffusion head, flow residual, pairwise and
-/// plan-weighted targets), the learned dynamics and the model codec.
+/// plan-weighted targets; the propagated diffusion loss), the learned
+/// dynamics and the model codec.
 #[test]
 fn train_step_and_codec_do_not_allocate() {
     use morphosde_core::codec::{load, model_bytes_len, save};
     use morphosde_core::integrate::Dynamics;
-    use morphosde_core::model::{Config, Layout, Learned, TargetMode};
+    use morphosde_core::model::{Config, Layout, Learned, Residual, TargetMode};
     use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
     let (n, m, d) = (16, 12, 3);
     let mut data = vec![0.0f32; 4 * n * d + m * d];
@@ -136,13 +137,18 @@ fn train_step_and_codec_do_not_allocate() {
     let h = vec![0.2f32; n];
     let mass = vec![1.0f32; n];
     let plan = vec![1.0f32 / (n * m) as f32; n * m];
-    for mode in [TargetMode::Pairwise, TargetMode::PlanWeighted] {
+    for (mode, residual) in [
+        (TargetMode::Pairwise, Residual::Flow),
+        (TargetMode::PlanWeighted, Residual::Flow),
+        (TargetMode::Pairwise, Residual::Propagated),
+    ] {
         let config = Config {
             d,
             depth: 2,
             width: 16,
             learn_diffusion: true,
             target_mode: mode,
+            residual,
             ..Config::default()
         };
         let layout = Layout::new(&config).unwrap();
@@ -185,7 +191,7 @@ fn train_step_and_codec_do_not_allocate() {
             save(&config, &params, &mut bytes).unwrap();
             load(&bytes, &mut back).unwrap();
         });
-        assert_eq!(count, 0, "{mode:?}");
+        assert_eq!(count, 0, "{mode:?} {residual:?}");
         assert_eq!(back, params);
         assert!(l.iter().all(|v| v.is_finite()));
     }

@@ -117,6 +117,7 @@ fn config_from_words(w: &[u64; CONFIG_WORDS]) -> Result<Config> {
         residual: match w[15] {
             0 => Residual::OneStep,
             1 => Residual::Flow,
+            2 => Residual::Propagated,
             _ => return Err(corrupt("unknown residual")),
         },
         flow_substeps: count(w[16])?,

@@ -109,15 +109,21 @@ pub fn node_times<F: Float>(t: &[F], h: &[F], substeps: usize, out: &mut [F]) ->
 
 /// Workspace elements [`propagate`] needs for `rows` states.
 pub fn propagate_workspace_len<F: Float, S: DriftJacobian<F>>(dynamics: &S, rows: usize) -> usize {
-    let d = dynamics.dim();
+    propagate_scratch_len(dynamics.dim(), rows)
+        .saturating_add(dynamics.jacobian_workspace_len(rows))
+}
+
+/// The part of [`propagate_workspace_len`] that is [`propagate`]'s own (the
+/// rest is the dynamics' [`DriftJacobian::jacobian_workspace_len`]), for
+/// callers that size a workspace before the dynamics exist.
+pub fn propagate_scratch_len(d: usize, rows: usize) -> usize {
     let rd = rows.saturating_mul(d);
     // Current state, four stage slopes and the stage state; stage times;
     // Jacobian, stage slope, stage matrix and slope sum of the variational
-    // equation; the model's own.
+    // equation.
     rd.saturating_mul(6)
         .saturating_add(rows)
         .saturating_add(rd.saturating_mul(d).saturating_mul(4))
-        .saturating_add(dynamics.jacobian_workspace_len(rows))
 }
 
 /// Integrates, for each row, the drift's flow from `z_r` at `t_r` over the

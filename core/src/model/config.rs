@@ -64,6 +64,15 @@ pub enum Residual {
     /// `r = z_{t+h} − φ_h(z_t)`, `φ_h` the flow of the learned drift over the
     /// gap (RK4 with `flow_substeps` substeps).
     Flow = 1,
+    /// Flow residuals, and the model's `D_θ` is carried through the learned
+    /// flow over the gap before it meets `D̂`: the diffusion loss becomes
+    /// `mean_i ‖M_h(D_θ)_i / h_i − D̂_i‖²_F` with
+    /// `M_h(D) = ∫₀ʰ Φ(h,s) D(z_s) Φ(h,s)ᵀ ds`, `D_θ` evaluated at the
+    /// `flow_substeps + 1` substep states (see [`crate::propagate`]). Right
+    /// at finite gaps where the other two read `M_h(D)/h` as `D`. The drift
+    /// is held fixed inside the target (no gradient through `Φ` or the
+    /// substep states), as it is in `D̂`.
+    Propagated = 2,
 }
 
 /// Model and training configuration. Real-valued knobs are `f64` whatever

@@ -5,6 +5,12 @@
 //! With `learn_diffusion = false` nothing of the diffusion path runs: no
 //! target, no factor, no diffusion loss; the parameter slice is the
 //! drift-only model's.
+//!
+//! With [`Residual::Propagated`] the diffusion loss compares `M_h(D_θ)/h`
+//! with `D̂` ([`crate::propagate`]): the learned flow and its Jacobian are
+//! integrated over each gap, the factor is evaluated at the substep states
+//! (a second forward pass over `n·(flow_substeps+1)` rows), and the loss's
+//! gradient reaches `L_θ` through the adjoint map and that pass's backward.
 
 use crate::error::{Arena, Error, ErrorKind, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
@@ -12,6 +18,7 @@ use crate::integrate::{rk4_flow, rk4_flow_workspace_len};
 use crate::loss::{diffusion_loss, drift_loss, mass_weights};
 use crate::model::{Config, Layout, Learned, Residual, TargetMode};
 use crate::optim::{Adam, clip_grad_norm};
+use crate::propagate::{DiffusionAt, Propagation, node_times, propagate, propagate_scratch_len};
 use crate::targets::{pairwise_targets, plan_weighted_targets, predict_one_step};
 
 /// A prepared minibatch of `n` sources (plain row-major slices).
@@ -70,13 +77,46 @@ pub struct AdamState<'a, F> {
 /// the plan (`m` is ignored for pairwise targets).
 pub fn train_step_workspace_len(config: &Config, n: usize, m: usize) -> Result<usize> {
     let layout = Layout::new(config)?;
-    Ok(layout.len + loss_workspace_len(&layout, n) + targets_len(config, &layout, n, m))
+    Ok(layout.len + loss_workspace_len(config, &layout, n) + targets_len(config, &layout, n, m))
 }
 
 /// Elements of [`loss_and_gradient`]'s workspace.
-fn loss_workspace_len(layout: &Layout, n: usize) -> usize {
+fn loss_workspace_len(config: &Config, layout: &Layout, n: usize) -> usize {
     let (d, q) = (layout.d, layout.q);
-    layout.cache_len(n) + layout.backward_workspace_len(n) + n + n * d + d + n * d * q + d * d
+    layout.cache_len(n)
+        + layout.backward_workspace_len(n)
+        + n
+        + n * d
+        + d
+        + n * d * q
+        + d * d
+        + propagated_len(config, layout, n)
+}
+
+/// Elements of [`propagated_diffusion_loss`]'s workspace (0 unless the
+/// diffusion head is on and the residual is [`Residual::Propagated`]).
+fn propagated_len(config: &Config, layout: &Layout, n: usize) -> usize {
+    if layout.head.is_none() || config.residual != Residual::Propagated {
+        return 0;
+    }
+    let (d, q) = (layout.d, layout.q);
+    let rows = n * (config.flow_substeps + 1);
+    // Node states, times, propagators; propagate's scratch and the model's
+    // Jacobian pass; the node pass's cache; D and ∂L/∂D at the nodes, ∂L/∂L,
+    // a zero drift gradient, the node pass's parameter gradient and its
+    // backward workspace; the map's scratch.
+    rows * d
+        + rows
+        + rows * d * d
+        + propagate_scratch_len(d, n)
+        + layout.jacobian_workspace_len(n)
+        + layout.cache_len(rows)
+        + 2 * rows * d * d
+        + rows * d * q
+        + rows * d
+        + layout.len
+        + layout.backward_workspace_len(rows)
+        + 2 * d * d
 }
 
 /// Elements for the targets `D̂` and their computation (0 without
@@ -90,7 +130,7 @@ fn targets_len(config: &Config, layout: &Layout, n: usize, _m: usize) -> usize {
         Residual::OneStep => 0,
         // rk4_flow_workspace_len of the learned model, spelled out (no
         // parameters at hand here).
-        Residual::Flow => 5 * n * d + n + layout.infer_workspace_len(n),
+        Residual::Flow | Residual::Propagated => 5 * n * d + n + layout.infer_workspace_len(n),
     };
     n * d * d + n * d + flow
 }
@@ -119,7 +159,7 @@ fn compute_targets<F: Float>(
             };
             predict_one_step(batch.x, v, batch.h, d, pred)?;
         }
-        Residual::Flow => {
+        Residual::Flow | Residual::Propagated => {
             let learned = Learned::new(config, params)?;
             let ws = arena.take(rk4_flow_workspace_len(&learned, n))?;
             rk4_flow(
@@ -201,10 +241,24 @@ pub fn loss_and_gradient<F: Float>(
     let d_log_var = arena.take(layout.log_var.map_or(0, |t| t.len()))?;
     let dl = arena.take(n * d * q)?;
     let scratch = arena.take(d * d)?;
+    let propagated_ws = arena.take(propagated_len(config, layout, n))?;
     layout.forward_train(params, batch.x, batch.t, cache)?;
     forward_losses(
-        config, layout, lambda, batch, params, d_hat, cache, weights, df, d_log_var, dl, scratch,
-        grad, bw,
+        config,
+        layout,
+        lambda,
+        batch,
+        params,
+        d_hat,
+        cache,
+        weights,
+        df,
+        d_log_var,
+        dl,
+        scratch,
+        grad,
+        bw,
+        propagated_ws,
     )
 }
 
@@ -225,6 +279,7 @@ fn forward_losses<F: Float>(
     scratch: &mut [F],
     grad: &mut [F],
     backward_ws: &mut [F],
+    propagated_ws: &mut [F],
 ) -> Result<StepLoss<F>> {
     let (n, d, q) = (batch.len(), layout.d, layout.q);
     mass_weights(
@@ -244,7 +299,11 @@ fn forward_losses<F: Float>(
         df,
         d_log_var,
     )?;
-    let diffusion = if layout.head.is_some() {
+    let propagated = layout.head.is_some() && config.residual == Residual::Propagated;
+    if propagated {
+        dl.fill(F::ZERO);
+    }
+    let diffusion = if layout.head.is_some() && !propagated {
         diffusion_loss(
             layout.cached_factor(n, cache),
             d_hat,
@@ -262,6 +321,20 @@ fn forward_losses<F: Float>(
     if let Some(t) = layout.log_var {
         grad[t.range()].copy_from_slice(d_log_var);
     }
+    let diffusion = if propagated {
+        propagated_diffusion_loss(
+            config,
+            layout,
+            lambda,
+            batch,
+            params,
+            d_hat,
+            grad,
+            propagated_ws,
+        )?
+    } else {
+        diffusion
+    };
     Ok(StepLoss {
         drift,
         diffusion,
@@ -269,6 +342,88 @@ fn forward_losses<F: Float>(
         total: drift + lambda * diffusion,
         grad_norm: F::ZERO,
     })
+}
+
+/// The propagated diffusion loss `mean_i ‖M_h(D_θ)_i / h_i − D̂_i‖²_F`
+/// ([`Residual::Propagated`]): integrates the learned flow and its Jacobian
+/// over each gap, evaluates `L_θ` at the substep states, and adds
+/// `λ ∂loss/∂θ` through the factor (the drift, `Φ` and the substep states
+/// held fixed) to `grad`. Returns the unweighted loss.
+#[allow(clippy::too_many_arguments)]
+fn propagated_diffusion_loss<F: Float>(
+    config: &Config,
+    layout: &Layout,
+    lambda: F,
+    batch: &Batch<'_, F>,
+    params: &[F],
+    d_hat: &[F],
+    grad: &mut [F],
+    workspace: &mut [F],
+) -> Result<F> {
+    let (n, d, q) = (batch.len(), layout.d, layout.q);
+    let substeps = config.flow_substeps;
+    let rows = n * (substeps + 1);
+    let mut arena = Arena::new(workspace);
+    let states = arena.take(rows * d)?;
+    let times = arena.take(rows)?;
+    let props = arena.take(rows * d * d)?;
+    let flow_ws = arena.take(propagate_scratch_len(d, n) + layout.jacobian_workspace_len(n))?;
+    let node_cache = arena.take(layout.cache_len(rows))?;
+    let diffusion = arena.take(rows * d * d)?;
+    let d_diffusion = arena.take(rows * d * d)?;
+    let d_factor = arena.take(rows * d * q)?;
+    let d_drift = arena.take(rows * d)?;
+    let node_grad = arena.take(layout.len)?;
+    let backward_ws = arena.take(layout.backward_workspace_len(rows))?;
+    let map_ws = arena.take(2 * d * d)?;
+    let learned = Learned::new(config, params)?;
+    propagate(
+        &learned, batch.x, batch.t, batch.h, substeps, states, props, flow_ws,
+    )?;
+    node_times(batch.t, batch.h, substeps, times)?;
+    layout.forward_train(params, states, times, node_cache)?;
+    let factor = layout.cached_factor(rows, node_cache);
+    for (l, dm) in factor
+        .chunks_exact(d * q)
+        .zip(diffusion.chunks_exact_mut(d * d))
+    {
+        for r in 0..d {
+            for c in 0..d {
+                dm[r * d + c] = (0..q).map(|k| l[r * q + k] * l[c * q + k]).sum();
+            }
+        }
+    }
+    let map = Propagation::new(d, substeps, batch.h, props)?;
+    let loss = map.moment_loss(DiffusionAt::Path, diffusion, d_hat, d_diffusion, map_ws)?;
+    // D = L Lᵀ: ∂/∂L = λ (G + Gᵀ) L.
+    for ((g, l), dl) in d_diffusion
+        .chunks_exact(d * d)
+        .zip(factor.chunks_exact(d * q))
+        .zip(d_factor.chunks_exact_mut(d * q))
+    {
+        for r in 0..d {
+            for k in 0..q {
+                let s: F = (0..d)
+                    .map(|c| (g[r * d + c] + g[c * d + r]) * l[c * q + k])
+                    .sum();
+                dl[r * q + k] = lambda * s;
+            }
+        }
+    }
+    d_drift.fill(F::ZERO);
+    layout.backward(
+        params,
+        rows,
+        node_cache,
+        d_drift,
+        d_factor,
+        node_grad,
+        backward_ws,
+    )?;
+    for (g, &x) in grad.iter_mut().zip(node_grad.iter()) {
+        *g += x;
+    }
+    Ok(loss)
 }
 
 /// One training step at `epoch` (for `λ(epoch)`): on success the parameters
@@ -292,7 +447,7 @@ pub fn train_step<F: Float>(
     let n = batch.len();
     let mut arena = Arena::new(workspace);
     let grad = arena.take(layout.len)?;
-    let loss_ws = arena.take(loss_workspace_len(&layout, n))?;
+    let loss_ws = arena.take(loss_workspace_len(config, &layout, n))?;
     let (cache, rest) = loss_ws.split_at_mut(layout.cache_len(n));
     layout.forward_train(params, batch.x, batch.t, cache)?;
     let d_hat = arena.take(if layout.head.is_some() {
@@ -313,9 +468,23 @@ pub fn train_step<F: Float>(
     let d_log_var = sub.take(layout.log_var.map_or(0, |t| t.len()))?;
     let dl = sub.take(n * d * q)?;
     let scratch = sub.take(d * d)?;
+    let propagated_ws = sub.take(propagated_len(config, &layout, n))?;
     let mut loss = forward_losses(
-        config, &layout, lambda, batch, params, d_hat, cache, weights, df, d_log_var, dl, scratch,
-        grad, bw,
+        config,
+        &layout,
+        lambda,
+        batch,
+        params,
+        d_hat,
+        cache,
+        weights,
+        df,
+        d_log_var,
+        dl,
+        scratch,
+        grad,
+        bw,
+        propagated_ws,
     )?;
     let norm = clip_grad_norm(grad, F::from_f64(config.clip_grad_norm));
     loss.grad_norm = norm;
