@@ -1,12 +1,12 @@
 //! Time-weighted spectral clustering: dense mode at n = 2,000 and kNN mode
 //! at n = 50,000 (d = 8, 8 drifting Gaussian groups over 5 time points,
-//! σ_z by the median heuristic, σ_t = 2, 10 k-means restarts).
+//! σ_z = 2, σ_t = 2, 10 k-means restarts; kNN with 15 neighbours).
 //!
 //! `cargo bench --bench cluster`. Prints the workspace each case needs and
 //! the process's peak resident memory (VmHWM) after the runs.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use morphosde_core::cluster::{ClusterConfig, Mode, cluster, workspace_len};
+use morphosde_core::cluster::{ClusterConfig, Mode, SpatialScale, cluster, workspace_len};
 use morphosde_core::rng::{Family, Rng};
 use std::hint::black_box;
 use std::time::Duration;
@@ -48,6 +48,7 @@ fn peak_rss_mib() -> Option<f64> {
 fn case(c: &mut Criterion, name: &str, n: usize, mode: Mode) {
     let (z, t) = data(n);
     let mut cfg = ClusterConfig::new(GROUPS, 2.0f32);
+    cfg.sigma_z = SpatialScale::Given(2.0);
     cfg.mode = mode;
     let len = workspace_len(n, D, &cfg).unwrap();
     println!(

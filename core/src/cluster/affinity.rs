@@ -214,7 +214,6 @@ pub(super) fn dense_normalised<F: Float>(
 
 /// Workspace pieces of the kNN mode.
 pub(super) struct KnnSizes {
-    dim: usize,
     /// Neighbours found per query, the point itself included.
     query: usize,
     /// Largest number of stored (directed) entries of the symmetric graph.
@@ -224,8 +223,7 @@ pub(super) struct KnnSizes {
 }
 
 impl KnnSizes {
-    pub fn new(n: usize, d: usize, query: usize, neighbours: usize) -> Result<Self> {
-        let dim = d + 1;
+    pub fn new(n: usize, query: usize, neighbours: usize) -> Result<Self> {
         // Each row: itself, its own neighbours, and at most n·neighbours
         // reverse edges in total.
         let max_entries = checked_mul(n, 2 * neighbours + 1, "n")?;
@@ -237,10 +235,9 @@ impl KnnSizes {
         }
         let nq = checked_mul(n, query, "n")?;
         Ok(KnnSizes {
-            dim,
             query,
             max_entries,
-            floats: checked_mul(n, dim, "d")? + nq + max_entries,
+            floats: nq + max_entries,
             indices: 2 * n + nq + (n + 1) + max_entries,
         })
     }
@@ -256,7 +253,8 @@ pub(super) struct KnnGraph<'a, F> {
     pub sigma_z: F,
 }
 
-/// Runs `nearest` for every row of `pts` into `idx`/`d2` (rows of `q`).
+/// Runs `nearest` for every row of `pts` (`n × dim`) into `idx`/`d2`
+/// (rows of `q`).
 fn all_nearest<F: Float>(
     tree: &KdTree<'_, F>,
     pts: &[F],
@@ -299,8 +297,7 @@ impl<'a, F: Float> KnnGraph<'a, F> {
         fa: &mut Arena<'a, F>,
         ia: &mut Arena<'a, u32>,
     ) -> Result<Self> {
-        let (dim, q) = (sizes.dim, sizes.query);
-        let pts = fa.take(n * dim)?;
+        let q = sizes.query;
         let d2 = fa.take(n * q)?;
         let vals = fa.take(sizes.max_entries)?;
         let perm = ia.take(n)?;
@@ -308,35 +305,23 @@ impl<'a, F: Float> KnnGraph<'a, F> {
         let nbr = ia.take(n * q)?;
         let offsets = ia.take(n + 1)?;
         let cols = ia.take(sizes.max_entries)?;
-        let fill = |pts: &mut [F], zs: F, ts: F| {
-            for i in 0..n {
-                let row = &mut pts[i * dim..][..dim];
-                for (r, &x) in row.iter_mut().zip(&z[i * d..][..d]) {
-                    *r = x * zs;
-                }
-                row[d] = t[i] * ts;
-            }
-        };
+        // Neighbours in z alone; one query pass serves the graph and the
+        // self-tuning scales.
+        {
+            let tree = KdTree::build(z, d, perm, split);
+            all_nearest(&tree, z, d, q, nbr, d2);
+        }
         let local = matches!(how, SpatialScale::SelfTuning { .. });
         let sigma_z = match *how {
             SpatialScale::Given(s) => s,
             SpatialScale::Median => median_distance(z, n, d, seed, order, sample)?,
             SpatialScale::SelfTuning { neighbour } => {
-                // Neighbours in z alone: time coordinate zero.
-                fill(pts, F::ONE, F::ZERO);
-                let tree = KdTree::build(pts, dim, perm, split);
-                all_nearest(&tree, pts, dim, q, nbr, d2);
                 for (i, s) in scales.iter_mut().enumerate() {
                     *s = kth_other(&nbr[i * q..][..q], &d2[i * q..][..q], i, neighbour).sqrt();
                 }
                 finish_local_scales(scales, sample)?
             }
         };
-        // Joint space (z/σ, t/σ_t): Euclidean distance there orders the
-        // global-scale affinity exactly.
-        fill(pts, F::ONE / sigma_z, (F::TWO * kernel.half_inv_t2).sqrt());
-        let tree = KdTree::build(pts, dim, perm, split);
-        all_nearest(&tree, pts, dim, q, nbr, d2);
         // Keep the first `neighbours` entries other than the point itself.
         for i in 0..n {
             let row = &mut nbr[i * q..][..q];

@@ -14,6 +14,7 @@
 use super::for_each_row;
 use crate::error::{Detail, Error, ErrorKind, Result, checked_mul};
 use crate::float::Float;
+use crate::linalg::gemm::linear_forward;
 use crate::linalg::sym_eigen;
 use crate::rng::Rng;
 
@@ -27,11 +28,16 @@ pub(super) trait SymOp<F>: Sync {
     fn apply(&self, x: &[F], y: &mut [F], p: usize);
 }
 
-/// Dense row-major `n × n` matrix.
+/// Dense row-major `n × n` matrix; `zeros` holds `p` zeros (the bias of
+/// the shared GEMM kernel).
 pub(super) struct DenseOp<'a, F> {
     pub m: &'a [F],
     pub n: usize,
+    pub zeros: &'a [F],
 }
+
+/// Rows of `M` per parallel GEMM call.
+const DENSE_ROWS: usize = 64;
 
 impl<F: Float> SymOp<F> for DenseOp<'_, F> {
     fn n(&self) -> usize {
@@ -39,13 +45,11 @@ impl<F: Float> SymOp<F> for DenseOp<'_, F> {
     }
     fn apply(&self, x: &[F], y: &mut [F], p: usize) {
         let n = self.n;
-        for_each_row(y, p, |i, yi| {
-            yi.fill(F::ZERO);
-            for (j, &mij) in self.m[i * n..][..n].iter().enumerate() {
-                for (a, &b) in yi.iter_mut().zip(&x[j * p..][..p]) {
-                    *a += mij * b;
-                }
-            }
+        for_each_row(y, DENSE_ROWS * p, |g, yb| {
+            let rows = yb.len() / p;
+            let mg = &self.m[g * DENSE_ROWS * n..][..rows * n];
+            // Lengths match by construction, so this cannot fail.
+            let _ = linear_forward(mg, x, &self.zeros[..p], rows, n, p, yb);
         });
     }
 }

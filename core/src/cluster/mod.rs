@@ -14,11 +14,11 @@
 //!
 //! Two affinity modes:
 //! - [`Mode::Dense`]: all `n²` pairs; `n² + O(n·k)` floats of workspace.
-//! - [`Mode::Knn`]: each point keeps its `neighbours` nearest points in the
-//!   scaled space `(z/σ, t/σ_t)` (`σ` the global scale, for self-tuning the
-//!   median local scale), found with a k-d tree; the graph is symmetrised
-//!   (an edge when either end lists the other) and weighted by the exact
-//!   `W_ij`. Workspace `O(n·neighbours)`.
+//! - [`Mode::Knn`]: each point keeps its `neighbours` nearest points in
+//!   morphology space `z` (a k-d tree); the graph is symmetrised (an edge
+//!   when either end lists the other) and weighted by the exact `W_ij`, so
+//!   time enters through the weights: neighbours far apart in time get
+//!   weights near zero. Workspace `O(n·neighbours)`.
 //!
 //! The memory a configuration needs is known before any work is done:
 //! [`workspace_len`] reports it, and fails with
@@ -67,10 +67,10 @@ pub enum Mode {
     /// All pairs (`n²` floats).
     Dense,
     /// Sparse symmetrised k-nearest-neighbour graph (`1 ≤ neighbours ≤`
-    /// [`MAX_NEIGHBOURS`], `neighbours < n`). `neighbours` should exceed
-    /// the number of points of one group at one time: otherwise each
-    /// point's list fills up inside its own time bin and the graph falls
-    /// apart into per-bin pieces.
+    /// [`MAX_NEIGHBOURS`], `neighbours < n`, `d ≤ 128`). Neighbours are
+    /// searched in `z` alone: had they been searched in `(z, t)`, each list
+    /// would fill up inside its own time bin and the graph would fall apart
+    /// into per-bin pieces.
     Knn { neighbours: usize },
 }
 
@@ -249,7 +249,7 @@ fn plan<F: Float>(n: usize, d: usize, cfg: &ClusterConfig<F>) -> Result<Plan> {
     match cfg.mode {
         Mode::Dense => {
             floats = floats
-                .checked_add(checked_mul(n, n, "n")?)
+                .checked_add(checked_mul(n, n, "n")? + block)
                 .ok_or(Error::bad_dim("n", "dimensions overflow the address space"))?;
         }
         Mode::Knn { neighbours } => {
@@ -259,12 +259,12 @@ fn plan<F: Float>(n: usize, d: usize, cfg: &ClusterConfig<F>) -> Result<Plan> {
                         .with(Detail::Value(neighbours as f64)),
                 );
             }
-            if d + 1 > kdtree::MAX_DIM {
-                return Err(Error::bad_dim("d", "the kNN mode supports d ≤ 127")
+            if d > kdtree::MAX_DIM {
+                return Err(Error::bad_dim("d", "the kNN mode supports d ≤ 128")
                     .with(Detail::Value(d as f64)));
             }
             query = neighbours.max(self_tuning) + 1;
-            let g = affinity::KnnSizes::new(n, d, query, neighbours)?;
+            let g = affinity::KnnSizes::new(n, query, neighbours)?;
             floats += g.floats;
             indices += g.indices;
         }
@@ -363,7 +363,9 @@ pub fn cluster<F: Float>(
                 m,
             )?;
             affinity::dense_normalised(z, t, n, d, &kernel, sigma_z, &cfg.sigma_z, scales, m);
-            let op = embed::DenseOp { m, n };
+            let zeros = fa.take(plan.block)?;
+            zeros.fill(F::ZERO);
+            let op = embed::DenseOp { m, n, zeros };
             let r = embed::top_eigen(
                 &op,
                 plan.want,
@@ -375,7 +377,7 @@ pub fn cluster<F: Float>(
             (sigma_z, r)
         }
         Mode::Knn { neighbours } => {
-            let sizes = affinity::KnnSizes::new(n, d, plan.query, neighbours)?;
+            let sizes = affinity::KnnSizes::new(n, plan.query, neighbours)?;
             let g = affinity::KnnGraph::build(
                 z,
                 t,
