@@ -29,6 +29,8 @@ enum Command {
     Cluster(commands::cluster::ClusterArgs),
     /// Energy distance and sliced Wasserstein distance between two CSV clouds.
     Evaluate(commands::evaluate::EvaluateArgs),
+    /// Roll out trajectories (SDE or mean-path ODE) from initial states.
+    Simulate(commands::simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         }
         Command::Cluster(args) => report(commands::cluster::run(&args)),
         Command::Evaluate(args) => report(commands::evaluate::run(&args)),
+        Command::Simulate(args) => report(commands::simulate::run(&args)),
     }
 }
 

@@ -224,9 +224,12 @@ pub(crate) fn check_step<F: Float>(h: F, arg: &'static str) -> Result<()> {
 }
 
 /// Number of equal substeps of size at most `h_max` that cover `gap ≥ 0`
-/// (0 for a zero gap).
+/// (0 for a zero gap). A ratio within a few rounding errors above an
+/// integer counts as that integer (0.5/0.01 in f32 is 50.0000007: 50
+/// steps, not 51).
 pub(crate) fn substep_count<F: Float>(gap: F, h_max: F) -> Result<usize> {
-    let n = libm::ceil(gap.to_f64() / h_max.to_f64());
+    let ratio = gap.to_f64() / h_max.to_f64();
+    let n = libm::ceil(ratio * (1.0 - 4.0 * F::EPSILON.to_f64()));
     // Also catches NaN (a NaN gap or step never compares as in range).
     if n.is_nan() || n > MAX_SUBSTEPS_PER_GAP as f64 {
         return Err(Error::bad_config(
@@ -234,7 +237,11 @@ pub(crate) fn substep_count<F: Float>(gap: F, h_max: F) -> Result<usize> {
             "step too small for the time span (more than 2^30 substeps per gap)",
         ));
     }
-    Ok(n as usize)
+    Ok(if gap > F::ZERO {
+        (n as usize).max(1)
+    } else {
+        0
+    })
 }
 
 /// Writes row `r`'s state `z_r` (or NaN when the row has stopped) as its
@@ -310,6 +317,16 @@ mod tests {
             .zip(&fine)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn substeps_absorb_rounding_but_not_real_excess() {
+        assert_eq!(substep_count(0.5f32, 0.01).unwrap(), 50);
+        assert_eq!(substep_count(0.51f32, 0.01).unwrap(), 51);
+        assert_eq!(substep_count(0.3f64, 0.1).unwrap(), 3);
+        assert_eq!(substep_count(1e-30f64, 0.1).unwrap(), 1);
+        assert_eq!(substep_count(0.0f64, 0.1).unwrap(), 0);
+        assert_eq!(substep_count(1.0f64, 1e-12).unwrap_err().arg, "h_max");
     }
 
     #[test]

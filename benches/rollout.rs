@@ -1,0 +1,95 @@
+//! Euler–Maruyama rollouts of the learned model: 100 and 10,000
+//! trajectories × 100 steps, d = 16, encoder 3 × 128 (8 time features),
+//! full-rank diffusion head, f32, blocks of 64 rows; one worker and two
+//! workers (rayon's pool; run on 2 cores).
+//!
+//! `cargo bench --bench rollout`. Throughput is reported in trajectory-steps
+//! ("elements"); each one costs [`flops_per_row_step`] floating-point
+//! operations (printed), so GFLOP/s = elements/s × that / 1e9.
+//! `benches/compare/rollout_torchsde.py` runs this bench and torchsde side by
+//! side and prints the ratios.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use morphosde_core::integrate::rollout::{
+    Method, RolloutConfig, Start, rollout, rollout_workspace_len,
+};
+use morphosde_core::integrate::sde::EmConfig;
+use morphosde_core::model::heads::head_outputs;
+use morphosde_core::model::{Config, DiffusionHead, Layout, Learned};
+use morphosde_core::rng::{Family, Rng};
+use std::hint::black_box;
+use std::time::Duration;
+
+const D: usize = 16;
+const STEPS: usize = 100;
+
+fn model_config() -> Config {
+    Config {
+        d: D,
+        depth: 3,
+        width: 128,
+        time_features: 8,
+        learn_diffusion: true,
+        ..Config::default()
+    }
+}
+
+/// Multiply-adds ×2 of the forward pass (encoder and both heads) plus the
+/// `L Z` product of the Euler–Maruyama update, per trajectory-step.
+fn flops_per_row_step(c: &Config) -> usize {
+    let n_in = c.d + c.time_features;
+    let outputs = c.d + head_outputs(DiffusionHead::Full, c.d, c.d);
+    2 * (n_in * c.width + (c.depth - 1) * c.width * c.width + c.width * outputs) + 2 * c.d * c.d
+}
+
+fn bench(c: &mut Criterion) {
+    let config = model_config();
+    let layout = Layout::new(&config).unwrap();
+    let mut params = vec![0.0f32; layout.len];
+    layout.init(7, &mut params).unwrap();
+    let model = Learned::new(&config, &params).unwrap();
+    let flops = flops_per_row_step(&config);
+    println!("rollout: {flops} FLOP per trajectory-step");
+    let rollout_config = RolloutConfig {
+        method: Method::EulerMaruyama(EmConfig {
+            h_max: 0.01f32,
+            trace_clip: None,
+        }),
+        seed: 1,
+        block_rows: 64,
+    };
+    let times = [STEPS as f32 * 0.01];
+    let mut group = c.benchmark_group("rollout");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1));
+    for n in [100usize, 10_000] {
+        let mut start = vec![0.0f32; n * D];
+        Rng::stream(2, Family::Data, 0).fill_normal(&mut start);
+        let mut out = vec![0.0f32; n * D];
+        let mut stop = vec![0.0f32; n];
+        group.throughput(Throughput::Elements((n * STEPS) as u64));
+        group.measurement_time(Duration::from_secs(if n > 1000 { 20 } else { 3 }));
+        for workers in [1usize, 2] {
+            let mut ws = vec![0.0f32; rollout_workspace_len(&model, &rollout_config, workers)];
+            group.bench_function(format!("em_n{n}_w{workers}"), |b| {
+                b.iter(|| {
+                    let report = rollout(
+                        &model,
+                        Start::Cloud(&start),
+                        0.0,
+                        &times,
+                        &rollout_config,
+                        &mut out,
+                        &mut stop,
+                        &mut ws,
+                    )
+                    .unwrap();
+                    black_box(report)
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

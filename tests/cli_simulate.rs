@@ -1,0 +1,175 @@
+//! `morphosde simulate` end to end on the built-in synthetic process:
+//! output shape, determinism for a seed, the JSON report, the hand-off to
+//! `morphosde evaluate`, and clear errors on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("msde-cli-simulate-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn morphosde(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_morphosde"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn simulate_writes_rollouts_and_report() {
+    let dir = temp_dir("ok");
+    let (init, out, report) = (
+        dir.join("init.csv"),
+        dir.join("r.csv"),
+        dir.join("report.json"),
+    );
+    std::fs::write(&init, "a,b,c\n0,0.4,0\n").unwrap();
+    let run = |seed: &str, out: &Path| {
+        let o = morphosde(&[
+            "simulate",
+            "--synthetic-dim",
+            "3",
+            "--initial",
+            s(&init),
+            "--trajectories",
+            "200",
+            "--times",
+            "0.5,1",
+            "--h-max",
+            "0.01",
+            "--seed",
+            seed,
+            "--out",
+            s(out),
+            "--report",
+            s(&report),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let json = run("3", &out);
+    assert!(json.contains("\"method\":\"em\""), "{json}");
+    assert!(
+        json.contains("\"trajectories\":200") && json.contains("\"accepted_steps\":20000"),
+        "{json}"
+    );
+    assert!(json.contains("\"stopped\":0") && json.contains("\"first_stopped\":null"));
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), json);
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "trajectory,t,a,b,c");
+    assert_eq!(lines.len(), 1 + 400);
+    assert!(lines[1].starts_with("0,0.5,") && lines[400].starts_with("199,1,"));
+    // Same seed, same file; another seed, another file.
+    let again = dir.join("r2.csv");
+    run("3", &again);
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), csv);
+    run("4", &again);
+    assert_ne!(std::fs::read_to_string(&again).unwrap(), csv);
+    // The rollouts at t = 1 scored against those at t = 0.5 by evaluate.
+    let o = morphosde(&[
+        "evaluate",
+        "--a",
+        s(&out),
+        "--b",
+        s(&out),
+        "--time-column",
+        "t",
+        "--time",
+        "1",
+        "--columns",
+        "a,b,c",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"n_a\":200,\"n_b\":200,\"d\":3"));
+    // The ODE from a cloud: one mean path per row, no noise.
+    std::fs::write(&init, "0,0.1,0\n0,0.6,0.2\n").unwrap();
+    let o = morphosde(&[
+        "simulate",
+        "--synthetic-dim",
+        "3",
+        "--initial",
+        s(&init),
+        "--times",
+        "0.25,0.5,2",
+        "--method",
+        "dopri5",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 6);
+    assert!(csv.starts_with("trajectory,t,z0,z1,z2\n"));
+    // z0 advances at speed 1 exactly along the drift: z0(2) = 2.
+    let last: Vec<f64> = csv
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(last[..2], [1.0, 2.0]);
+    assert!((last[2] - 2.0).abs() < 1e-5, "{last:?}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn simulate_rejects_bad_input() {
+    let dir = temp_dir("bad");
+    let (init, out) = (dir.join("init.csv"), dir.join("r.csv"));
+    std::fs::write(&init, "0,0.4,0\n").unwrap();
+    let base = ["simulate", "--initial", s(&init), "--out", s(&out)];
+    for (extra, message) in [
+        (vec!["--synthetic-dim", "3", "--times", "1,0.5"], "times"),
+        (
+            vec!["--synthetic-dim", "3", "--times", "1", "--t0", "2"],
+            "times",
+        ),
+        (
+            vec!["--synthetic-dim", "3", "--times", "1", "--h-max", "0"],
+            "h_max",
+        ),
+        (
+            vec![
+                "--synthetic-dim",
+                "3",
+                "--times",
+                "1",
+                "--trajectories",
+                "0",
+            ],
+            "no trajectories",
+        ),
+        (
+            vec![
+                "--synthetic-dim",
+                "3",
+                "--times",
+                "1",
+                "--method",
+                "dopri5",
+                "--rtol",
+                "-1",
+            ],
+            "rtol",
+        ),
+        (vec!["--synthetic-dim", "4", "--times", "1"], "d = 4"),
+        (vec!["--synthetic-dim", "1", "--times", "1"], "at least 2"),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        let o = morphosde(&args);
+        assert!(!o.status.success(), "{extra:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(message), "{extra:?}: {err}");
+        assert!(!out.exists(), "no output on error");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
