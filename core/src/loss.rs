@@ -120,33 +120,35 @@ pub fn diffusion_loss<F: Float>(
     }
     let e = &mut scratch[..d * d];
     let inv_n = F::ONE / F::from_usize(n.max(1));
+    let g = F::TWO * inv_n * scale;
     let mut loss = F::ZERO;
-    for i in 0..n {
-        let li = &l[i * dq..(i + 1) * dq];
-        let di = &d_hat[i * d * d..(i + 1) * d * d];
-        // E = L Lᵀ − D̂ (symmetric).
+    for ((li, di), dli) in l
+        .chunks_exact(dq)
+        .zip(d_hat.chunks_exact(d * d))
+        .zip(dl.chunks_exact_mut(dq))
+    {
+        // E = L Lᵀ − D̂ (rows of L are contiguous: dot products).
         for r in 0..d {
+            let lr = &li[r * q..(r + 1) * q];
             for c in 0..=r {
-                let mut s = F::ZERO;
-                for k in 0..q {
-                    s += li[r * q + k] * li[c * q + k];
-                }
+                let lc = &li[c * q..(c + 1) * q];
+                let s = crate::linalg::dot(lr, lc);
                 e[r * d + c] = s - di[r * d + c];
                 e[c * d + r] = s - di[c * d + r];
             }
         }
         loss += e.iter().map(|&v| v * v).sum::<F>();
-        // ∂/∂L ‖E‖² = 2 (E + Eᵀ) L = 4 E L for symmetric E (when D̂ is
-        // symmetric; the general form is kept for any D̂).
-        let g = F::TWO * inv_n * scale;
-        let dli = &mut dl[i * dq..(i + 1) * dq];
+        // ∂/∂L ‖E‖² = 2 (E + Eᵀ) L (= 4 E L for a symmetric D̂; the
+        // general form is kept for any D̂): row r of dL is a sum of rows of
+        // L, accumulated as unit-stride axpys.
+        dli.fill(F::ZERO);
         for r in 0..d {
-            for k in 0..q {
-                let mut s = F::ZERO;
-                for c in 0..d {
-                    s += (e[r * d + c] + e[c * d + r]) * li[c * q + k];
+            let dlr = &mut dli[r * q..(r + 1) * q];
+            for c in 0..d {
+                let w = g * (e[r * d + c] + e[c * d + r]);
+                for (o, &v) in dlr.iter_mut().zip(&li[c * q..(c + 1) * q]) {
+                    *o += w * v;
                 }
-                dli[r * q + k] = g * s;
             }
         }
     }

@@ -41,6 +41,8 @@
 
 use crate::error::{Error, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
+use crate::linalg::squared_distance;
+use crate::model::config::MAX_DIM;
 
 /// Largest neighbourhood `k` of [`pairwise_targets`].
 pub const MAX_NEIGHBOURS: usize = 64;
@@ -75,6 +77,14 @@ pub fn shrink_target<F: Float>(dhat: &mut [F], d: usize, alpha: F, epsilon: F) {
     }
 }
 
+/// `1 ≤ d ≤` [`MAX_DIM`].
+fn check_dim(d: usize) -> Result<()> {
+    if d == 0 || d > MAX_DIM {
+        return Err(Error::bad_dim("d", "must be in 1..=64"));
+    }
+    Ok(())
+}
+
 /// Checks gaps: finite and positive.
 fn check_gaps<F: Float>(h: &[F]) -> Result<()> {
     check_finite(h, "h")?;
@@ -105,6 +115,7 @@ pub fn pairwise_targets<F: Float>(
     epsilon: F,
     out: &mut [F],
 ) -> Result<()> {
+    check_dim(d)?;
     let n = h.len();
     let len = checked_mul(n, d, "x")?;
     check_len(x, len, "x")?;
@@ -125,11 +136,7 @@ pub fn pairwise_targets<F: Float>(
         let mut count = 0;
         let xi = &x[i * d..(i + 1) * d];
         for j in 0..n {
-            let dist: F = xi
-                .iter()
-                .zip(&x[j * d..(j + 1) * d])
-                .map(|(&a, &b)| (a - b) * (a - b))
-                .sum();
+            let dist = squared_distance(xi, &x[j * d..(j + 1) * d]);
             if count == k && dist >= near[k - 1].0 {
                 continue;
             }
@@ -153,12 +160,17 @@ pub fn pairwise_targets<F: Float>(
     Ok(())
 }
 
-/// `dhat += w (a − b)(a − b)ᵀ`.
+/// `dhat += w (a − b)(a − b)ᵀ` (`d ≤` [`MAX_DIM`]).
 fn add_outer<F: Float>(dhat: &mut [F], a: &[F], b: &[F], w: F, d: usize) {
-    for r in 0..d {
-        let wr = w * (a[r] - b[r]);
-        for c in 0..d {
-            dhat[r * d + c] += wr * (a[c] - b[c]);
+    let mut diff = [F::ZERO; MAX_DIM];
+    let diff = &mut diff[..d];
+    for ((o, &x), &y) in diff.iter_mut().zip(a).zip(b) {
+        *o = x - y;
+    }
+    for (row, &dr) in dhat.chunks_exact_mut(d).zip(diff.iter()) {
+        let wr = w * dr;
+        for (o, &dc) in row.iter_mut().zip(diff.iter()) {
+            *o += wr * dc;
         }
     }
 }
@@ -180,9 +192,10 @@ pub fn plan_weighted_targets<F: Float>(
     epsilon: F,
     out: &mut [F],
 ) -> Result<()> {
+    check_dim(d)?;
     let n = h.len();
     check_len(p, checked_mul(n, d, "p")?, "p")?;
-    if d == 0 || !y.len().is_multiple_of(d) {
+    if !y.len().is_multiple_of(d) {
         return Err(Error::bad_dim("y", "length is not a multiple of d"));
     }
     let m = y.len() / d;

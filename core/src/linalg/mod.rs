@@ -15,6 +15,48 @@ pub use solve::{nearest_psd_in_place, solve_in_place};
 use crate::error::{Error, ErrorKind, Result, check_len};
 use crate::float::Float;
 
+/// `Σ a_k b_k` over the shorter length, in eight interleaved partial sums
+/// (so the compiler vectorises it; the summation order is fixed, results
+/// do not depend on the machine).
+#[inline]
+pub fn dot<F: Float>(a: &[F], b: &[F]) -> F {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [F::ZERO; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    for (k, (&x, &y)) in ar.iter().zip(br).enumerate() {
+        acc[k] += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// `Σ (a_k − b_k)²`, summed like [`dot`].
+#[inline]
+pub fn squared_distance<F: Float>(a: &[F], b: &[F]) -> F {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [F::ZERO; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for k in 0..8 {
+            let t = x[k] - y[k];
+            acc[k] += t * t;
+        }
+    }
+    for (k, (&x, &y)) in ar.iter().zip(br).enumerate() {
+        let t = x - y;
+        acc[k] += t * t;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
 /// Cholesky factorisation `A = G Gᵀ` of a symmetric positive-definite `d×d`
 /// matrix, in place: on success the lower triangle of `a` holds `G` and the
 /// strict upper triangle is zeroed. Only the lower triangle of `a` is read.
@@ -78,6 +120,18 @@ mod tests {
             }
         }
         assert_eq!(a[1], 0.0);
+    }
+
+    #[test]
+    fn dot_and_distance_match_plain_sums() {
+        let a: [f64; 19] = core::array::from_fn(|i| (i as f64 * 0.7).sin());
+        let b: [f64; 19] = core::array::from_fn(|i| (i as f64 * 1.3).cos());
+        for n in [0, 1, 7, 8, 9, 16, 19] {
+            let want: f64 = (0..n).map(|i| a[i] * b[i]).sum();
+            assert!((dot(&a[..n], &b[..n]) - want).abs() < 1e-14);
+            let want: f64 = (0..n).map(|i| (a[i] - b[i]) * (a[i] - b[i])).sum();
+            assert!((squared_distance(&a[..n], &b[..n]) - want).abs() < 1e-14);
+        }
     }
 
     #[test]
