@@ -173,3 +173,95 @@ fn simulate_rejects_bad_input() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Writes model bytes of a small seeded model (d = 3, encoder 1 × 16) with
+/// or without a diffusion head.
+fn write_model(path: &Path, learn_diffusion: bool) {
+    use morphosde_core::codec;
+    use morphosde_core::model::{Config, Layout};
+    let config = Config {
+        d: 3,
+        depth: 1,
+        width: 16,
+        time_features: 2,
+        learn_diffusion,
+        ..Config::default()
+    };
+    let layout = Layout::new(&config).unwrap();
+    let mut params = vec![0.0f32; layout.len];
+    layout.init(5, &mut params).unwrap();
+    let mut bytes = vec![0u8; codec::model_bytes_len::<f32>(&config).unwrap()];
+    let n = codec::save(&config, &params, &mut bytes).unwrap();
+    std::fs::write(path, &bytes[..n]).unwrap();
+}
+
+#[test]
+fn simulate_rolls_out_a_model_file() {
+    let dir = temp_dir("model");
+    let (init, out) = (dir.join("init.csv"), dir.join("r.csv"));
+    let (sde, ode) = (dir.join("sde.msde"), dir.join("ode.msde"));
+    std::fs::write(&init, "0.1,-0.2,0.3\n").unwrap();
+    write_model(&sde, true);
+    write_model(&ode, false);
+    let run = |model: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "--model",
+            s(model),
+            "--initial",
+            s(&init),
+            "--trajectories",
+            "50",
+            "--times",
+            "0.1,0.2",
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        morphosde(&args)
+    };
+    // With a diffusion head: Euler–Maruyama, trajectories spread out.
+    let o = run(&sde, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        json.contains("\"dynamics\":\"model\",\"method\":\"em\""),
+        "{json}"
+    );
+    let csv = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 100);
+    let at_end: Vec<&str> = csv.lines().filter(|l| l.contains(",0.2,")).collect();
+    assert!(
+        at_end
+            .windows(2)
+            .any(|w| w[0].split_once(',').unwrap().1 != w[1].split_once(',').unwrap().1)
+    );
+    // Without: the mean path by Dopri5, the same for every copy.
+    let o = run(&ode, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"method\":\"dopri5\""));
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split_once(',').unwrap().1)
+        .collect();
+    assert!(rows.iter().step_by(2).all(|r| *r == rows[0]));
+    // The SDE asked of a model without a diffusion head is an error.
+    let o = run(&ode, &["--method", "em"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no diffusion head"));
+    // A corrupted model file is refused.
+    let mut bytes = std::fs::read(&sde).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&sde, bytes).unwrap();
+    let o = run(&sde, &[]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("checksum"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,24 +1,29 @@
-//! `morphosde simulate`: rolls out trajectories of the built-in synthetic
-//! embryo-like process (`morphosde_core::synthetic`) from initial states,
+//! `morphosde simulate`: rolls out trajectories of a trained model
+//! (`--model`, model bytes of `morphosde_core::codec`) or of the built-in
+//! synthetic embryo-like process (`--synthetic-dim`) from initial states,
 //! with the core's integrators (`morphosde_core::integrate::rollout`).
 //!
 //! Input: `--initial`, a CSV of initial states (every column, or
 //! `--columns`). One row: `--trajectories` copies of it; several rows: one
 //! trajectory per row. Methods: `em` (Euler–Maruyama, needs a diffusion
 //! factor), `rk4`, `dopri5` (the drift's ODE: mean paths); `auto` picks `em`
-//! when the dynamics have diffusion and `dopri5` otherwise.
+//! when the dynamics have diffusion (a model trained with its diffusion
+//! head) and `dopri5` otherwise; `em` on a model without a diffusion head is
+//! an error.
 //! Output: `--out` gets `trajectory,t,<coordinates>` for every trajectory
 //! and output time (a trajectory that blew up has no rows from its stop
 //! time on); `--report` and stdout get a one-line JSON report.
 
 use crate::csvio::{read_table, write_atomic};
 use clap::{Args, ValueEnum};
+use morphosde_core::codec;
 use morphosde_core::integrate::Dynamics;
 use morphosde_core::integrate::ode::Dopri5Config;
 use morphosde_core::integrate::rollout::{
     Method, RolloutConfig, Start, default_workers, rollout, rollout_workspace_len,
 };
 use morphosde_core::integrate::sde::EmConfig;
+use morphosde_core::model::{Layout, Learned};
 use morphosde_core::synthetic::EmbryoProcess;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -36,10 +41,15 @@ pub enum MethodArg {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("dynamics").required(true).args(["model", "synthetic_dim"])))]
 pub struct SimulateArgs {
-    /// Dimension of the built-in synthetic embryo-like process (≥ 2).
+    /// Trained model file (morphosde model bytes, f32).
     #[arg(long)]
-    pub synthetic_dim: usize,
+    pub model: Option<PathBuf>,
+    /// Instead of a model: the built-in synthetic embryo-like process in
+    /// this many dimensions (≥ 2).
+    #[arg(long)]
+    pub synthetic_dim: Option<usize>,
     /// Initial states (CSV).
     #[arg(long)]
     pub initial: PathBuf,
@@ -88,16 +98,27 @@ pub struct SimulateArgs {
 }
 
 pub fn run(args: &SimulateArgs) -> Result<(), String> {
-    if args.synthetic_dim < 2 {
-        return Err("--synthetic-dim: the synthetic process needs at least 2 dimensions".into());
+    if let Some(path) = &args.model {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("--model: cannot read '{}': {e}", path.display()))?;
+        let bad = |e: morphosde_core::Error| format!("--model ('{}'): {e}", path.display());
+        let config = codec::load_config::<f32>(&bytes).map_err(bad)?;
+        let mut params = vec![0.0f32; Layout::new(&config).map_err(bad)?.len];
+        codec::load(&bytes, &mut params).map_err(bad)?;
+        let model = Learned::new(&config, &params).map_err(bad)?;
+        if args.method == MethodArg::Em && config.head().is_none() {
+            return Err(
+                "--method em: the model has no diffusion head (trained with diffusion off); \
+                 use --method rk4 or dopri5 for its mean paths"
+                    .into(),
+            );
+        }
+        return simulate(&model, "model", args);
     }
-    simulate(
-        &EmbryoProcess {
-            d: args.synthetic_dim,
-        },
-        "synthetic",
-        args,
-    )
+    match args.synthetic_dim {
+        Some(d) if d >= 2 => simulate(&EmbryoProcess { d }, "synthetic", args),
+        _ => Err("--synthetic-dim: the synthetic process needs at least 2 dimensions".into()),
+    }
 }
 
 /// Rolls out `dynamics` as `args` say and writes the outputs.
