@@ -196,3 +196,73 @@ fn train_step_and_codec_do_not_allocate() {
         assert!(l.iter().all(|v| v.is_finite()));
     }
 }
+
+#[test]
+fn uot_solve_does_not_allocate() {
+    use morphosde_core::uot::{
+        TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, solve_uot, uot_workspace_len,
+    };
+    let (n, m, d) = (40, 37, 3);
+    let mut x = vec![0.0f32; n * d];
+    let mut y = vec![0.0f32; m * d];
+    let mut rng = Rng::stream(3, Family::Data, 0);
+    rng.fill_normal(&mut x);
+    rng.fill_normal(&mut y);
+    let a = vec![1.0f32 / n as f32; n];
+    let b = vec![1.0f32 / m as f32; m];
+    let pairs = [0u32, 1, 5, 7];
+    for mode in [UotMode::Dense, UotMode::Online] {
+        let mut ws = vec![0.0f32; uot_workspace_len(n, m, d, mode)];
+        let (mut f, mut g) = (vec![0.0f32; n], vec![0.0f32; m]);
+        let (mut r, mut c) = (vec![0.0f32; n], vec![0.0f32; m]);
+        let mut v = vec![0.0f32; n * d];
+        let mut plan = vec![0.0f32; n * m];
+        let mut cfg = UotConfig::new(0.5f32);
+        cfg.rho_source = 1.0;
+        cfg.rho_target = 2.0;
+        cfg.mode = mode;
+        cfg.eps_scaling_stages = 2;
+        let problem = UotProblem {
+            x: &x,
+            y: &y,
+            a: &a,
+            b: &b,
+            n,
+            m,
+            d,
+            tracks: Some(Tracks {
+                pairs: &pairs,
+                bound: TrackBound::Fraction(0.5),
+            }),
+        };
+        // Counted on a pool worker after a warm-up call: rayon may allocate
+        // when a pool starts and when an outside thread injects jobs into its
+        // queue; the solver itself must not allocate.
+        let mut solve = || {
+            solve_uot(
+                &problem,
+                &cfg,
+                &mut UotOutput {
+                    f: &mut f,
+                    g: &mut g,
+                    row_mass: &mut r,
+                    col_mass: &mut c,
+                    velocity: Some(&mut v),
+                    barycenter: None,
+                    plan: Some(&mut plan),
+                },
+                &mut ws,
+            )
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (count, report) = pool.install(|| {
+            solve().unwrap();
+            count_allocations(&mut solve)
+        });
+        assert_eq!(count, 0, "{mode:?}");
+        assert!(report.unwrap().converged);
+    }
+}

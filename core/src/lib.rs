@@ -37,12 +37,14 @@ pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod par;
 pub mod propagate;
 pub mod rng;
 pub mod sampler;
 pub mod synthetic;
 pub mod targets;
 pub mod train;
+pub mod uot;
 
 pub use error::{Error, ErrorKind, Result};
 

@@ -1,0 +1,210 @@
+//! Inner loops of the Sinkhorn solver: cost tiles from point differences,
+//! streaming log-sum-exp, weighted means, and the dense matrix–vector
+//! products. Reductions use eight independent accumulators in a fixed order
+//! so that they vectorise and give the same bits on every run.
+
+use crate::fastmath::exp_in_place;
+use crate::float::Float;
+
+/// Columns per stack tile of the streaming loops (1 KiB of f32).
+pub(super) const TILE: usize = 256;
+
+const LANES: usize = 8;
+
+/// `Σ xs` (eight interleaved partial sums, then combined in order).
+pub(super) fn sum<F: Float>(xs: &[F]) -> F {
+    let mut acc = [F::ZERO; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += x;
+    }
+    fold(acc)
+}
+
+/// `Σ a_k b_k`.
+pub(super) fn dot<F: Float>(a: &[F], b: &[F]) -> F {
+    let mut acc = [F::ZERO; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for k in 0..LANES {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    for (k, (&x, &y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        acc[k] += x * y;
+    }
+    fold(acc)
+}
+
+/// `acc += alpha · x`.
+pub(super) fn axpy<F: Float>(acc: &mut [F], alpha: F, x: &[F]) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a += alpha * v;
+    }
+}
+
+/// Largest element (`−∞` for an empty slice; NaN is ignored).
+pub(super) fn max<F: Float>(xs: &[F]) -> F {
+    let mut acc = [F::NEG_INFINITY; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = if x > *a { x } else { *a };
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = a.max(x);
+    }
+    acc.iter().fold(F::NEG_INFINITY, |m, &x| m.max(x))
+}
+
+fn fold<F: Float>(acc: [F; LANES]) -> F {
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// Squared distance `‖p − q‖²` from differences.
+pub(super) fn sq_dist<F: Float>(p: &[F], q: &[F]) -> F {
+    let mut s = F::ZERO;
+    for (&a, &b) in p.iter().zip(q) {
+        let t = a - b;
+        s += t * t;
+    }
+    s
+}
+
+/// The other cloud, transposed (`d × count`, coordinate-major), so that one
+/// point's costs to a run of others vectorise over the others.
+#[derive(Clone, Copy)]
+pub(super) struct Cloud<'a, F> {
+    /// Row-major `count × d`.
+    pub rows: &'a [F],
+    /// Coordinate-major `d × count`.
+    pub cols: &'a [F],
+    pub count: usize,
+    pub d: usize,
+}
+
+impl<F: Float> Cloud<'_, F> {
+    pub fn point(&self, k: usize) -> &[F] {
+        &self.rows[k * self.d..][..self.d]
+    }
+
+    /// `out[t] = pot[k0+t] − ‖p − q_{k0+t}‖² · inv_eps`.
+    pub fn fill_w(&self, p: &[F], k0: usize, pot: &[F], inv_eps: F, out: &mut [F]) {
+        let len = out.len();
+        out.fill(F::ZERO);
+        for (c, &pc) in p.iter().enumerate() {
+            let col = &self.cols[c * self.count + k0..][..len];
+            for (o, &q) in out.iter_mut().zip(col) {
+                let t = pc - q;
+                *o += t * t;
+            }
+        }
+        for (o, &w) in out.iter_mut().zip(&pot[k0..k0 + len]) {
+            *o = w - *o * inv_eps;
+        }
+    }
+
+    /// `ln Σ_k exp(pot_k − ‖p − q_k‖²/ε)`, streamed over stack tiles (one
+    /// exponential per pair; the running sum is rescaled when a tile raises
+    /// the maximum).
+    pub fn lse(&self, p: &[F], pot: &[F], inv_eps: F) -> F {
+        self.lse_excluding(p, pot, inv_eps, usize::MAX)
+    }
+
+    /// [`Cloud::lse`] without the term `skip`.
+    pub fn lse_excluding(&self, p: &[F], pot: &[F], inv_eps: F, skip: usize) -> F {
+        let mut buf = [F::ZERO; TILE];
+        let mut top = F::NEG_INFINITY;
+        let mut total = F::ZERO;
+        let mut k0 = 0;
+        while k0 < self.count {
+            let len = TILE.min(self.count - k0);
+            let b = &mut buf[..len];
+            self.fill_w(p, k0, pot, inv_eps, b);
+            if skip >= k0 && skip < k0 + len {
+                b[skip - k0] = F::NEG_INFINITY;
+            }
+            k0 += len;
+            let tile_top = max(b);
+            if tile_top == F::NEG_INFINITY {
+                continue;
+            }
+            if tile_top > top {
+                total *= (top - tile_top).exp();
+                top = tile_top;
+            }
+            for w in b.iter_mut() {
+                *w -= top;
+            }
+            exp_in_place(b);
+            total += sum(b);
+        }
+        top + total.ln()
+    }
+
+    /// Softmax-weighted mean `Σ_k e^{w_k} q_k / Σ_k e^{w_k}` of the other
+    /// cloud's points, with `w_k = pot_k − ‖p − q_k‖²/ε` except that the
+    /// entry `floor.0` is raised to at least `e^{floor.1}` when given.
+    /// Writes the mean to `mean` (`d`) and returns `ln Σ_k e^{w_k}`.
+    pub fn weighted_mean(
+        &self,
+        p: &[F],
+        pot: &[F],
+        inv_eps: F,
+        floor: Option<(usize, F)>,
+        mean: &mut [F],
+    ) -> F {
+        let mut buf = [F::ZERO; TILE];
+        let mut top = F::NEG_INFINITY;
+        let mut total = F::ZERO;
+        mean.fill(F::ZERO);
+        let mut k0 = 0;
+        while k0 < self.count {
+            let len = TILE.min(self.count - k0);
+            let b = &mut buf[..len];
+            self.fill_w(p, k0, pot, inv_eps, b);
+            let tile_top = max(b);
+            if tile_top != F::NEG_INFINITY {
+                if tile_top > top {
+                    let s = (top - tile_top).exp();
+                    total *= s;
+                    mean.iter_mut().for_each(|x| *x *= s);
+                    top = tile_top;
+                }
+                for w in b.iter_mut() {
+                    *w -= top;
+                }
+                exp_in_place(b);
+                total += sum(b);
+                for (t, &e) in b.iter().enumerate() {
+                    axpy(mean, e, self.point(k0 + t));
+                }
+            }
+            k0 += len;
+        }
+        if let Some((k, log_floor)) = floor {
+            let w = pot[k] - sq_dist(p, self.point(k)) * inv_eps;
+            if log_floor > w {
+                if log_floor > top {
+                    let s = (top - log_floor).exp();
+                    total *= s;
+                    mean.iter_mut().for_each(|x| *x *= s);
+                    top = log_floor;
+                }
+                let extra = (log_floor - top).exp() - (w - top).exp();
+                total += extra;
+                axpy(mean, extra, self.point(k));
+            }
+        }
+        let inv = F::ONE / total;
+        mean.iter_mut().for_each(|x| *x *= inv);
+        top + total.ln()
+    }
+}
