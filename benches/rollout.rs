@@ -6,10 +6,12 @@
 //! `cargo bench --bench rollout`. Throughput is reported in trajectory-steps
 //! ("elements"); each one costs [`flops_per_row_step`] floating-point
 //! operations (printed), so GFLOP/s = elements/s × that / 1e9.
-//! `benches/compare/rollout_torchsde.py` runs this bench and torchsde side by
+//! With `MSDE_BENCH_PLAIN=1` it instead prints one line per case,
+//! `n workers median_s traj_steps_per_s gflops` (median of 7 runs), for
+//! `benches/compare/rollout_torchsde.py`, which runs it and torchsde side by
 //! side and prints the ratios.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput};
 use morphosde_core::integrate::rollout::{
     Method, RolloutConfig, Start, rollout, rollout_workspace_len,
 };
@@ -18,7 +20,7 @@ use morphosde_core::model::heads::head_outputs;
 use morphosde_core::model::{Config, DiffusionHead, Layout, Learned};
 use morphosde_core::rng::{Family, Rng};
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const D: usize = 16;
 const STEPS: usize = 100;
@@ -42,28 +44,90 @@ fn flops_per_row_step(c: &Config) -> usize {
     2 * (n_in * c.width + (c.depth - 1) * c.width * c.width + c.width * outputs) + 2 * c.d * c.d
 }
 
-fn bench(c: &mut Criterion) {
-    let config = model_config();
-    let layout = Layout::new(&config).unwrap();
+/// Seeded parameters of the benchmarked model.
+fn model_params(config: &Config) -> Vec<f32> {
+    let layout = Layout::new(config).unwrap();
     let mut params = vec![0.0f32; layout.len];
     layout.init(7, &mut params).unwrap();
-    let model = Learned::new(&config, &params).unwrap();
-    let flops = flops_per_row_step(&config);
-    println!("rollout: {flops} FLOP per trajectory-step");
-    let rollout_config = RolloutConfig {
+    params
+}
+
+fn rollout_config() -> RolloutConfig<f32> {
+    RolloutConfig {
         method: Method::EulerMaruyama(EmConfig {
             h_max: 0.01f32,
             trace_clip: None,
         }),
         seed: 1,
         block_rows: 64,
-    };
-    let times = [STEPS as f32 * 0.01];
+    }
+}
+
+/// `n` standard-normal initial states.
+fn initial_cloud(n: usize) -> Vec<f32> {
+    let mut start = vec![0.0f32; n * D];
+    Rng::stream(2, Family::Data, 0).fill_normal(&mut start);
+    start
+}
+
+const TIMES: [f32; 1] = [STEPS as f32 * 0.01];
+
+/// One line per case for the comparison script (see the module docs).
+fn plain() {
+    let config = model_config();
+    let params = model_params(&config);
+    let model = Learned::new(&config, &params).unwrap();
+    let rc = rollout_config();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for n in [100usize, 10_000] {
+        let start = initial_cloud(n);
+        let mut out = vec![0.0f32; n * D];
+        let mut stop = vec![0.0f32; n];
+        for workers in [1usize, 2] {
+            let mut ws = vec![0.0f32; rollout_workspace_len(&model, &rc, workers)];
+            let mut once = || {
+                let clock = Instant::now();
+                pool.install(|| {
+                    rollout(
+                        &model,
+                        Start::Cloud(&start),
+                        0.0,
+                        &TIMES,
+                        &rc,
+                        &mut out,
+                        &mut stop,
+                        &mut ws,
+                    )
+                    .unwrap()
+                });
+                clock.elapsed().as_secs_f64()
+            };
+            once();
+            let mut times: Vec<f64> = (0..7).map(|_| once()).collect();
+            times.sort_by(f64::total_cmp);
+            let median = times[3];
+            let rate = (n * STEPS) as f64 / median;
+            let gflops = rate * flops_per_row_step(&config) as f64 / 1e9;
+            println!("{n} {workers} {median:.6} {rate:.0} {gflops:.2}");
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let config = model_config();
+    let params = model_params(&config);
+    let model = Learned::new(&config, &params).unwrap();
+    let flops = flops_per_row_step(&config);
+    println!("rollout: {flops} FLOP per trajectory-step");
+    let rollout_config = rollout_config();
+    let times = TIMES;
     let mut group = c.benchmark_group("rollout");
     group.sample_size(10).warm_up_time(Duration::from_secs(1));
     for n in [100usize, 10_000] {
-        let mut start = vec![0.0f32; n * D];
-        Rng::stream(2, Family::Data, 0).fill_normal(&mut start);
+        let start = initial_cloud(n);
         let mut out = vec![0.0f32; n * D];
         let mut stop = vec![0.0f32; n];
         group.throughput(Throughput::Elements((n * STEPS) as u64));
@@ -91,5 +155,12 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+fn main() {
+    if std::env::var_os("MSDE_BENCH_PLAIN").is_some() {
+        plain();
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+}
