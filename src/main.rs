@@ -31,6 +31,9 @@ enum Command {
     Evaluate(commands::evaluate::EvaluateArgs),
     /// Roll out trajectories (SDE or mean-path ODE) from initial states.
     Simulate(commands::simulate::SimulateArgs),
+    /// Unbalanced optimal transport between two CSV clouds: plan, masses,
+    /// teacher velocities.
+    Uot(commands::uot::UotArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Cluster(args) => report(commands::cluster::run(&args)),
         Command::Evaluate(args) => report(commands::evaluate::run(&args)),
         Command::Simulate(args) => report(commands::simulate::run(&args)),
+        Command::Uot(args) => report(commands::uot::run(&args)),
     }
 }
 

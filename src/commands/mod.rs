@@ -3,3 +3,4 @@
 pub mod cluster;
 pub mod evaluate;
 pub mod simulate;
+pub mod uot;
