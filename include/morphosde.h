@@ -63,6 +63,37 @@
 #define MSDE_ABI_VERSION 1
 
 /**
+ * Largest number of clusters msde_cluster accepts (msde_cluster_config.k).
+ */
+#define MSDE_CLUSTER_MAX_K 32
+
+/**
+ * Largest neighbour count (kNN graph, self-tuning scale).
+ */
+#define MSDE_CLUSTER_MAX_NEIGHBOURS 64
+
+/**
+ * Capacity of msde_cluster_summary.eigenvalues (MSDE_CLUSTER_MAX_K + 1).
+ */
+#define MSDE_CLUSTER_EIGENVALUES 33
+
+/**
+ * msde_cluster_config.sigma_z_mode: sigma_z is given (field sigma_z).
+ */
+#define MSDE_SIGMA_Z_GIVEN 0
+
+/**
+ * msde_cluster_config.sigma_z_mode: sigma_z = median pairwise distance.
+ */
+#define MSDE_SIGMA_Z_MEDIAN 1
+
+/**
+ * msde_cluster_config.sigma_z_mode: self-tuning local scales sigma_i =
+ * distance to the sigma_z_neighbour-th nearest other point.
+ */
+#define MSDE_SIGMA_Z_SELF_TUNING 2
+
+/**
  * Largest d accepted by msde_eigen_sym.
  */
 #define MSDE_EIGEN_MAX_DIM 64
@@ -139,6 +170,69 @@ typedef int32_t msde_status;
 #endif // __cplusplus
 
 /**
+ * Configuration of msde_cluster. Fill it with msde_cluster_config_default,
+ * then change fields. The affinity of points i, j is
+ * exp(-|z_i - z_j|^2 / (2 sigma_z^2)) * exp(-(t_i - t_j)^2 / (2 sigma_t^2)).
+ */
+typedef struct msde_cluster_config {
+    /**
+     * Number of clusters, 1..=min(n, MSDE_CLUSTER_MAX_K); with choose_k the
+     * largest number considered.
+     */
+    size_t k;
+    /**
+     * 1: choose the number of clusters in 1..=k by the largest eigengap
+     * (needs k < n); 0: use k.
+     */
+    uint32_t choose_k;
+    /**
+     * MSDE_SIGMA_Z_GIVEN, MSDE_SIGMA_Z_MEDIAN or MSDE_SIGMA_Z_SELF_TUNING.
+     */
+    uint32_t sigma_z_mode;
+    /**
+     * Spatial bandwidth in the units of z (finite, > 0); read only with
+     * MSDE_SIGMA_Z_GIVEN.
+     */
+    float sigma_z;
+    /**
+     * Time bandwidth in time units (> 0; +INFINITY ignores time).
+     */
+    float sigma_t;
+    /**
+     * Neighbour rank of the self-tuning scale (1..=64, < n); read only with
+     * MSDE_SIGMA_Z_SELF_TUNING.
+     */
+    size_t sigma_z_neighbour;
+    /**
+     * 0: dense affinity (n*n floats of workspace); otherwise the kNN graph
+     * with this many neighbours per point (1..=64, < n).
+     */
+    size_t knn_neighbours;
+    /**
+     * k-means++ restarts (>= 1); the lowest inertia wins.
+     */
+    size_t restarts;
+    /**
+     * Lloyd iterations per restart (>= 1).
+     */
+    size_t kmeans_max_iter;
+    /**
+     * Outer iterations of the eigensolver (>= 1).
+     */
+    size_t eigen_max_iter;
+    /**
+     * Seed of every random choice (median sample, eigensolver start,
+     * k-means++).
+     */
+    uint64_t seed;
+    /**
+     * Largest workspace in bytes the size query accepts
+     * (MSDE_ERR_BAD_CONFIG beyond it).
+     */
+    size_t memory_limit_bytes;
+} msde_cluster_config;
+
+/**
  * Optional per-call error record (pass NULL to ignore). Plain data: declare
  * one on the stack and pass its address as a call's last argument.
  */
@@ -153,6 +247,33 @@ typedef struct msde_error {
      */
     char message[MSDE_ERROR_MESSAGE_LEN];
 } msde_error;
+
+/**
+ * What msde_cluster found besides the labels.
+ */
+typedef struct msde_cluster_summary {
+    /**
+     * Number of clusters used (config k, or the eigengap's choice).
+     */
+    size_t k;
+    /**
+     * k-means inertia of the winning restart (spectral embedding units).
+     */
+    float inertia;
+    /**
+     * The spatial scale used (given, median, or median local scale), in
+     * the units of z.
+     */
+    float sigma_z;
+    /**
+     * Valid entries of eigenvalues.
+     */
+    size_t eigen_count;
+    /**
+     * Leading eigenvalues of the normalised affinity, descending.
+     */
+    float eigenvalues[MSDE_CLUSTER_EIGENVALUES];
+} msde_cluster_summary;
 
 #ifdef __cplusplus
 extern "C" {
@@ -175,6 +296,74 @@ const char *msde_version_string(void);
  * ABI version of the loaded library (MSDE_ABI_VERSION it was built with).
  */
 uint32_t msde_abi_version(void);
+
+/**
+ * Fills *out with the defaults for k clusters and time bandwidth sigma_t:
+ * median-heuristic sigma_z, dense affinity, 10 restarts of at most 100
+ * Lloyd iterations, 200 eigensolver iterations, seed 0, memory limit 1 GiB.
+ * Values are checked by the calls that use the config, not here.
+ *
+ * # Safety
+ * `out` must be NULL (refused) or point to a writable msde_cluster_config.
+ */
+msde_status msde_cluster_config_default(size_t k,
+                                        float sigma_t,
+                                        struct msde_cluster_config *out,
+                                        struct msde_error *err);
+
+/**
+ * Workspace msde_cluster needs for n points of dimension d under *config:
+ * *float_len floats and *index_len uint32 values. Checks the whole config
+ * (the errors msde_cluster would give for it) and its memory limit.
+ *
+ * # Safety
+ * `config` must be NULL (refused) or point to a readable config;
+ * `float_len` and `index_len` NULL (refused) or writable.
+ */
+msde_status msde_cluster_workspace_len(size_t n,
+                                       size_t d,
+                                       const struct msde_cluster_config *config,
+                                       size_t *float_len,
+                                       size_t *index_len,
+                                       struct msde_error *err);
+
+/**
+ * Clusters n points observed at times t into labels.
+ *
+ * - `z`: n x d row-major positions, z_len = n*d; `t`: n times, t_len = n.
+ * - `labels`: n cluster ids in 0..summary->k, numbered by first appearance
+ *   (point 0 is in cluster 0).
+ * - `float_ws`, `index_ws`: workspaces of at least the lengths
+ *   msde_cluster_workspace_len reports; garbage before and after.
+ * - `summary`: optional (NULL to skip).
+ *
+ * Errors: NULL pointers, lengths that disagree with n and d
+ * (MSDE_ERR_BAD_DIMENSION), NaN/Inf in z or t, config values out of range
+ * or over the memory limit (MSDE_ERR_BAD_CONFIG), short workspaces, all
+ * points coinciding with a data-driven sigma_z (MSDE_ERR_NUMERICAL), the
+ * eigensolver not converging (MSDE_ERR_NOT_CONVERGED). Outputs are written
+ * only on MSDE_OK.
+ *
+ * # Safety
+ * Each pointer must be NULL (refused unless its length is 0) or valid for
+ * its stated length; outputs and workspaces must not overlap each other or
+ * the inputs.
+ */
+msde_status msde_cluster(const float *z,
+                         size_t z_len,
+                         const float *t,
+                         size_t t_len,
+                         size_t n,
+                         size_t d,
+                         const struct msde_cluster_config *config,
+                         uint32_t *labels,
+                         size_t labels_len,
+                         float *float_ws,
+                         size_t float_ws_len,
+                         uint32_t *index_ws,
+                         size_t index_ws_len,
+                         struct msde_cluster_summary *summary,
+                         struct msde_error *err);
 
 /**
  * Workspace length (floats) msde_eigen_sym needs for a d×d matrix

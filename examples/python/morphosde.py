@@ -13,7 +13,7 @@ file's repository (``target/release/libmorphosde.so``).
 import ctypes
 import os
 from array import array
-from ctypes import POINTER, c_char, c_char_p, c_float, c_int32, c_size_t, c_uint32
+from ctypes import POINTER, c_char, c_char_p, c_float, c_int32, c_size_t, c_uint32, c_uint64
 
 ERROR_MESSAGE_LEN = 256
 
@@ -57,7 +57,43 @@ def _default_library_path():
     return os.path.join(here, "..", "..", "target", "release", "libmorphosde.so")
 
 
+CLUSTER_EIGENVALUES = 33
+SIGMA_Z_GIVEN, SIGMA_Z_MEDIAN, SIGMA_Z_SELF_TUNING = 0, 1, 2
+
+
+class ClusterConfig(ctypes.Structure):
+    """``msde_cluster_config``; fill with :meth:`Library.cluster_config`."""
+
+    _fields_ = [
+        ("k", c_size_t),
+        ("choose_k", c_uint32),
+        ("sigma_z_mode", c_uint32),
+        ("sigma_z", c_float),
+        ("sigma_t", c_float),
+        ("sigma_z_neighbour", c_size_t),
+        ("knn_neighbours", c_size_t),
+        ("restarts", c_size_t),
+        ("kmeans_max_iter", c_size_t),
+        ("eigen_max_iter", c_size_t),
+        ("seed", c_uint64),
+        ("memory_limit_bytes", c_size_t),
+    ]
+
+
+class ClusterSummary(ctypes.Structure):
+    """``msde_cluster_summary``."""
+
+    _fields_ = [
+        ("k", c_size_t),
+        ("inertia", c_float),
+        ("sigma_z", c_float),
+        ("eigen_count", c_size_t),
+        ("eigenvalues", c_float * CLUSTER_EIGENVALUES),
+    ]
+
+
 _FLOAT_P = POINTER(c_float)
+_U32_P = POINTER(c_uint32)
 _SIZE_P = POINTER(c_size_t)
 _ERR_P = POINTER(MsdeErrorRecord)
 
@@ -71,6 +107,18 @@ _SIGNATURES = {
     "msde_eigen_sym": (
         c_int32,
         [_FLOAT_P, c_size_t, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _ERR_P],
+    ),
+    "msde_cluster_config_default": (c_int32, [c_size_t, c_float, POINTER(ClusterConfig), _ERR_P]),
+    "msde_cluster_workspace_len": (
+        c_int32,
+        [c_size_t, c_size_t, POINTER(ClusterConfig), _SIZE_P, _SIZE_P, _ERR_P],
+    ),
+    "msde_cluster": (
+        c_int32,
+        [
+            _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t, c_size_t, POINTER(ClusterConfig),
+            _U32_P, c_size_t, _FLOAT_P, c_size_t, _U32_P, c_size_t, POINTER(ClusterSummary), _ERR_P,
+        ],
     ),
 }
 
@@ -87,6 +135,11 @@ def floats(values):
 def empty(n):
     """A zeroed C float array of length ``n``."""
     return (c_float * n)()
+
+
+def empty_u32(n):
+    """A zeroed C uint32 array of length ``n``."""
+    return (c_uint32 * n)()
 
 
 class Library:
@@ -128,3 +181,31 @@ class Library:
         self.call("msde_eigen_sym", a, a_len, d, w, d, v, d * d, ws, ws_len.value)
         vectors = [[v[r * d + k] for r in range(d)] for k in range(d)]
         return list(w), vectors
+
+    def cluster_config(self, k, sigma_t, /, **fields):
+        """Default ``msde_cluster_config`` for ``k`` clusters and time
+        bandwidth ``sigma_t``, with ``fields`` overriding."""
+        cfg = ClusterConfig()
+        self.call("msde_cluster_config_default", k, sigma_t, ctypes.byref(cfg))
+        for name, value in fields.items():
+            setattr(cfg, name, value)
+        return cfg
+
+    def cluster_workspace_len(self, n, d, cfg):
+        """(float workspace length, uint32 workspace length)."""
+        fl, il = c_size_t(), c_size_t()
+        self.call("msde_cluster_workspace_len", n, d, ctypes.byref(cfg), ctypes.byref(fl), ctypes.byref(il))
+        return fl.value, il.value
+
+    def cluster(self, z, t, d, cfg):
+        """Time-weighted spectral clustering of points ``z`` (n*d, row-major)
+        at times ``t`` (n). Returns (labels, ClusterSummary)."""
+        zz, z_len = floats(z)
+        tt, n = floats(t)
+        fl, il = self.cluster_workspace_len(n, d, cfg)
+        labels, summary = empty_u32(n), ClusterSummary()
+        self.call(
+            "msde_cluster", zz, z_len, tt, n, n, d, ctypes.byref(cfg), labels, n,
+            empty(fl), fl, empty_u32(il), il, ctypes.byref(summary),
+        )
+        return list(labels), summary

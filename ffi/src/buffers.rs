@@ -63,6 +63,16 @@ pub(crate) unsafe fn output<'a, T>(
     Ok(unsafe { core::slice::from_raw_parts_mut(ptr, len) })
 }
 
+/// A required pointer to one readable value (a config struct).
+///
+/// # Safety
+/// A non-NULL `ptr` must point to an initialised `T`, valid for `'a`.
+pub(crate) unsafe fn value_in<'a, T>(ptr: *const T, arg: &'static str) -> Result<&'a T> {
+    check(ptr, 1, arg)?;
+    // SAFETY: checked aligned above; NULL becomes None.
+    unsafe { ptr.as_ref() }.ok_or(Error::new(ErrorKind::NullPointer, arg, "is NULL"))
+}
+
 /// A required pointer to one writable value (an output scalar).
 ///
 /// # Safety
@@ -71,6 +81,31 @@ pub(crate) unsafe fn value_out<'a, T>(ptr: *mut T, arg: &'static str) -> Result<
     check(ptr, 1, arg)?;
     // SAFETY: checked aligned above; NULL becomes None.
     unsafe { ptr.as_mut() }.ok_or(Error::new(ErrorKind::NullPointer, arg, "is NULL"))
+}
+
+/// An optional pointer to one writable value (NULL: the caller does not
+/// want it).
+///
+/// # Safety
+/// A non-NULL `ptr` must point to a writable `T`, valid for `'a`.
+pub(crate) unsafe fn optional_out<'a, T>(
+    ptr: *mut T,
+    arg: &'static str,
+) -> Result<Option<&'a mut T>> {
+    check(ptr, 0, arg)?;
+    // SAFETY: checked aligned above; NULL becomes None.
+    Ok(unsafe { ptr.as_mut() })
+}
+
+/// A C boolean field (0 or 1; anything else is refused rather than
+/// guessed).
+pub(crate) fn flag(value: u32, arg: &'static str) -> Result<bool> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(Error::bad_config(arg, "must be 0 or 1")
+            .with(morphosde_core::error::Detail::Index(value as usize))),
+    }
 }
 
 #[cfg(test)]

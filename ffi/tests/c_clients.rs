@@ -58,3 +58,15 @@ fn eigen_demo_in_c_and_cpp() {
         );
     }
 }
+
+#[test]
+fn cluster_demo_in_c_and_cpp() {
+    for cpp in [false, true] {
+        let out = build_and_run("cluster_demo", cpp);
+        assert!(out.contains("clusters 2 sizes 18 18 misplaced 0"), "{out}");
+        assert!(
+            out.contains("k too large: bad configuration value (4): k"),
+            "{out}"
+        );
+    }
+}
