@@ -1,6 +1,5 @@
 //! `morphosde`: the command-line tool. Each subcommand lives in its own
 //! module under `commands/`; CSV handling in `csvio`.
-#![allow(dead_code)] // Until the first subcommand uses csvio; remove then.
 
 mod commands;
 mod csvio;
@@ -34,6 +33,14 @@ enum Command {
     /// Unbalanced optimal transport between two CSV clouds: plan, masses,
     /// teacher velocities.
     Uot(commands::uot::UotArgs),
+    /// Learn drift (and diffusion) from a snapshot table; write the model.
+    Train(Box<commands::train::TrainArgs>),
+    /// The whole job on the built-in embryo-like dataset (no download).
+    Demo(Box<commands::demo::DemoArgs>),
+    /// The learned drift f and D = L Lᵀ at given points and times (CSV).
+    Field(commands::field::FieldArgs),
+    /// One change at a time on the built-in dataset; a table of scores.
+    Ablate(Box<commands::ablate::AblateArgs>),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +58,10 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => report(commands::evaluate::run(&args)),
         Command::Simulate(args) => report(commands::simulate::run(&args)),
         Command::Uot(args) => report(commands::uot::run(&args)),
+        Command::Train(args) => report(commands::train::run(&args)),
+        Command::Demo(args) => report(commands::demo::run(&args)),
+        Command::Field(args) => report(commands::field::run(&args)),
+        Command::Ablate(args) => report(commands::ablate::run(&args)),
     }
 }
 

@@ -1,6 +1,10 @@
 //! One module per subcommand: argument struct (clap) and `run`.
 
+pub mod ablate;
 pub mod cluster;
+pub mod demo;
 pub mod evaluate;
+pub mod field;
 pub mod simulate;
+pub mod train;
 pub mod uot;

@@ -16,14 +16,13 @@
 
 use crate::csvio::{read_table, write_atomic};
 use clap::{Args, ValueEnum};
-use morphosde_core::codec;
 use morphosde_core::integrate::Dynamics;
 use morphosde_core::integrate::ode::Dopri5Config;
 use morphosde_core::integrate::rollout::{
     Method, RolloutConfig, Start, default_workers, rollout, rollout_workspace_len,
 };
 use morphosde_core::integrate::sde::EmConfig;
-use morphosde_core::model::{Layout, Learned};
+use morphosde_core::model::Learned;
 use morphosde_core::synthetic::EmbryoProcess;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -99,13 +98,9 @@ pub struct SimulateArgs {
 
 pub fn run(args: &SimulateArgs) -> Result<(), String> {
     if let Some(path) = &args.model {
-        let bytes = std::fs::read(path)
-            .map_err(|e| format!("--model: cannot read '{}': {e}", path.display()))?;
-        let bad = |e: morphosde_core::Error| format!("--model ('{}'): {e}", path.display());
-        let config = codec::load_config::<f32>(&bytes).map_err(bad)?;
-        let mut params = vec![0.0f32; Layout::new(&config).map_err(bad)?.len];
-        codec::load(&bytes, &mut params).map_err(bad)?;
-        let model = Learned::new(&config, &params).map_err(bad)?;
+        let (config, params) = super::field::load_model(path)?;
+        let model = Learned::new(&config, &params)
+            .map_err(|e| format!("--model ('{}'): {e}", path.display()))?;
         if args.method == MethodArg::Em && config.head().is_none() {
             return Err(
                 "--method em: the model has no diffusion head (trained with diffusion off); \

@@ -3,8 +3,8 @@
 
 use crate::error::{Detail, Error, Result};
 
-/// Largest state dimension `d`.
-pub const MAX_DIM: usize = 64;
+/// Largest state dimension `d` (the core's).
+pub use crate::MAX_DIM;
 /// Largest number of hidden layers of the encoder.
 pub const MAX_DEPTH: usize = 8;
 /// Largest encoder width.

@@ -2,8 +2,9 @@
 //! turns one prepared minibatch into a parameter update; the epoch loop
 //! (sampling, UOT, teacher velocities) builds on it.
 
+pub mod fit;
 pub mod step;
 
 pub use step::{
-    AdamState, Batch, StepLoss, loss_and_gradient, train_step, train_step_workspace_len,
+    AdamState, Batch, StepLoss, batch_loss, loss_and_gradient, train_step, train_step_workspace_len,
 };

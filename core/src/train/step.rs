@@ -12,7 +12,9 @@
 //! (a second forward pass over `n·(flow_substeps+1)` rows), and the loss's
 //! gradient reaches `L_θ` through the adjoint map and that pass's backward.
 
-use crate::error::{Arena, Error, ErrorKind, Result, check_finite, check_len, checked_mul};
+use crate::error::{
+    Arena, Error, ErrorKind, Result, check_finite, check_len, check_room, checked_mul,
+};
 use crate::float::Float;
 use crate::integrate::{rk4_flow, rk4_flow_workspace_len};
 use crate::loss::{diffusion_loss, drift_loss, mass_weights};
@@ -426,6 +428,78 @@ fn propagated_diffusion_loss<F: Float>(
     Ok(loss)
 }
 
+/// Targets (when the head is on), loss parts and their gradient `grad` (the
+/// layout's length) at `epoch`, for the parameters as they are.
+fn step_loss<F: Float>(
+    config: &Config,
+    layout: &Layout,
+    epoch: u32,
+    batch: &Batch<'_, F>,
+    params: &[F],
+    grad: &mut [F],
+    workspace: &mut [F],
+) -> Result<StepLoss<F>> {
+    check_len(params, layout.len, "params")?;
+    check_room(grad, layout.len, "workspace")?;
+    check_batch(config, layout, batch)?;
+    let n = batch.len();
+    let mut arena = Arena::new(workspace);
+    let loss_ws = arena.take(loss_workspace_len(config, layout, n))?;
+    let (cache, rest) = loss_ws.split_at_mut(layout.cache_len(n));
+    layout.forward_train(params, batch.x, batch.t, cache)?;
+    let d_hat = arena.take(if layout.head.is_some() {
+        n * layout.d * layout.d
+    } else {
+        0
+    })?;
+    if layout.head.is_some() {
+        let ws = arena.take(targets_len(config, layout, n, 0) - d_hat.len())?;
+        compute_targets(config, layout, params, batch, cache, d_hat, ws)?;
+    }
+    let lambda = F::from_f64(config.lambda_at(epoch));
+    let (d, q) = (layout.d, layout.q);
+    let mut sub = Arena::new(rest);
+    let bw = sub.take(layout.backward_workspace_len(n))?;
+    let weights = sub.take(n)?;
+    let df = sub.take(n * d)?;
+    let d_log_var = sub.take(layout.log_var.map_or(0, |t| t.len()))?;
+    let dl = sub.take(n * d * q)?;
+    let scratch = sub.take(d * d)?;
+    let propagated_ws = sub.take(propagated_len(config, layout, n))?;
+    forward_losses(
+        config,
+        layout,
+        lambda,
+        batch,
+        params,
+        d_hat,
+        cache,
+        weights,
+        df,
+        d_log_var,
+        dl,
+        scratch,
+        grad,
+        bw,
+        propagated_ws,
+    )
+}
+
+/// The loss parts of a batch at `epoch` (targets included, as
+/// [`train_step`] computes them), changing nothing: the validation loss.
+/// Workspace: [`train_step_workspace_len`].
+pub fn batch_loss<F: Float>(
+    config: &Config,
+    epoch: u32,
+    batch: &Batch<'_, F>,
+    params: &[F],
+    workspace: &mut [F],
+) -> Result<StepLoss<F>> {
+    let layout = Layout::new(config)?;
+    let (grad, rest) = workspace.split_at_mut(layout.len.min(workspace.len()));
+    step_loss(config, &layout, epoch, batch, params, grad, rest)
+}
+
 /// One training step at `epoch` (for `λ(epoch)`): on success the parameters
 /// and Adam state are updated and the loss parts (before the update) are
 /// returned. A non-finite loss or gradient returns
@@ -440,52 +514,10 @@ pub fn train_step<F: Float>(
     workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
     let layout = Layout::new(config)?;
-    check_len(params, layout.len, "params")?;
     check_len(adam.m, layout.len, "adam_m")?;
     check_len(adam.v, layout.len, "adam_v")?;
-    check_batch(config, &layout, batch)?;
-    let n = batch.len();
-    let mut arena = Arena::new(workspace);
-    let grad = arena.take(layout.len)?;
-    let loss_ws = arena.take(loss_workspace_len(config, &layout, n))?;
-    let (cache, rest) = loss_ws.split_at_mut(layout.cache_len(n));
-    layout.forward_train(params, batch.x, batch.t, cache)?;
-    let d_hat = arena.take(if layout.head.is_some() {
-        n * layout.d * layout.d
-    } else {
-        0
-    })?;
-    if layout.head.is_some() {
-        let ws = arena.take(targets_len(config, &layout, n, 0) - d_hat.len())?;
-        compute_targets(config, &layout, params, batch, cache, d_hat, ws)?;
-    }
-    let lambda = F::from_f64(config.lambda_at(epoch));
-    let (d, q) = (layout.d, layout.q);
-    let mut sub = Arena::new(rest);
-    let bw = sub.take(layout.backward_workspace_len(n))?;
-    let weights = sub.take(n)?;
-    let df = sub.take(n * d)?;
-    let d_log_var = sub.take(layout.log_var.map_or(0, |t| t.len()))?;
-    let dl = sub.take(n * d * q)?;
-    let scratch = sub.take(d * d)?;
-    let propagated_ws = sub.take(propagated_len(config, &layout, n))?;
-    let mut loss = forward_losses(
-        config,
-        &layout,
-        lambda,
-        batch,
-        params,
-        d_hat,
-        cache,
-        weights,
-        df,
-        d_log_var,
-        dl,
-        scratch,
-        grad,
-        bw,
-        propagated_ws,
-    )?;
+    let (grad, rest) = workspace.split_at_mut(layout.len.min(workspace.len()));
+    let mut loss = step_loss(config, &layout, epoch, batch, params, grad, rest)?;
     let norm = clip_grad_norm(grad, F::from_f64(config.clip_grad_norm));
     loss.grad_norm = norm;
     if !loss.total.is_finite() || !norm.is_finite() {

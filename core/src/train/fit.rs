@@ -1,0 +1,995 @@
+//! The training loop: the only module that knows the pipeline's order.
+//!
+//! ```text
+//! observations (z, t, track) ─ split (held-out embryos) ─┬─ train rows ─ cluster ─ index
+//!                                                        └─ validation rows ─ index (whole bins)
+//! per step: sample (bin b → b+1, one cluster) → gather → UOT (+ self-edge bound
+//!           on tracked pairs) → minibatch (teachers, masses, plan) → learner step
+//! per epoch: validation loss on fixed batches → early stopping, best kept
+//! ```
+//!
+//! The learner (the model with its optimiser, see [`Learner`]) sees only
+//! finished minibatches. Nothing allocates: [`fit_workspace_len`] sizes the
+//! caller's float and index workspaces.
+//!
+//! Validation: embryos are held out whole (a tracked embryo's rows all go
+//! the same way), each with probability `validation_fraction`, decided by
+//! stream `(seed, Data, track id)` (untracked rows: `(seed, Data, 2³² + row)`).
+//! A validation row joins the cluster of its nearest training row of the
+//! same time, so validation batches are local like training batches (with a
+//! quarter of `min_points` before the whole-bin fallback); they are drawn
+//! with fixed steps, so the validation loss of two epochs differs only by
+//! the model.
+
+use super::step::{AdamState, Batch, batch_loss, train_step, train_step_workspace_len};
+use crate::cluster::{self, ClusterConfig};
+use crate::error::{Arena, Detail, Error, ErrorKind, Result, check_finite, check_len, checked_mul};
+use crate::float::Float;
+use crate::model::{Config, Layout, TargetMode};
+use crate::rng::{Family, Rng};
+use crate::sampler::{Binning, MinibatchIndex, SampleConfig, index_workspace_len};
+use crate::uot::{
+    TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, median_sq_distance,
+    median_sq_distance_workspace_len, solve_uot, uot_workspace_len,
+};
+
+/// Snapshot observations: `z` (`n×d`), times `t` (`n`), track ids `track`
+/// (`n`, [`crate::sampler::UNTRACKED`] for untracked).
+#[derive(Clone, Copy, Debug)]
+pub struct Observations<'a, F> {
+    pub z: &'a [F],
+    pub t: &'a [F],
+    pub track: &'a [u32],
+    pub d: usize,
+}
+
+/// One finished minibatch, as the learner sees it. Shapes: `x` `n×d`
+/// (sources, bin time `t`), `y` `m×d` (targets, time `t + h`), `velocity`
+/// `n×d` (UOT teacher), `weight` `n` (row mass over source mass: 1 where
+/// mass is conserved), `plan` `n×m` (`Π`), `pairs` tracked `(i, j)` pairs.
+#[derive(Clone, Copy, Debug)]
+pub struct Minibatch<'a, F> {
+    pub n: usize,
+    pub m: usize,
+    pub d: usize,
+    pub t: F,
+    pub h: F,
+    pub x: &'a [F],
+    pub y: &'a [F],
+    pub velocity: &'a [F],
+    pub weight: &'a [F],
+    pub plan: &'a [F],
+    pub pairs: &'a [u32],
+    /// The ε the plan was solved with (its entropic blur).
+    pub epsilon: F,
+    /// Identifies the batch for the learner's own random draws.
+    pub key: u64,
+}
+
+/// Loss values of one batch (or their means over an epoch).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Losses<F> {
+    pub drift: F,
+    /// The diffusion term before λ (0 when diffusion is off).
+    pub diffusion: F,
+    /// What is minimised: `drift + λ·diffusion`.
+    pub total: F,
+}
+
+/// What the loop trains: a model with its optimiser.
+pub trait Learner<F: Float> {
+    /// Workspace elements one step or evaluation needs for `n` sources and
+    /// `m` targets.
+    fn workspace_len(&self, n: usize, m: usize) -> usize;
+    /// One optimiser step on the batch at `epoch` (for the λ warm-up). On
+    /// error the parameters and optimiser state are unchanged.
+    fn step(&mut self, batch: &Minibatch<'_, F>, epoch: usize, ws: &mut [F]) -> Result<Losses<F>>;
+    /// The loss on the batch, without changing anything.
+    fn evaluate(
+        &mut self,
+        batch: &Minibatch<'_, F>,
+        epoch: usize,
+        ws: &mut [F],
+    ) -> Result<Losses<F>>;
+    /// Remember the current parameters as the best so far.
+    fn keep_best(&mut self);
+    /// Go back to the remembered parameters.
+    fn restore_best(&mut self);
+}
+
+/// Settings of [`fit`]. [`FitConfig::new`] gives the defaults.
+#[derive(Clone, Copy, Debug)]
+pub struct FitConfig<F> {
+    /// Epochs at most (≥ 1).
+    pub epochs: usize,
+    /// Optimiser steps per epoch (≥ 1).
+    pub steps_per_epoch: usize,
+    /// Sources and targets per batch at most (≥ 2), and the small-cluster
+    /// fallback threshold.
+    pub batch: usize,
+    pub min_points: usize,
+    /// ε as a fraction of the batch's median squared distance (> 0).
+    pub epsilon_relative: F,
+    /// ρ (both sides) as a fraction of that median; `∞` = balanced.
+    pub rho_relative: F,
+    /// Self-edge bound `β` on tracked pairs (`Π_ij ≥ β·min(a_i, b_j)`).
+    pub track_bound: F,
+    /// UOT stopping tolerance and iteration cap.
+    pub uot_tol: F,
+    pub uot_max_iter: u32,
+    /// Clustering of the training rows (its `seed` is overridden by `seed`).
+    pub cluster: ClusterConfig<F>,
+    /// Fraction of embryos held out for validation, in `[0, 0.9]`; 0 = no
+    /// validation (no early stopping; the last model is kept).
+    pub validation_fraction: F,
+    /// Validation batches per epoch.
+    pub validation_batches: usize,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: usize,
+    pub seed: u64,
+}
+
+impl<F: Float> FitConfig<F> {
+    /// 40 epochs of 50 steps, batches of 128, ε = 0.05·median, ρ = 10·median,
+    /// β = 0.5, 4 clusters with σ_t = 0.3 time units, 15% held out,
+    /// 8 validation batches, patience 8.
+    pub fn new() -> Self {
+        FitConfig {
+            epochs: 40,
+            steps_per_epoch: 50,
+            batch: 128,
+            min_points: 16,
+            epsilon_relative: F::from_f64(0.05),
+            rho_relative: F::from_f64(10.0),
+            track_bound: F::from_f64(0.5),
+            uot_tol: F::from_f64(1e-4),
+            uot_max_iter: 5000,
+            cluster: ClusterConfig::new(4, F::from_f64(0.3)),
+            validation_fraction: F::from_f64(0.15),
+            validation_batches: 8,
+            patience: 8,
+            seed: 0,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |arg, msg| Err(Error::bad_config(arg, msg));
+        if self.epochs == 0 || self.steps_per_epoch == 0 {
+            return bad("epochs", "epochs and steps_per_epoch must be at least 1");
+        }
+        if self.batch < 2 || self.batch > u32::MAX as usize / 4 {
+            return bad("batch", "must be at least 2");
+        }
+        if self.epsilon_relative.is_nan()
+            || self.epsilon_relative <= F::ZERO
+            || !self.epsilon_relative.is_finite()
+        {
+            return bad("epsilon_relative", "must be positive and finite");
+        }
+        if self.rho_relative.is_nan() || self.rho_relative <= F::ZERO {
+            return bad("rho_relative", "must be positive (∞ = balanced)");
+        }
+        if !(self.track_bound >= F::ZERO && self.track_bound <= F::ONE) {
+            return bad("track_bound", "must be in [0, 1]");
+        }
+        let v = self.validation_fraction;
+        if !(v >= F::ZERO && v <= F::from_f64(0.9)) {
+            return bad("validation_fraction", "must be in [0, 0.9]");
+        }
+        if v > F::ZERO && self.validation_batches == 0 {
+            return bad("validation_batches", "must be at least 1 with validation");
+        }
+        Ok(())
+    }
+}
+
+impl<F: Float> Default for FitConfig<F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether the loop goes on after an epoch (the progress callback's answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// One epoch's summary, handed to the progress callback.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochReport<F> {
+    pub epoch: usize,
+    /// Means over the epoch's successful steps.
+    pub train: Losses<F>,
+    /// Means over the validation batches (`None` without validation).
+    pub validation: Option<Losses<F>>,
+    /// Steps skipped because UOT did not converge or the step failed on a
+    /// non-finite loss (parameters untouched).
+    pub skipped: usize,
+    /// Batches that fell back to whole bins (small clusters).
+    pub whole_bins: usize,
+    /// Epoch with the best validation loss so far.
+    pub best_epoch: usize,
+}
+
+/// What [`fit`] did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FitReport<F> {
+    pub epochs: usize,
+    pub best_epoch: usize,
+    pub best_validation: Option<Losses<F>>,
+    /// The loop ended before `epochs` (early stopping or the callback).
+    pub stopped_early: bool,
+    pub train_rows: usize,
+    pub validation_rows: usize,
+    pub clusters: usize,
+}
+
+/// Float and index workspace elements [`fit`] needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FitWorkspaceLen {
+    pub floats: usize,
+    pub indices: usize,
+}
+
+/// Per-batch float scratch: gathered clouds, UOT outputs, solver, median
+/// and learner workspaces.
+fn batch_floats(b: usize, d: usize, learner_len: usize) -> usize {
+    let gathered = 2 * b * d;
+    let uot_out = 6 * b + b * d + b * b;
+    gathered
+        + uot_out
+        + uot_workspace_len(b, b, d, UotMode::Dense)
+        + median_sq_distance_workspace_len(b, b)
+        + learner_len
+}
+
+/// Workspace sizes for `n` observations in `d` dimensions.
+pub fn fit_workspace_len<F: Float, L: Learner<F>>(
+    n: usize,
+    d: usize,
+    cfg: &FitConfig<F>,
+    learner: &L,
+) -> Result<FitWorkspaceLen> {
+    cfg.validate()?;
+    let b = cfg.batch;
+    let cl = cluster::workspace_len(n, d, &cfg.cluster)?;
+    let nd = checked_mul(n, d, "n")?;
+    let scratch = cl
+        .floats
+        .max(batch_floats(b, d, learner.workspace_len(b, b)));
+    Ok(FitWorkspaceLen {
+        floats: nd + n + index_workspace_len(n).floats + scratch,
+        indices: 2 * n + index_workspace_len(n).indices + cl.indices + 4 * b,
+    })
+}
+
+/// Whether observation `row` is held out (see the module docs).
+fn held_out(seed: u64, track: u32, row: usize, fraction: f64) -> bool {
+    let key = if track == crate::sampler::UNTRACKED {
+        (1u64 << 32) + row as u64
+    } else {
+        u64::from(track)
+    };
+    fraction > 0.0 && Rng::stream(seed, Family::Data, key).uniform() < fraction
+}
+
+/// Trains `learner` on `data` (see the module docs); calls `progress` after
+/// every epoch and ends with the best parameters (by validation loss)
+/// restored. Errors: bad configuration or data (non-finite values, a single
+/// time bin, too few rows to hold out), short workspaces, clustering
+/// failures; a batch whose UOT does not converge or whose step fails on a
+/// non-finite loss is skipped and counted instead.
+pub fn fit<F: Float, L: Learner<F>>(
+    data: &Observations<'_, F>,
+    cfg: &FitConfig<F>,
+    learner: &mut L,
+    float_ws: &mut [F],
+    index_ws: &mut [u32],
+    progress: &mut dyn FnMut(&EpochReport<F>) -> Control,
+) -> Result<FitReport<F>> {
+    cfg.validate()?;
+    let d = data.d;
+    let n = data.t.len();
+    check_len(data.z, checked_mul(n, d, "d")?, "z")?;
+    check_len(data.track, n, "track")?;
+    check_finite(data.z, "z")?;
+    check_finite(data.t, "t")?;
+    let need = fit_workspace_len(n, d, cfg, learner)?;
+    if float_ws.len() < need.floats {
+        return Err(Error::too_small("float_ws", need.floats, float_ws.len()));
+    }
+    if index_ws.len() < need.indices {
+        return Err(Error::too_small("index_ws", need.indices, index_ws.len()));
+    }
+    let mut floats = Arena::new(float_ws);
+    let mut ints = Arena::new(index_ws);
+
+    // Split: training rows first, then validation rows.
+    let zs = floats.take(n * d)?;
+    let ts = floats.take(n)?;
+    let tracks = ints.take(n)?;
+    let fraction = cfg.validation_fraction.to_f64();
+    let n_train = (0..n)
+        .filter(|&r| !held_out(cfg.seed, data.track[r], r, fraction))
+        .count();
+    let mut next = [0, n_train];
+    for row in 0..n {
+        let side = usize::from(held_out(cfg.seed, data.track[row], row, fraction));
+        let k = next[side];
+        next[side] += 1;
+        zs[k * d..(k + 1) * d].copy_from_slice(&data.z[row * d..(row + 1) * d]);
+        ts[k] = data.t[row];
+        tracks[k] = data.track[row];
+    }
+    let n_valid = n - n_train;
+    let validating = n_valid > 0;
+    if n_train == 0 {
+        return Err(Error::bad_config(
+            "validation_fraction",
+            "held out every observation",
+        ));
+    }
+
+    // Cluster the training rows; each validation row takes the cluster of
+    // its nearest training row of the same time (any time if none).
+    let labels = ints.take(n)?;
+    let (train_labels, valid_labels) = labels.split_at_mut(n_train);
+    let mut ccfg = cfg.cluster;
+    ccfg.seed = cfg.seed;
+    let index_len = index_workspace_len(n);
+    let index_ints = ints.take(index_len.indices)?;
+    let index_floats = floats.take(index_len.floats)?;
+    let scratch = floats.rest();
+    let batch_ints = ints.take(4 * cfg.batch)?;
+    let cluster_ints = ints.rest();
+    let summary = cluster::cluster(
+        &zs[..n_train * d],
+        &ts[..n_train],
+        n_train,
+        d,
+        &ccfg,
+        train_labels,
+        scratch,
+        cluster_ints,
+    )?;
+    let (train_ii, valid_ii) = index_ints.split_at_mut(2 * n_train);
+    let (train_if, valid_if) = index_floats.split_at_mut(n_train);
+    let (zs, ts) = (&*zs, &*ts);
+    let train_index = MinibatchIndex::build(
+        &ts[..n_train],
+        train_labels,
+        &tracks[..n_train],
+        summary.k,
+        Binning::Distinct,
+        train_ii,
+        train_if,
+    )?;
+    for (v, label) in valid_labels.iter_mut().enumerate() {
+        let (zv, tv) = (&zs[(n_train + v) * d..][..d], ts[n_train + v]);
+        let key = |r: usize| {
+            let dist = zs[r * d..(r + 1) * d]
+                .iter()
+                .zip(zv)
+                .fold(F::ZERO, |a, (&x, &y)| a + (x - y) * (x - y));
+            (ts[r] != tv, dist)
+        };
+        let nearest = (1..n_train).fold(0, |best, r| {
+            let (a, b) = (key(r), key(best));
+            if (!a.0 && b.0) || (a.0 == b.0 && a.1 < b.1) {
+                r
+            } else {
+                best
+            }
+        });
+        *label = train_labels[nearest];
+    }
+    let valid_index = if validating {
+        Some(
+            MinibatchIndex::build(
+                &ts[n_train..],
+                valid_labels,
+                &tracks[n_train..],
+                summary.k,
+                Binning::Distinct,
+                valid_ii,
+                valid_if,
+            )
+            .map_err(|e| match e.kind {
+                ErrorKind::BadDimension | ErrorKind::BadConfig => Error::bad_config(
+                    "validation_fraction",
+                    "the held-out embryos do not span two time bins",
+                ),
+                _ => e,
+            })?,
+        )
+    } else {
+        None
+    };
+
+    let mut stepper = BatchStepper {
+        cfg,
+        d,
+        scratch,
+        ints: batch_ints,
+    };
+    let mut best = (F::INFINITY, 0usize, None);
+    let mut stale = 0;
+    let mut epochs_run = 0;
+    let mut stopped_early = false;
+    for epoch in 0..cfg.epochs {
+        epochs_run = epoch + 1;
+        let sample = SampleConfig {
+            batch: cfg.batch,
+            min_points: cfg.min_points,
+            seed: cfg.seed,
+        };
+        let (mut sum, mut ok, mut skipped, mut whole) = (Losses::default(), 0usize, 0, 0);
+        for s in 0..cfg.steps_per_epoch {
+            let step = (epoch * cfg.steps_per_epoch + s) as u64;
+            match stepper.run(&train_index, zs, &sample, step, learner, epoch, true)? {
+                Some((l, wb)) => {
+                    add(&mut sum, &l);
+                    ok += 1;
+                    whole += usize::from(wb);
+                }
+                None => skipped += 1,
+            }
+        }
+        let train = mean(&sum, ok);
+        let validation = match &valid_index {
+            None => None,
+            Some(index) => {
+                let vsample = SampleConfig {
+                    batch: cfg.batch,
+                    min_points: cfg.min_points.div_ceil(4),
+                    seed: cfg.seed ^ 0x5641_4c49_4441_5445, // "VALIDATE"
+                };
+                let (mut vsum, mut vok) = (Losses::default(), 0usize);
+                for v in 0..cfg.validation_batches {
+                    let vz = &zs[n_train * d..];
+                    if let Some((l, _)) =
+                        stepper.run(index, vz, &vsample, v as u64, learner, epoch, false)?
+                    {
+                        add(&mut vsum, &l);
+                        vok += 1;
+                    }
+                }
+                (vok > 0).then(|| mean(&vsum, vok))
+            }
+        };
+        let score = validation.map_or(train.total, |l| l.total);
+        if score.is_finite() && score < best.0 {
+            best = (score, epoch, validation);
+            stale = 0;
+            learner.keep_best();
+        } else {
+            stale += 1;
+        }
+        let report = EpochReport {
+            epoch,
+            train,
+            validation,
+            skipped,
+            whole_bins: whole,
+            best_epoch: best.1,
+        };
+        let go_on = progress(&report) == Control::Continue;
+        if !go_on || (validating && stale > cfg.patience) {
+            stopped_early = epoch + 1 < cfg.epochs;
+            break;
+        }
+    }
+    if validating {
+        learner.restore_best();
+    }
+    Ok(FitReport {
+        epochs: epochs_run,
+        best_epoch: best.1,
+        best_validation: best.2,
+        stopped_early,
+        train_rows: n_train,
+        validation_rows: n_valid,
+        clusters: summary.k,
+    })
+}
+
+fn add<F: Float>(sum: &mut Losses<F>, l: &Losses<F>) {
+    sum.drift += l.drift;
+    sum.diffusion += l.diffusion;
+    sum.total += l.total;
+}
+
+fn mean<F: Float>(sum: &Losses<F>, count: usize) -> Losses<F> {
+    if count == 0 {
+        let nan = F::from_f64(f64::NAN);
+        return Losses {
+            drift: nan,
+            diffusion: nan,
+            total: nan,
+        };
+    }
+    let c = F::from_usize(count);
+    Losses {
+        drift: sum.drift / c,
+        diffusion: sum.diffusion / c,
+        total: sum.total / c,
+    }
+}
+
+/// Sample → gather → UOT → learner, with the per-batch scratch.
+struct BatchStepper<'w, 'c, F> {
+    cfg: &'c FitConfig<F>,
+    d: usize,
+    scratch: &'w mut [F],
+    ints: &'w mut [u32],
+}
+
+impl<F: Float> BatchStepper<'_, '_, F> {
+    /// One batch; `Ok(None)` when it was skipped (UOT not converged, or a
+    /// failed step), else the losses and whether it used whole bins.
+    #[allow(clippy::too_many_arguments)]
+    fn run<L: Learner<F>>(
+        &mut self,
+        index: &MinibatchIndex<'_, F>,
+        z: &[F],
+        sample: &SampleConfig,
+        step: u64,
+        learner: &mut L,
+        epoch: usize,
+        train: bool,
+    ) -> Result<Option<(Losses<F>, bool)>> {
+        let (d, b) = (self.d, self.cfg.batch);
+        let (source, rest) = self.ints.split_at_mut(b);
+        let (target, pairs) = rest.split_at_mut(b);
+        let sizes = index.sample(sample, step, source, target, pairs)?;
+        let (n, m) = (sizes.sources, sizes.targets);
+        let mut arena = Arena::new(&mut *self.scratch);
+        let x = arena.take(n * d)?;
+        let y = arena.take(m * d)?;
+        for (dst, &row) in x.chunks_exact_mut(d).zip(&source[..n]) {
+            dst.copy_from_slice(&z[row as usize * d..][..d]);
+        }
+        for (dst, &row) in y.chunks_exact_mut(d).zip(&target[..m]) {
+            dst.copy_from_slice(&z[row as usize * d..][..d]);
+        }
+        let t = index.bin_time(sizes.bin);
+        let h = index.bin_time(sizes.bin + 1) - t;
+        let a = arena.take(n)?;
+        a.fill(F::ONE / F::from_usize(n));
+        let bw = arena.take(m)?;
+        bw.fill(F::ONE / F::from_usize(m));
+        let median_ws = arena.take(median_sq_distance_workspace_len(n, m))?;
+        let median = median_sq_distance(x, y, n, m, d, median_ws)?;
+        if median.is_nan() || median <= F::ZERO {
+            return Ok(None);
+        }
+        let mut ucfg = UotConfig::new(self.cfg.epsilon_relative * median);
+        let rho = self.cfg.rho_relative * median;
+        ucfg.rho_source = rho;
+        ucfg.rho_target = rho;
+        ucfg.tol = self.cfg.uot_tol;
+        ucfg.max_iter = self.cfg.uot_max_iter;
+        ucfg.h = h;
+        let pair_list = &pairs[..2 * sizes.pairs];
+        let problem = UotProblem {
+            x,
+            y,
+            a,
+            b: bw,
+            n,
+            m,
+            d,
+            tracks: (sizes.pairs > 0).then_some(Tracks {
+                pairs: pair_list,
+                bound: TrackBound::Fraction(self.cfg.track_bound),
+            }),
+        };
+        let f = arena.take(n)?;
+        let g = arena.take(m)?;
+        let row_mass = arena.take(n)?;
+        let col_mass = arena.take(m)?;
+        let velocity = arena.take(n * d)?;
+        let plan = arena.take(n * m)?;
+        let uot_ws = arena.take(uot_workspace_len(n, m, d, UotMode::Dense))?;
+        let report = solve_uot(
+            &problem,
+            &ucfg,
+            &mut UotOutput {
+                f,
+                g,
+                row_mass: &mut *row_mass,
+                col_mass,
+                velocity: Some(&mut *velocity),
+                barycenter: None,
+                plan: Some(&mut *plan),
+            },
+            uot_ws,
+        )?;
+        if !report.converged {
+            return Ok(None);
+        }
+        // Row mass relative to the source mass: the teacher's weight.
+        let inv_a = F::from_usize(n);
+        for r in row_mass.iter_mut() {
+            *r *= inv_a;
+        }
+        let batch = Minibatch {
+            n,
+            m,
+            d,
+            t,
+            h,
+            x,
+            y,
+            velocity,
+            weight: row_mass,
+            plan,
+            pairs: pair_list,
+            epsilon: ucfg.epsilon,
+            key: if train { step } else { step | 1 << 63 },
+        };
+        let ws = arena.rest();
+        let result = if train {
+            learner.step(&batch, epoch, ws)
+        } else {
+            learner.evaluate(&batch, epoch, ws)
+        };
+        match result {
+            Ok(l) => Ok(Some((l, sizes.whole_bins))),
+            Err(e) if e.kind == ErrorKind::NumericalFailure => Ok(None),
+            Err(e) => Err(e.with(Detail::Index(step as usize))),
+        }
+    }
+}
+
+/// Tracked pairs a batch needs before [`ModelLearner`] builds its
+/// pairwise diffusion targets from tracked pairs alone.
+pub const TRACKED_ONLY_MIN: usize = 16;
+
+/// The model with Adam as a [`Learner`]: parameters, the best parameters
+/// seen, and Adam's moments, all in caller memory (laid out by the model's
+/// [`Layout`]).
+///
+/// Pairwise targets: with diffusion on and at least [`TRACKED_ONLY_MIN`]
+/// (and `k_neighbours + 1`) tracked pairs in the batch, the step uses the
+/// tracked sources only, each matched to its tracked partner. Otherwise
+/// every source is used, matched to its partner or to a target drawn from
+/// its plan row (`j ~ Π_i· / r_i`, stream `(seed, Minibatch, 2⁴⁰ + key)`),
+/// which keeps the spread that barycentric targets would average away but
+/// adds the plan's entropic blur (about `ε/(2h)·I`) to `D̂`. Drift-only
+/// training always uses every source.
+pub struct ModelLearner<'a, F> {
+    pub config: &'a Config,
+    pub params: &'a mut [F],
+    pub best: &'a mut [F],
+    pub adam: AdamState<'a, F>,
+}
+
+impl<'a, F: Float> ModelLearner<'a, F> {
+    /// Checks the buffers against the config's layout and starts with
+    /// `best = params`.
+    pub fn new(
+        config: &'a Config,
+        params: &'a mut [F],
+        best: &'a mut [F],
+        adam: AdamState<'a, F>,
+    ) -> Result<Self> {
+        let layout = Layout::new(config)?;
+        check_len(params, layout.len, "params")?;
+        check_len(best, layout.len, "best")?;
+        check_len(adam.m, layout.len, "adam_m")?;
+        check_len(adam.v, layout.len, "adam_v")?;
+        best.copy_from_slice(params);
+        Ok(ModelLearner {
+            config,
+            params,
+            best,
+            adam,
+        })
+    }
+
+    /// The step's [`Batch`] in the workspace's head; returns it and the rest.
+    fn prepare<'w>(
+        &self,
+        batch: &Minibatch<'w, F>,
+        ws: &'w mut [F],
+    ) -> Result<(Batch<'w, F>, &'w mut [F])> {
+        let (n, m, d) = (batch.n, batch.m, batch.d);
+        let mut arena = Arena::new(ws);
+        let pairwise = self.config.target_mode == TargetMode::Pairwise;
+        let tracked = batch.pairs.len() / 2;
+        // Enough tracked pairs: the diffusion targets come from them alone
+        // (an untracked match drawn from the plan carries its entropic blur,
+        // about ε/(2h)·I, into D̂).
+        let tracked_only = pairwise
+            && self.config.learn_diffusion
+            && tracked >= TRACKED_ONLY_MIN.max(self.config.k_neighbours + 1);
+        let rows = if tracked_only { tracked } else { n };
+        let x = arena.take(rows * d)?;
+        let v = arena.take(rows * d)?;
+        let w = arena.take(rows)?;
+        let matched = arena.take(if pairwise { rows * d } else { 0 })?;
+        let mut rng = Rng::stream(self.config.seed, Family::Minibatch, (1 << 40) + batch.key);
+        let mut partner_of = |i: usize| {
+            let partner = batch
+                .pairs
+                .chunks_exact(2)
+                .find(|p| p[0] as usize == i)
+                .map(|p| p[1] as usize);
+            partner.unwrap_or_else(|| {
+                let row = &batch.plan[i * m..(i + 1) * m];
+                let total: F = row.iter().fold(F::ZERO, |a, &p| a + p);
+                let mut u = F::from_f64(rng.uniform()) * total;
+                row.iter()
+                    .position(|&p| {
+                        u -= p;
+                        u < F::ZERO
+                    })
+                    .unwrap_or(m - 1)
+            })
+        };
+        for r in 0..rows {
+            let i = if tracked_only {
+                batch.pairs[2 * r] as usize
+            } else {
+                r
+            };
+            x[r * d..(r + 1) * d].copy_from_slice(&batch.x[i * d..(i + 1) * d]);
+            v[r * d..(r + 1) * d].copy_from_slice(&batch.velocity[i * d..(i + 1) * d]);
+            w[r] = batch.weight[i];
+            if pairwise {
+                let j = partner_of(i);
+                matched[r * d..(r + 1) * d].copy_from_slice(&batch.y[j * d..(j + 1) * d]);
+            }
+        }
+        let t = arena.take(rows)?;
+        t.fill(batch.t);
+        let h = arena.take(rows)?;
+        h.fill(batch.h);
+        let b = Batch {
+            x,
+            t,
+            h,
+            v_hat: v,
+            mass: w,
+            y: if pairwise { matched } else { batch.y },
+            plan: if pairwise { &[] } else { batch.plan },
+        };
+        Ok((b, arena.rest()))
+    }
+}
+
+impl<F: Float> Learner<F> for ModelLearner<'_, F> {
+    fn workspace_len(&self, n: usize, m: usize) -> usize {
+        let d = self.config.d;
+        2 * n
+            + 3 * n * d
+            + n
+            + train_step_workspace_len(self.config, n, m).unwrap_or(usize::MAX / 2)
+    }
+
+    fn step(&mut self, batch: &Minibatch<'_, F>, epoch: usize, ws: &mut [F]) -> Result<Losses<F>> {
+        let (b, rest) = self.prepare(batch, ws)?;
+        let l = train_step(
+            self.config,
+            epoch as u32,
+            &b,
+            self.params,
+            &mut self.adam,
+            rest,
+        )?;
+        Ok(Losses {
+            drift: l.drift,
+            diffusion: l.diffusion,
+            total: l.total,
+        })
+    }
+
+    fn evaluate(
+        &mut self,
+        batch: &Minibatch<'_, F>,
+        epoch: usize,
+        ws: &mut [F],
+    ) -> Result<Losses<F>> {
+        let (b, rest) = self.prepare(batch, ws)?;
+        let l = batch_loss(self.config, epoch as u32, &b, self.params, rest)?;
+        Ok(Losses {
+            drift: l.drift,
+            diffusion: l.diffusion,
+            total: l.total,
+        })
+    }
+
+    fn keep_best(&mut self) {
+        self.best.copy_from_slice(self.params);
+    }
+
+    fn restore_best(&mut self) {
+        self.params.copy_from_slice(self.best);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{EmbryoProcess, SnapshotDesign, snapshots_workspace_len};
+    use std::vec;
+    use std::vec::Vec;
+
+    /// A learner that checks each batch and scripts its validation losses.
+    struct Probe {
+        d: usize,
+        steps: usize,
+        evaluations: usize,
+        /// Validation loss of each epoch (one per epoch).
+        script: Vec<f64>,
+        best_marks: Vec<usize>,
+        restored: bool,
+    }
+
+    impl Learner<f64> for Probe {
+        fn workspace_len(&self, n: usize, _m: usize) -> usize {
+            n
+        }
+        fn step(
+            &mut self,
+            b: &Minibatch<'_, f64>,
+            _epoch: usize,
+            ws: &mut [f64],
+        ) -> Result<Losses<f64>> {
+            assert!(ws.len() >= b.n);
+            check_batch(b, self.d);
+            self.steps += 1;
+            Ok(Losses {
+                drift: 1.0,
+                diffusion: 0.0,
+                total: 1.0,
+            })
+        }
+        fn evaluate(
+            &mut self,
+            b: &Minibatch<'_, f64>,
+            epoch: usize,
+            _ws: &mut [f64],
+        ) -> Result<Losses<f64>> {
+            check_batch(b, self.d);
+            self.evaluations += 1;
+            let v = self.script[epoch];
+            Ok(Losses {
+                drift: v,
+                diffusion: 0.0,
+                total: v,
+            })
+        }
+        fn keep_best(&mut self) {
+            self.best_marks.push(self.steps);
+        }
+        fn restore_best(&mut self) {
+            self.restored = true;
+        }
+    }
+
+    /// Sources at t, targets at t + h; the teacher is the plan's mean motion.
+    fn check_batch(b: &Minibatch<'_, f64>, d: usize) {
+        assert_eq!((b.d, b.x.len(), b.y.len()), (d, b.n * d, b.m * d));
+        assert!((b.h - 0.2).abs() < 1e-12, "adjacent bins: {}", b.h);
+        for i in 0..b.n {
+            let row = &b.plan[i * b.m..(i + 1) * b.m];
+            let r: f64 = row.iter().sum();
+            for k in 0..d {
+                let bary: f64 = (0..b.m).map(|j| row[j] * b.y[j * d + k]).sum::<f64>() / r;
+                let v = (bary - b.x[i * d + k]) / b.h;
+                assert!((v - b.velocity[i * d + k]).abs() < 1e-6 * (1.0 + v.abs()));
+            }
+            assert!((b.weight[i] - r * b.n as f64).abs() < 1e-9 * (1.0 + b.weight[i]));
+        }
+        for p in b.pairs.chunks_exact(2) {
+            assert!((p[0] as usize) < b.n && (p[1] as usize) < b.m);
+        }
+    }
+
+    fn dataset() -> (Vec<f64>, Vec<f64>, Vec<u32>) {
+        let p = EmbryoProcess { d: 2 };
+        let bins = [0.0, 0.2, 0.4, 0.6];
+        let design = SnapshotDesign {
+            bins: &bins,
+            per_bin: 120,
+            tracked: 40,
+            seed: 3,
+            h_max: 0.02,
+        };
+        let obs = design.observations();
+        let (mut z, mut t, mut tr) = (vec![0.0; obs * 2], vec![0.0; obs], vec![0; obs]);
+        let mut ws = vec![0.0; snapshots_workspace_len(&p, &design, 1)];
+        p.snapshots(&design, &mut z, &mut t, &mut tr, &mut ws)
+            .unwrap();
+        (z, t, tr)
+    }
+
+    fn config() -> FitConfig<f64> {
+        let mut cfg = FitConfig::new();
+        cfg.epochs = 6;
+        cfg.steps_per_epoch = 5;
+        cfg.batch = 48;
+        cfg.validation_batches = 2;
+        cfg.patience = 2;
+        cfg.cluster = ClusterConfig::new(2, 0.3);
+        cfg
+    }
+
+    fn run(
+        cfg: &FitConfig<f64>,
+        script: Vec<f64>,
+    ) -> (Result<FitReport<f64>>, Probe, Vec<EpochReport<f64>>) {
+        let (z, t, track) = dataset();
+        let data = Observations {
+            z: &z,
+            t: &t,
+            track: &track,
+            d: 2,
+        };
+        let mut probe = Probe {
+            d: 2,
+            steps: 0,
+            evaluations: 0,
+            script,
+            best_marks: vec![],
+            restored: false,
+        };
+        let need = fit_workspace_len(t.len(), 2, cfg, &probe).unwrap_or(FitWorkspaceLen {
+            floats: 0,
+            indices: 0,
+        });
+        let mut floats = vec![f64::NAN; need.floats];
+        let mut ints = vec![u32::MAX; need.indices];
+        let mut epochs = vec![];
+        let r = fit(&data, cfg, &mut probe, &mut floats, &mut ints, &mut |e| {
+            epochs.push(*e);
+            Control::Continue
+        });
+        (r, probe, epochs)
+    }
+
+    #[test]
+    fn batches_are_adjacent_bins_with_plan_teachers_and_early_stopping_keeps_the_best() {
+        // Validation improves for two epochs, then worsens: with patience 2
+        // the loop stops after epoch 4 and restores epoch 1's parameters.
+        let (r, probe, epochs) = run(&config(), vec![3.0, 2.0, 2.5, 2.6, 2.7, 1.0]);
+        let r = r.unwrap();
+        assert_eq!((r.epochs, r.best_epoch, r.stopped_early), (5, 1, true));
+        assert_eq!(probe.best_marks, vec![5, 10]);
+        assert!(probe.restored);
+        assert_eq!(probe.steps, 25);
+        assert_eq!(probe.evaluations, 10);
+        assert_eq!(epochs.len(), 5);
+        assert!(epochs.iter().all(|e| e.skipped == 0));
+        // Held-out embryos are about 15% of the rows, and disjoint by track.
+        let frac = r.validation_rows as f64 / (r.train_rows + r.validation_rows) as f64;
+        assert!((0.08..0.25).contains(&frac), "{frac}");
+    }
+
+    #[test]
+    fn runs_are_reproducible_and_bad_settings_are_errors() {
+        let (a, _, ea) = run(&config(), vec![1.0; 6]);
+        let (b, _, eb) = run(&config(), vec![1.0; 6]);
+        assert_eq!(a.unwrap(), b.unwrap());
+        assert_eq!(ea, eb);
+        let mut bad = config();
+        bad.batch = 1;
+        assert_eq!(
+            run(&bad, vec![1.0; 6]).0.unwrap_err().kind,
+            ErrorKind::BadConfig
+        );
+        let mut bad = config();
+        bad.validation_fraction = 0.95;
+        assert_eq!(
+            run(&bad, vec![1.0; 6]).0.unwrap_err().arg,
+            "validation_fraction"
+        );
+        let mut bad = config();
+        bad.epsilon_relative = f64::NAN;
+        assert!(run(&bad, vec![1.0; 6]).0.is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! `morphosde demo`, `train` and `field` end to end on a tiny configuration,
+//! and bad input refused with a message, a failing exit status and no model
+//! file left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("msde-cli-train-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn morphosde(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_morphosde"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const TINY: [&str; 12] = [
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "3",
+    "--batch",
+    "24",
+    "--width",
+    "16",
+    "--depth",
+    "2",
+    "--quiet",
+    "--validation-fraction=0.2",
+];
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn demo_then_train_and_field_on_its_data() {
+    let dir = temp_dir("demo");
+    let mut args = vec!["demo", "--per-bin", "40", "--out", path(&dir)];
+    args.extend(TINY);
+    let o = morphosde(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in [
+        "train.csv",
+        "heldout.csv",
+        "model.msde",
+        "report.json",
+        "rollouts.csv",
+        "rollouts.svg",
+        "training.svg",
+        "diffusion_backbone.svg",
+        "heterogeneity.svg",
+    ] {
+        assert!(dir.join(file).exists(), "{file}");
+    }
+    let report = std::fs::read_to_string(dir.join("report.json")).unwrap();
+    assert!(report.contains("\"d_relative_frobenius_error\""));
+    // 8 bins × 40 embryos, header included; rollouts: 40 × 7 rows.
+    let rows = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!((rows("train.csv"), rows("rollouts.csv")), (321, 281));
+
+    // train on the demo's table: drift only (the default) and with diffusion.
+    let model = dir.join("again.msde");
+    let summary = dir.join("summary.json");
+    let train = dir.join("train.csv");
+    let mut args = vec![
+        "train",
+        "--data",
+        path(&train),
+        "--id-column",
+        "id",
+        "--out",
+        path(&model),
+        "--summary",
+        path(&summary),
+    ];
+    args.extend(TINY);
+    let o = morphosde(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read_to_string(&summary)
+            .unwrap()
+            .contains("\"learn_diffusion\": false")
+    );
+
+    // field: f and D at two points; D is zero for the drift-only model and
+    // symmetric positive for the demo's model.
+    let points = dir.join("points.csv");
+    std::fs::write(&points, "t,z0,z1\n0.2,0.2,0\n1.0,1.0,1.5\n").unwrap();
+    let out = dir.join("field.csv");
+    for (m, diffusion) in [(&model, false), (&dir.join("model.msde"), true)] {
+        let o = morphosde(&[
+            "field",
+            "--model",
+            path(m),
+            "--points",
+            path(&points),
+            "--out",
+            path(&out),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = std::fs::read_to_string(&out).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next().unwrap(), "t,z0,z1,f0,f1,D00,D01,D10,D11");
+        for line in lines {
+            let v: Vec<f64> = line.split(',').map(|c| c.parse().unwrap()).collect();
+            let dm = &v[5..9];
+            if diffusion {
+                assert!(dm[0] > 0.0 && dm[3] > 0.0 && dm[1] == dm[2]);
+                assert!(dm[0] * dm[3] - dm[1] * dm[2] >= 0.0);
+            } else {
+                assert!(dm.iter().all(|&x| x == 0.0));
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_input_is_refused_without_leaving_a_model() {
+    let dir = temp_dir("bad");
+    let model = dir.join("model.msde");
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("t,id,z0\n0,1,0.5\n0.2,1,x\n", &[], "is not a number"),
+        ("t,id,z0\n0,1,0.5\n0,2,0.1\n", &[], "single time bin"),
+        (
+            "time,id,z0\n0,1,0.5\n0.2,1,0.6\n",
+            &[],
+            "no column named 't'",
+        ),
+        (
+            "t,id,z0\n0,1,0.5\n0.2,1,0.6\n",
+            &["--lambda_diff=-1"],
+            "lambda_diff",
+        ),
+        ("t,id,z0\n0,1,0.5\n0.2,1,0.6\n", &["--batch", "1"], "batch"),
+    ];
+    for (i, (csv, extra, message)) in cases.iter().enumerate() {
+        let data = dir.join(format!("data{i}.csv"));
+        std::fs::write(&data, csv).unwrap();
+        let mut args = vec![
+            "train",
+            "--data",
+            path(&data),
+            "--id-column",
+            "id",
+            "--out",
+            path(&model),
+        ];
+        args.extend_from_slice(extra);
+        let o = morphosde(&args);
+        assert!(!o.status.success(), "case {i} succeeded");
+        assert!(stderr(&o).contains(message), "case {i}: {}", stderr(&o));
+        assert!(!model.exists(), "case {i} left a model file");
+    }
+    let o = morphosde(&["train", "--data", "x.csv", "--no-such-flag"]);
+    assert!(!o.status.success() && stderr(&o).contains("--no-such-flag"));
+    let o = morphosde(&["train", "--data", "x.csv", "--learn_diffusion", "maybe"]);
+    assert!(!o.status.success() && stderr(&o).contains("maybe"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
