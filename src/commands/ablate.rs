@@ -1,7 +1,7 @@
 //! `morphosde ablate`: the same data, the same seed, one change at a time —
 //! drift-only vs drift + diffusion, full-rank vs diagonal vs low-rank head,
-//! pairwise vs plan-weighted D̂, flow vs one-step residual — scored on the
-//! built-in process as in `demo` (held-out energy distance and sliced
+//! pairwise vs plan-weighted D̂, one-step vs flow vs propagated residual —
+//! scored on the built-in process as in `demo` (held-out energy distance and sliced
 //! Wasserstein, D recovery where the truth is known). Writes a Markdown
 //! table (stdout and `--out`) and the JSON behind it.
 
@@ -63,6 +63,10 @@ fn variants(base: &ModelArgs, d: usize) -> Vec<(String, ModelArgs)> {
         (
             "one-step residual (seed)".into(),
             with(&|m| m.residual = ResidualArg::OneStep),
+        ),
+        (
+            "propagated residual".into(),
+            with(&|m| m.residual = ResidualArg::Propagated),
         ),
     ]
 }

@@ -17,6 +17,7 @@
 
 use crate::error::{Result, check_len, check_room, checked_mul};
 use crate::float::Float;
+#[cfg(target_arch = "x86_64")]
 use core::any::TypeId;
 
 /// `y = x·W + b` (see the module docs for shapes).
