@@ -99,6 +99,74 @@
 #define MSDE_EIGEN_MAX_DIM 64
 
 /**
+ * msde_model_config.drift_loss: mean squared error weighted by row mass.
+ */
+#define MSDE_DRIFT_LOSS_MSE 0
+
+/**
+ * msde_model_config.drift_loss: Gaussian NLL with a learned log-variance.
+ */
+#define MSDE_DRIFT_LOSS_NLL 1
+
+/**
+ * msde_model_config.mass_weighting: weight w_i = UOT row mass r_i.
+ */
+#define MSDE_MASS_ROW_MASS 0
+
+/**
+ * msde_model_config.mass_weighting: w_i = 1 if r_i >= mass_threshold.
+ */
+#define MSDE_MASS_THRESHOLD 1
+
+/**
+ * msde_model_config.target_mode: matched pairs, k-neighbour averaged.
+ */
+#define MSDE_TARGET_PAIRWISE 0
+
+/**
+ * msde_model_config.target_mode: residuals weighted by the plan row.
+ */
+#define MSDE_TARGET_PLAN_WEIGHTED 1
+
+/**
+ * msde_model_config.residual: r = dz - f(z, t) h.
+ */
+#define MSDE_RESIDUAL_ONE_STEP 0
+
+/**
+ * msde_model_config.residual: r = z(t+h) - flow_h(z(t)) (RK4).
+ */
+#define MSDE_RESIDUAL_FLOW 1
+
+/**
+ * msde_model_config.residual: flow residuals with D propagated through the
+ * flow's Jacobian over the gap.
+ */
+#define MSDE_RESIDUAL_PROPAGATED 2
+
+/**
+ * Alignment in bytes caller memory for msde_model_init / msde_trainer_init
+ * must have (malloc'ed memory and uint64_t or double arrays have it).
+ */
+#define MSDE_STATE_ALIGN 8
+
+/**
+ * msde_sample_config.method: classic RK4 with steps of at most h (ODE).
+ */
+#define MSDE_SAMPLE_RK4 0
+
+/**
+ * msde_sample_config.method: adaptive Dormand-Prince 5(4) (ODE).
+ */
+#define MSDE_SAMPLE_DOPRI5 1
+
+/**
+ * msde_sample_config.method: Euler-Maruyama with substeps of at most h
+ * (SDE; the model must learn diffusion).
+ */
+#define MSDE_SAMPLE_EULER_MARUYAMA 2
+
+/**
  * Capacity of msde_error.message, including the terminating NUL.
  */
 #define MSDE_ERROR_MESSAGE_LEN 256
@@ -168,6 +236,20 @@ typedef enum msde_status msde_status;
 typedef int32_t msde_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+/**
+ * A model: configuration and parameters in one block of memory (opaque;
+ * placed by msde_model_init / msde_model_load in caller memory, or by
+ * msde_model_new / msde_model_load_new on the heap).
+ */
+typedef struct msde_model msde_model;
+
+/**
+ * A trainer (opaque): the model being trained followed by its Adam moments
+ * and the step workspace, sized for minibatches of at most n_max sources
+ * and m_max plan targets.
+ */
+typedef struct msde_trainer msde_trainer;
 
 /**
  * Configuration of msde_cluster. Fill it with msde_cluster_config_default,
@@ -274,6 +356,275 @@ typedef struct msde_cluster_summary {
      */
     float eigenvalues[MSDE_CLUSTER_EIGENVALUES];
 } msde_cluster_summary;
+
+/**
+ * Model and training configuration (the seed's knobs). Fill it with
+ * msde_model_config_default, then change fields; msde_model_init and the
+ * other calls check every field (MSDE_ERR_BAD_CONFIG naming it).
+ */
+typedef struct msde_model_config {
+    /**
+     * State dimension d (1..=64).
+     */
+    size_t d;
+    /**
+     * Sinusoidal time features (even, <= 32): sin(2^k t), cos(2^k t).
+     */
+    size_t time_features;
+    /**
+     * Hidden layers of the encoder (0..=8; 0: heads affine in the input).
+     */
+    size_t depth;
+    /**
+     * Units per hidden layer (1..=1024; SiLU activation).
+     */
+    size_t width;
+    /**
+     * 1: learn a diffusion factor L(z, t) beside the drift; 0: drift only.
+     */
+    uint32_t learn_diffusion;
+    /**
+     * 1: low-rank head L (d x q); 0: full lower-triangular (or diagonal).
+     */
+    uint32_t diffusion_low_rank;
+    /**
+     * 1: diagonal head (ablation); exclusive with diffusion_low_rank.
+     */
+    uint32_t diffusion_diagonal;
+    /**
+     * Epochs of the linear warm-up of the diffusion-loss weight.
+     */
+    uint32_t warmup_epochs;
+    /**
+     * Rank q of the low-rank head (1..=d; read only with the low-rank head).
+     */
+    size_t q;
+    /**
+     * Weight of the diffusion loss after warm-up (>= 0).
+     */
+    double lambda_diff;
+    /**
+     * Added to the softplus diagonal of L (> 0).
+     */
+    double diffusion_epsilon;
+    /**
+     * MSDE_DRIFT_LOSS_MSE or MSDE_DRIFT_LOSS_NLL.
+     */
+    uint32_t drift_loss;
+    /**
+     * MSDE_MASS_ROW_MASS or MSDE_MASS_THRESHOLD.
+     */
+    uint32_t mass_weighting;
+    /**
+     * MSDE_TARGET_PAIRWISE or MSDE_TARGET_PLAN_WEIGHTED.
+     */
+    uint32_t target_mode;
+    /**
+     * MSDE_RESIDUAL_ONE_STEP, MSDE_RESIDUAL_FLOW or MSDE_RESIDUAL_PROPAGATED.
+     */
+    uint32_t residual;
+    /**
+     * Threshold of MSDE_MASS_THRESHOLD (>= 0).
+     */
+    double mass_threshold;
+    /**
+     * RK4 substeps of the flow residual (1..=1024).
+     */
+    size_t flow_substeps;
+    /**
+     * Neighbourhood size of the pairwise target (>= 1, counts the source).
+     */
+    size_t k_neighbours;
+    /**
+     * Shrinkage of the targets towards (tr D / d) I, in [0, 1].
+     */
+    double shrinkage;
+    /**
+     * Added to the diagonal of every target (>= 0).
+     */
+    double target_epsilon;
+    /**
+     * Global gradient-norm clip (>= 0; 0 = off).
+     */
+    double clip_grad_norm;
+    /**
+     * Cap on tr D = |L|_F^2 per state (>= 0; 0 = off).
+     */
+    double clip_trace;
+    /**
+     * Adam step size (> 0).
+     */
+    double learning_rate;
+    /**
+     * Adam beta1 in [0, 1).
+     */
+    double beta1;
+    /**
+     * Adam beta2 in [0, 1).
+     */
+    double beta2;
+    /**
+     * Adam epsilon (> 0).
+     */
+    double adam_epsilon;
+    /**
+     * Decoupled weight decay (AdamW; >= 0, 0 = plain Adam).
+     */
+    double weight_decay;
+    /**
+     * Seed of the initialisation and of every random stream of training.
+     */
+    uint64_t seed;
+} msde_model_config;
+
+/**
+ * Shape of a model.
+ */
+typedef struct msde_model_info {
+    /**
+     * State dimension d.
+     */
+    size_t d;
+    /**
+     * Columns q of the diffusion factor L (d x q); 0 without diffusion.
+     */
+    size_t q;
+    /**
+     * Number of parameters (floats).
+     */
+    size_t params_len;
+    /**
+     * 1 when the model has a diffusion head.
+     */
+    uint32_t learn_diffusion;
+} msde_model_info;
+
+/**
+ * Settings of msde_sample; fill with msde_sample_config_default.
+ */
+typedef struct msde_sample_config {
+    /**
+     * MSDE_SAMPLE_RK4, MSDE_SAMPLE_DOPRI5 or MSDE_SAMPLE_EULER_MARUYAMA.
+     */
+    uint32_t method;
+    /**
+     * Largest step (RK4) or substep (Euler-Maruyama), time units, > 0.
+     */
+    float h;
+    /**
+     * Dopri5 relative and absolute (state units) tolerances, > 0.
+     */
+    float rtol;
+    float atol;
+    /**
+     * Dopri5 smallest step (>= 0): a trajectory needing less stops.
+     */
+    float h_min;
+    /**
+     * Euler-Maruyama cap on tr D per unit time (> 0), or 0 for none.
+     */
+    float trace_clip;
+    /**
+     * Dopri5 attempted-step cap per trajectory.
+     */
+    uint64_t max_steps;
+    /**
+     * Seed of the trajectories' noise (trajectory i uses its own stream).
+     */
+    uint64_t seed;
+    /**
+     * Trajectories evaluated together (1..=64); results do not depend on it.
+     */
+    size_t block_rows;
+} msde_sample_config;
+
+/**
+ * What msde_sample did.
+ */
+typedef struct msde_sample_report {
+    /**
+     * Accepted and rejected steps, summed over trajectories.
+     */
+    uint64_t accepted;
+    uint64_t rejected;
+    /**
+     * Drift evaluations (one per trajectory per stage).
+     */
+    uint64_t evaluations;
+    /**
+     * Trajectories that stopped early (non-finite state, step underflow or
+     * step cap); their stop_times entry is finite, later outputs NaN.
+     */
+    uint64_t stopped;
+} msde_sample_report;
+
+/**
+ * A prepared minibatch of n sources (row-major float arrays; NULL only
+ * with length 0).
+ */
+typedef struct msde_batch {
+    /**
+     * Sources x (n x d) and their times t (n).
+     */
+    const float *x;
+    size_t x_len;
+    const float *t;
+    size_t t_len;
+    /**
+     * Frame gap h_i > 0 of each source, time units (n).
+     */
+    const float *h;
+    size_t h_len;
+    /**
+     * Teacher velocities (n x d), state units per time unit.
+     */
+    const float *v_hat;
+    size_t v_hat_len;
+    /**
+     * UOT row masses r_i >= 0 (n).
+     */
+    const float *mass;
+    size_t mass_len;
+    /**
+     * Pairwise targets: matched end point of each source (n x d).
+     * Plan-weighted targets: the target cloud (m x d). Read only when the
+     * model learns diffusion (may be NULL with length 0 otherwise).
+     */
+    const float *y;
+    size_t y_len;
+    /**
+     * Plan rows (n x m) for plan-weighted targets; NULL/0 otherwise.
+     */
+    const float *plan;
+    size_t plan_len;
+} msde_batch;
+
+/**
+ * Loss parts of one train step (before its update).
+ */
+typedef struct msde_step_loss {
+    float drift;
+    /**
+     * Unweighted diffusion loss (0 without diffusion).
+     */
+    float diffusion;
+    /**
+     * Diffusion-loss weight lambda(epoch) used.
+     */
+    float lambda;
+    /**
+     * drift + lambda * diffusion.
+     */
+    float total;
+    /**
+     * Gradient norm before clipping.
+     */
+    float grad_norm;
+    /**
+     * Steps taken by the trainer including this one.
+     */
+    uint64_t steps;
+} msde_step_loss;
 
 #ifdef __cplusplus
 extern "C" {
@@ -406,11 +757,485 @@ msde_status msde_eigen_sym(const float *a,
                            struct msde_error *err);
 
 /**
+ * Energy distance E = 2 mean|x_i - y_j| - mean|x_i - x_i'| - mean|y_j -
+ * y_j'| between clouds x (n x d, x_len = n*d) and y (m x d), every mean
+ * over all ordered pairs (V-statistic, dcor's default; not its square
+ * root), written to *out. State units. Cost O((n+m)^2 d); no workspace.
+ *
+ * Errors: NULL pointers, d = 0, lengths not multiples of d or empty
+ * clouds (MSDE_ERR_BAD_DIMENSION), NaN/Inf in x or y.
+ *
+ * # Safety
+ * `x`, `y` valid for their lengths; `out` writable.
+ */
+msde_status msde_energy_distance(const float *x,
+                                 size_t x_len,
+                                 const float *y,
+                                 size_t y_len,
+                                 size_t d,
+                                 float *out,
+                                 struct msde_error *err);
+
+/**
+ * Workspace (floats) of msde_sliced_wasserstein for clouds of n and m
+ * points in d dimensions and `projections` directions, to *out_len.
+ *
+ * # Safety
+ * `out_len` writable.
+ */
+msde_status msde_sliced_wasserstein_workspace_len(size_t n,
+                                                  size_t m,
+                                                  size_t d,
+                                                  size_t projections,
+                                                  size_t *out_len,
+                                                  struct msde_error *err);
+
+/**
+ * Sliced Wasserstein distance of order 2, (mean over `projections` seeded
+ * random unit directions theta of W2^2(theta#x, theta#y))^(1/2), between
+ * clouds x (n x d) and y (m x d) as uniform empirical measures (POT's
+ * sliced_wasserstein_distance convention), written to *out. State units.
+ * Direction l is drawn from stream (seed, projection, l).
+ *
+ * Errors: as msde_energy_distance, projections = 0 (MSDE_ERR_BAD_CONFIG),
+ * a short workspace.
+ *
+ * # Safety
+ * Buffers valid for their lengths; `workspace` disjoint from x and y.
+ */
+msde_status msde_sliced_wasserstein(const float *x,
+                                    size_t x_len,
+                                    const float *y,
+                                    size_t y_len,
+                                    size_t d,
+                                    size_t projections,
+                                    uint64_t seed,
+                                    float *workspace,
+                                    size_t workspace_len,
+                                    float *out,
+                                    struct msde_error *err);
+
+/**
+ * Fills *out with the seed's defaults: d = 2, 8 time features, encoder
+ * 3 x 128, drift only (learn_diffusion = 0; when turned on: full-rank head,
+ * lambda_diff 0.1, q 8, diffusion_epsilon 1e-6, 10 warm-up epochs), MSE
+ * drift loss weighted by row mass, pairwise targets from flow residuals
+ * (4 substeps, 8 neighbours, shrinkage 0.1, target epsilon 1e-6), gradient
+ * clip 10, Adam (1e-3, 0.9, 0.999, 1e-8), no weight decay, seed 0.
+ *
+ * # Safety
+ * `out` must be NULL (refused) or point to a writable msde_model_config.
+ */
+msde_status msde_model_config_default(struct msde_model_config *out, struct msde_error *err);
+
+/**
+ * Number of parameters (floats) of a model of *config, written to *out_len.
+ *
+ * # Safety
+ * `config` and `out_len` must be NULL (refused) or valid.
+ */
+msde_status msde_model_params_len(const struct msde_model_config *config,
+                                  size_t *out_len,
+                                  struct msde_error *err);
+
+/**
+ * Bytes of caller memory msde_model_init needs for *config (header and
+ * parameters), written to *out_bytes.
+ *
+ * # Safety
+ * `config` and `out_bytes` must be NULL (refused) or valid.
+ */
+msde_status msde_model_state_len(const struct msde_model_config *config,
+                                 size_t *out_bytes,
+                                 struct msde_error *err);
+
+/**
+ * Creates a model of *config in caller memory `mem` (mem_bytes >=
+ * msde_model_state_len, aligned to MSDE_STATE_ALIGN), its parameters
+ * initialised from config->seed (the Rust core's Layout::init), and writes
+ * its address (== mem) to *out. The model lives as long as the memory;
+ * there is nothing to free (never pass it to msde_model_free).
+ *
+ * Errors: NULL pointers, a bad config, misaligned or short memory.
+ *
+ * # Safety
+ * `mem` must be NULL (refused) or valid for mem_bytes writable bytes and
+ * used for nothing else while the model is in use.
+ */
+msde_status msde_model_init(void *mem,
+                            size_t mem_bytes,
+                            const struct msde_model_config *config,
+                            struct msde_model **out,
+                            struct msde_error *err);
+
+/**
+ * Reads the configuration stored in model bytes (all checks of loading
+ * except the parameters' finiteness) into *out, e.g. to size the memory
+ * of msde_model_load with msde_model_state_len.
+ *
+ * Errors: truncated, altered or foreign bytes (MSDE_ERR_CORRUPT_MODEL),
+ * another format version (MSDE_ERR_VERSION_MISMATCH).
+ *
+ * # Safety
+ * `bytes` valid for bytes_len bytes; `out` NULL (refused) or writable.
+ */
+msde_status msde_model_bytes_config(const uint8_t *bytes,
+                                    size_t bytes_len,
+                                    struct msde_model_config *out,
+                                    struct msde_error *err);
+
+/**
+ * Loads model bytes (from msde_model_save) into caller memory `mem`
+ * (msde_model_state_len of msde_model_bytes_config's config, aligned to
+ * MSDE_STATE_ALIGN); writes the model's address (== mem) to *out.
+ *
+ * Errors: as msde_model_bytes_config, non-finite stored parameters
+ * (MSDE_ERR_CORRUPT_MODEL), misaligned or short memory.
+ *
+ * # Safety
+ * `bytes` valid for bytes_len bytes; `mem` as for msde_model_init.
+ */
+msde_status msde_model_load(void *mem,
+                            size_t mem_bytes,
+                            const uint8_t *bytes,
+                            size_t bytes_len,
+                            struct msde_model **out,
+                            struct msde_error *err);
+
+/**
+ * Bytes msde_model_save writes for this model, written to *out_len.
+ *
+ * # Safety
+ * `model` a model of this library (or NULL, refused); `out_len` writable.
+ */
+msde_status msde_model_save_len(const struct msde_model *model,
+                                size_t *out_len,
+                                struct msde_error *err);
+
+/**
+ * Writes the model's bytes (magic, format version, config, parameters,
+ * checksum; portable across platforms) to `out` (out_len >=
+ * msde_model_save_len) and their count to *written.
+ *
+ * # Safety
+ * `model` a model of this library; `out` valid for out_len bytes;
+ * `written` writable.
+ */
+msde_status msde_model_save(const struct msde_model *model,
+                            uint8_t *out,
+                            size_t out_len,
+                            size_t *written,
+                            struct msde_error *err);
+
+/**
+ * Writes the model's shape to *info and, when `config` is not NULL, its
+ * full configuration to *config.
+ *
+ * # Safety
+ * `model` a model of this library; `info` writable; `config` NULL or
+ * writable.
+ */
+msde_status msde_model_info_get(const struct msde_model *model,
+                                struct msde_model_info *info,
+                                struct msde_model_config *config,
+                                struct msde_error *err);
+
+/**
+ * Copies the model's parameters (params_len floats, the core's flat
+ * layout) to `out` (out_len == params_len).
+ *
+ * # Safety
+ * `model` a model of this library; `out` valid for out_len floats.
+ */
+msde_status msde_model_get_params(const struct msde_model *model,
+                                  float *out,
+                                  size_t out_len,
+                                  struct msde_error *err);
+
+/**
+ * Replaces the model's parameters with `params` (params_len floats, all
+ * finite). Not while another thread uses the model.
+ *
+ * # Safety
+ * `model` a model of this library; `params` valid for params_len floats
+ * and not inside the model.
+ */
+msde_status msde_model_set_params(struct msde_model *model,
+                                  const float *params,
+                                  size_t params_len,
+                                  struct msde_error *err);
+
+/**
+ * Workspace (floats) of msde_model_drift and msde_model_drift_factor for
+ * `rows` states, written to *out_len.
+ *
+ * # Safety
+ * `model` a model of this library; `out_len` writable.
+ */
+msde_status msde_model_eval_workspace_len(const struct msde_model *model,
+                                          size_t rows,
+                                          size_t *out_len,
+                                          struct msde_error *err);
+
+/**
+ * Drift f(z, t) of `rows` states.
+ *
+ * - `z`: rows x d row-major states (z_len = rows*d); `t`: rows times.
+ * - `f`: rows x d drift, state units per time unit (f_len = rows*d).
+ * - `workspace`: msde_model_eval_workspace_len(rows) floats.
+ *
+ * Errors: NULL pointers, lengths that disagree, rows = 0
+ * (MSDE_ERR_BAD_DIMENSION), NaN/Inf in z or t, a short workspace, a
+ * non-finite result (MSDE_ERR_NUMERICAL). `f` is written only on MSDE_OK.
+ *
+ * # Safety
+ * `model` a model of this library; each buffer NULL (refused unless its
+ * length is 0) or valid for its length; outputs and workspace disjoint.
+ */
+msde_status msde_model_drift(const struct msde_model *model,
+                             const float *z,
+                             size_t z_len,
+                             const float *t,
+                             size_t t_len,
+                             size_t rows,
+                             float *f,
+                             size_t f_len,
+                             float *workspace,
+                             size_t workspace_len,
+                             struct msde_error *err);
+
+/**
+ * Drift f and diffusion factor L of `rows` states (D = L L^T is the Ito
+ * covariance rate per unit time).
+ *
+ * - `z`, `t`, `f`, `workspace`: as msde_model_drift.
+ * - `l`: rows x d x q row-major (row r's d x q factor at l[r*d*q]); q from
+ *   msde_model_info_get (d for full and diagonal heads, the rank for
+ *   low-rank heads). l_len = rows*d*q.
+ *
+ * Errors: as msde_model_drift, and MSDE_ERR_BAD_CONFIG when the model has
+ * no diffusion head. `f` and `l` are written only on MSDE_OK.
+ *
+ * # Safety
+ * As msde_model_drift.
+ */
+msde_status msde_model_drift_factor(const struct msde_model *model,
+                                    const float *z,
+                                    size_t z_len,
+                                    const float *t,
+                                    size_t t_len,
+                                    size_t rows,
+                                    float *f,
+                                    size_t f_len,
+                                    float *l,
+                                    size_t l_len,
+                                    float *workspace,
+                                    size_t workspace_len,
+                                    struct msde_error *err);
+
+/**
+ * std only: msde_model_init on the heap. Free with msde_model_free.
+ *
+ * # Safety
+ * `config` valid (or NULL, refused); `out` writable.
+ */
+msde_status msde_model_new(const struct msde_model_config *config,
+                           struct msde_model **out,
+                           struct msde_error *err);
+
+/**
+ * std only: msde_model_load on the heap. Free with msde_model_free.
+ *
+ * # Safety
+ * `bytes` valid for bytes_len bytes; `out` writable.
+ */
+msde_status msde_model_load_new(const uint8_t *bytes,
+                                size_t bytes_len,
+                                struct msde_model **out,
+                                struct msde_error *err);
+
+/**
+ * std only: frees a model from msde_model_new or msde_model_load_new.
+ * NULL is accepted (nothing happens); so is a model in caller memory
+ * (not freed: the caller owns that memory).
+ *
+ * # Safety
+ * `model` NULL or a live model of this library, not used afterwards.
+ */
+void msde_model_free(struct msde_model *model);
+
+/**
+ * Fills *out with defaults for `method`: h = 0.01, rtol 1e-4, atol 1e-6,
+ * no minimum step, 100000 steps, no trace clip, seed 0, 64 rows per
+ * block.
+ *
+ * # Safety
+ * `out` NULL (refused) or writable.
+ */
+msde_status msde_sample_config_default(uint32_t method,
+                                       struct msde_sample_config *out,
+                                       struct msde_error *err);
+
+/**
+ * Workspace (floats) msde_sample needs for n trajectories and n_times
+ * output times with `workers` parallel workers, written to *out_len: the
+ * outputs are staged in it (so the caller's arrays are written only on
+ * success) plus one slice per worker. workers = 1 is the minimum (and all
+ * a no_std build uses); 0 plans for the std build's thread count. Any
+ * workspace from the one-worker size up gives identical numbers.
+ *
+ * # Safety
+ * `model` a model of this library; `config` valid; `out_len` writable.
+ */
+msde_status msde_sample_workspace_len(const struct msde_model *model,
+                                      const struct msde_sample_config *config,
+                                      size_t n,
+                                      size_t n_times,
+                                      size_t workers,
+                                      size_t *out_len,
+                                      struct msde_error *err);
+
+/**
+ * Rolls out n = stop_times_len trajectories of the model from `start` at
+ * time t0 and records their states at `times`.
+ *
+ * - `start`: one state (start_len = d; every trajectory starts there) or
+ *   one per trajectory (start_len = n*d, row-major).
+ * - `times`: n_times = times_len output times, t0 <= times[0] < times[1]
+ *   < ... (time units).
+ * - `out`: n x n_times x d, trajectory-major: trajectory i's state at
+ *   times[k] is out[(i*n_times + k)*d ...]; out_len = n*n_times*d.
+ * - `stop_times`: n entries, +INFINITY for a trajectory that reached the
+ *   last time, else the time it stopped (its later outputs are NaN).
+ * - `workspace`: at least msde_sample_workspace_len floats (see there).
+ * - `report`: optional (NULL to skip).
+ *
+ * Trajectory i's noise comes from its own stream of config->seed, so the
+ * result does not depend on block size, thread count or workspace size.
+ *
+ * Errors: NULL pointers, lengths that disagree, n = 0
+ * (MSDE_ERR_BAD_DIMENSION), NaN/Inf in start or times, unordered times,
+ * bad settings or Euler-Maruyama on a model without diffusion
+ * (MSDE_ERR_BAD_CONFIG), a short workspace. Outputs are written only on
+ * MSDE_OK.
+ *
+ * # Safety
+ * `model` a model of this library; each buffer NULL (refused unless its
+ * length is 0) or valid for its length; outputs and workspace disjoint.
+ */
+msde_status msde_sample(const struct msde_model *model,
+                        const struct msde_sample_config *config,
+                        const float *start,
+                        size_t start_len,
+                        float t0,
+                        const float *times,
+                        size_t times_len,
+                        float *out,
+                        size_t out_len,
+                        float *stop_times,
+                        size_t stop_times_len,
+                        float *workspace,
+                        size_t workspace_len,
+                        struct msde_sample_report *report,
+                        struct msde_error *err);
+
+/**
  * Static description of a status code (never NULL, never freed). Takes a
  * plain integer so any value from C is safe; unknown values give
  * "unknown status".
  */
 const char *msde_status_str(int32_t status);
+
+/**
+ * Bytes of caller memory msde_trainer_init needs to train `model` on
+ * minibatches of at most n_max sources and m_max plan targets (m_max is
+ * ignored for pairwise targets), written to *out_bytes.
+ *
+ * # Safety
+ * `model` a model of this library; `out_bytes` writable.
+ */
+msde_status msde_trainer_state_len(const struct msde_model *model,
+                                   size_t n_max,
+                                   size_t m_max,
+                                   size_t *out_bytes,
+                                   struct msde_error *err);
+
+/**
+ * Creates a trainer in caller memory `mem` (mem_bytes >=
+ * msde_trainer_state_len, aligned to MSDE_STATE_ALIGN): a copy of
+ * `model` (configuration, including the optimiser settings, and
+ * parameters), zero Adam moments, step count 0. Writes its address
+ * (== mem) to *out. `model` is not referenced afterwards.
+ *
+ * # Safety
+ * `mem` valid for mem_bytes writable bytes, used for nothing else while
+ * the trainer is in use and not overlapping `model`.
+ */
+msde_status msde_trainer_init(void *mem,
+                              size_t mem_bytes,
+                              const struct msde_model *model,
+                              size_t n_max,
+                              size_t m_max,
+                              struct msde_trainer **out,
+                              struct msde_error *err);
+
+/**
+ * The model a trainer trains (its current parameters), written to *out:
+ * owned by the trainer (never free it), valid while the trainer is, and
+ * not to be used while msde_trainer_step runs. Save it with
+ * msde_model_save, sample from it, or evaluate it like any model.
+ *
+ * # Safety
+ * `trainer` a trainer of this library; `out` writable.
+ */
+msde_status msde_trainer_model(struct msde_trainer *trainer,
+                               const struct msde_model **out,
+                               struct msde_error *err);
+
+/**
+ * One training step at `epoch` (it sets the diffusion-loss warm-up
+ * weight) on a prepared minibatch: forward, covariance targets (with
+ * diffusion), losses, manual backward, gradient clipping, Adam. On
+ * MSDE_OK the trainer's parameters and Adam state are updated and *loss
+ * (optional, NULL to skip) receives the loss parts before the update.
+ *
+ * Errors: NULL pointers, n = t_len of 0 or above n_max, m above m_max,
+ * lengths that disagree (MSDE_ERR_BAD_DIMENSION), NaN/Inf in the batch,
+ * a non-finite loss or gradient (MSDE_ERR_NUMERICAL). On any error the
+ * parameters, Adam state and step count are left exactly as they were.
+ *
+ * # Safety
+ * `trainer` a trainer of this library, used by one thread at a time;
+ * `batch` valid and its arrays valid for their lengths, outside the
+ * trainer's memory.
+ */
+msde_status msde_trainer_step(struct msde_trainer *trainer,
+                              uint32_t epoch,
+                              const struct msde_batch *batch,
+                              struct msde_step_loss *loss,
+                              struct msde_error *err);
+
+/**
+ * std only: msde_trainer_init on the heap. Free with msde_trainer_free.
+ *
+ * # Safety
+ * `model` a model of this library; `out` writable.
+ */
+msde_status msde_trainer_new(const struct msde_model *model,
+                             size_t n_max,
+                             size_t m_max,
+                             struct msde_trainer **out,
+                             struct msde_error *err);
+
+/**
+ * std only: frees a trainer from msde_trainer_new (and the model
+ * msde_trainer_model returned for it). NULL is accepted; a trainer in
+ * caller memory is left alone.
+ *
+ * # Safety
+ * `trainer` NULL or a live trainer of this library, unused afterwards.
+ */
+void msde_trainer_free(struct msde_trainer *trainer);
 
 #ifdef __cplusplus
 }  // extern "C"

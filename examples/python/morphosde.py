@@ -13,7 +13,19 @@ file's repository (``target/release/libmorphosde.so``).
 import ctypes
 import os
 from array import array
-from ctypes import POINTER, c_char, c_char_p, c_float, c_int32, c_size_t, c_uint32, c_uint64
+from ctypes import (
+    POINTER,
+    c_char,
+    c_char_p,
+    c_double,
+    c_float,
+    c_int32,
+    c_size_t,
+    c_uint8,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
 
 ERROR_MESSAGE_LEN = 256
 
@@ -93,9 +105,99 @@ class ClusterSummary(ctypes.Structure):
 
 
 _FLOAT_P = POINTER(c_float)
+_U8_P = POINTER(c_uint8)
 _U32_P = POINTER(c_uint32)
 _SIZE_P = POINTER(c_size_t)
 _ERR_P = POINTER(MsdeErrorRecord)
+
+
+class ModelConfig(ctypes.Structure):
+    """``msde_model_config``; fill with :meth:`Library.model_config`."""
+
+    _fields_ = [
+        ("d", c_size_t),
+        ("time_features", c_size_t),
+        ("depth", c_size_t),
+        ("width", c_size_t),
+        ("learn_diffusion", c_uint32),
+        ("diffusion_low_rank", c_uint32),
+        ("diffusion_diagonal", c_uint32),
+        ("warmup_epochs", c_uint32),
+        ("q", c_size_t),
+        ("lambda_diff", c_double),
+        ("diffusion_epsilon", c_double),
+        ("drift_loss", c_uint32),
+        ("mass_weighting", c_uint32),
+        ("target_mode", c_uint32),
+        ("residual", c_uint32),
+        ("mass_threshold", c_double),
+        ("flow_substeps", c_size_t),
+        ("k_neighbours", c_size_t),
+        ("shrinkage", c_double),
+        ("target_epsilon", c_double),
+        ("clip_grad_norm", c_double),
+        ("clip_trace", c_double),
+        ("learning_rate", c_double),
+        ("beta1", c_double),
+        ("beta2", c_double),
+        ("adam_epsilon", c_double),
+        ("weight_decay", c_double),
+        ("seed", c_uint64),
+    ]
+
+
+class ModelInfo(ctypes.Structure):
+    """``msde_model_info``."""
+
+    _fields_ = [("d", c_size_t), ("q", c_size_t), ("params_len", c_size_t), ("learn_diffusion", c_uint32)]
+
+
+class Batch(ctypes.Structure):
+    """``msde_batch``: a prepared minibatch (pointer, length) pairs."""
+
+    _fields_ = [
+        (name, kind)
+        for field in ("x", "t", "h", "v_hat", "mass", "y", "plan")
+        for name, kind in ((field, _FLOAT_P), (field + "_len", c_size_t))
+    ]
+
+
+class StepLoss(ctypes.Structure):
+    """``msde_step_loss``."""
+
+    _fields_ = [
+        ("drift", c_float),
+        ("diffusion", c_float),
+        ("lambda_", c_float),
+        ("total", c_float),
+        ("grad_norm", c_float),
+        ("steps", c_uint64),
+    ]
+
+
+SAMPLE_RK4, SAMPLE_DOPRI5, SAMPLE_EULER_MARUYAMA = 0, 1, 2
+
+
+class SampleConfig(ctypes.Structure):
+    """``msde_sample_config``; fill with :meth:`Library.sample_config`."""
+
+    _fields_ = [
+        ("method", c_uint32),
+        ("h", c_float),
+        ("rtol", c_float),
+        ("atol", c_float),
+        ("h_min", c_float),
+        ("trace_clip", c_float),
+        ("max_steps", c_uint64),
+        ("seed", c_uint64),
+        ("block_rows", c_size_t),
+    ]
+
+
+class SampleReport(ctypes.Structure):
+    """``msde_sample_report``."""
+
+    _fields_ = [("accepted", c_uint64), ("rejected", c_uint64), ("evaluations", c_uint64), ("stopped", c_uint64)]
 
 # name: (restype, argtypes) for every function this module calls.
 _SIGNATURES = {
@@ -119,6 +221,55 @@ _SIGNATURES = {
             _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t, c_size_t, POINTER(ClusterConfig),
             _U32_P, c_size_t, _FLOAT_P, c_size_t, _U32_P, c_size_t, POINTER(ClusterSummary), _ERR_P,
         ],
+    ),
+    "msde_model_config_default": (c_int32, [POINTER(ModelConfig), _ERR_P]),
+    "msde_model_params_len": (c_int32, [POINTER(ModelConfig), _SIZE_P, _ERR_P]),
+    "msde_model_state_len": (c_int32, [POINTER(ModelConfig), _SIZE_P, _ERR_P]),
+    "msde_model_init": (c_int32, [c_void_p, c_size_t, POINTER(ModelConfig), POINTER(c_void_p), _ERR_P]),
+    "msde_model_bytes_config": (c_int32, [_U8_P, c_size_t, POINTER(ModelConfig), _ERR_P]),
+    "msde_model_load": (c_int32, [c_void_p, c_size_t, _U8_P, c_size_t, POINTER(c_void_p), _ERR_P]),
+    "msde_model_save_len": (c_int32, [c_void_p, _SIZE_P, _ERR_P]),
+    "msde_model_save": (c_int32, [c_void_p, _U8_P, c_size_t, _SIZE_P, _ERR_P]),
+    "msde_model_info_get": (c_int32, [c_void_p, POINTER(ModelInfo), POINTER(ModelConfig), _ERR_P]),
+    "msde_model_get_params": (c_int32, [c_void_p, _FLOAT_P, c_size_t, _ERR_P]),
+    "msde_model_set_params": (c_int32, [c_void_p, _FLOAT_P, c_size_t, _ERR_P]),
+    "msde_model_eval_workspace_len": (c_int32, [c_void_p, c_size_t, _SIZE_P, _ERR_P]),
+    "msde_model_drift": (
+        c_int32,
+        [c_void_p, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _ERR_P],
+    ),
+    "msde_model_drift_factor": (
+        c_int32,
+        [
+            c_void_p, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t, _FLOAT_P, c_size_t,
+            _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _ERR_P,
+        ],
+    ),
+    "msde_model_new": (c_int32, [POINTER(ModelConfig), POINTER(c_void_p), _ERR_P]),
+    "msde_model_load_new": (c_int32, [_U8_P, c_size_t, POINTER(c_void_p), _ERR_P]),
+    "msde_model_free": (None, [c_void_p]),
+    "msde_trainer_state_len": (c_int32, [c_void_p, c_size_t, c_size_t, _SIZE_P, _ERR_P]),
+    "msde_trainer_init": (c_int32, [c_void_p, c_size_t, c_void_p, c_size_t, c_size_t, POINTER(c_void_p), _ERR_P]),
+    "msde_trainer_model": (c_int32, [c_void_p, POINTER(c_void_p), _ERR_P]),
+    "msde_trainer_step": (c_int32, [c_void_p, c_uint32, POINTER(Batch), POINTER(StepLoss), _ERR_P]),
+    "msde_trainer_new": (c_int32, [c_void_p, c_size_t, c_size_t, POINTER(c_void_p), _ERR_P]),
+    "msde_trainer_free": (None, [c_void_p]),
+    "msde_sample_config_default": (c_int32, [c_uint32, POINTER(SampleConfig), _ERR_P]),
+    "msde_sample_workspace_len": (
+        c_int32, [c_void_p, POINTER(SampleConfig), c_size_t, c_size_t, c_size_t, _SIZE_P, _ERR_P]
+    ),
+    "msde_sample": (
+        c_int32,
+        [
+            c_void_p, POINTER(SampleConfig), _FLOAT_P, c_size_t, c_float, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t,
+            _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, POINTER(SampleReport), _ERR_P,
+        ],
+    ),
+    "msde_energy_distance": (c_int32, [_FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t, _FLOAT_P, _ERR_P]),
+    "msde_sliced_wasserstein_workspace_len": (c_int32, [c_size_t, c_size_t, c_size_t, c_size_t, _SIZE_P, _ERR_P]),
+    "msde_sliced_wasserstein": (
+        c_int32,
+        [_FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t, c_size_t, c_uint64, _FLOAT_P, c_size_t, _FLOAT_P, _ERR_P],
     ),
 }
 
@@ -209,3 +360,200 @@ class Library:
             empty(fl), fl, empty_u32(il), il, ctypes.byref(summary),
         )
         return list(labels), summary
+
+    # --- model -----------------------------------------------------------
+
+    def model_config(self, **fields):
+        """Default ``msde_model_config`` with ``fields`` overriding."""
+        cfg = ModelConfig()
+        self.call("msde_model_config_default", ctypes.byref(cfg))
+        for name, value in fields.items():
+            setattr(cfg, name, value)
+        return cfg
+
+    def model_new(self, cfg):
+        """A heap model (std builds) initialised from ``cfg.seed``."""
+        return Model(self, self._handle("msde_model_new", ctypes.byref(cfg)), owned=True)
+
+    def model_in_memory(self, cfg):
+        """A model placed in Python-owned memory (the no-allocator path)."""
+        need = c_size_t()
+        self.call("msde_model_state_len", ctypes.byref(cfg), ctypes.byref(need))
+        mem = state_memory(need.value)
+        handle = self._handle("msde_model_init", mem, need.value, ctypes.byref(cfg))
+        return Model(self, handle, owned=False, memory=mem)
+
+    def model_load(self, data):
+        """A heap model from bytes written by :meth:`Model.save`."""
+        buf, n = byte_buffer(data)
+        return Model(self, self._handle("msde_model_load_new", buf, n), owned=True)
+
+    def _handle(self, name, *args):
+        out = c_void_p()
+        self.call(name, *args, ctypes.byref(out))
+        return out
+
+    # --- metrics ---------------------------------------------------------
+
+    def energy_distance(self, x, y, d):
+        xx, nx = floats(x)
+        yy, ny = floats(y)
+        out = c_float()
+        self.call("msde_energy_distance", xx, nx, yy, ny, d, ctypes.byref(out))
+        return out.value
+
+    def sliced_wasserstein(self, x, y, d, projections, seed):
+        xx, nx = floats(x)
+        yy, ny = floats(y)
+        ws_len = c_size_t()
+        self.call("msde_sliced_wasserstein_workspace_len", nx // d, ny // d, d, projections, ctypes.byref(ws_len))
+        out = c_float()
+        self.call(
+            "msde_sliced_wasserstein", xx, nx, yy, ny, d, projections, seed,
+            empty(ws_len.value), ws_len.value, ctypes.byref(out),
+        )
+        return out.value
+
+    def sample_config(self, method, /, **fields):
+        cfg = SampleConfig()
+        self.call("msde_sample_config_default", method, ctypes.byref(cfg))
+        for name, value in fields.items():
+            setattr(cfg, name, value)
+        return cfg
+
+
+def state_memory(nbytes):
+    """Zeroed memory of ``nbytes`` bytes aligned to 8 (MSDE_STATE_ALIGN)."""
+    return (c_uint64 * ((nbytes + 7) // 8))()
+
+
+def byte_buffer(data):
+    buf = (c_uint8 * len(data)).from_buffer_copy(data)
+    return buf, len(data)
+
+
+class Model:
+    """A model handle. Heap models are freed by :meth:`close` (or when
+    collected); models in caller memory keep that memory alive."""
+
+    def __init__(self, lib, handle, owned, memory=None, keep=None):
+        self.lib, self.handle, self.owned, self.memory, self.keep = lib, handle, owned, memory, keep
+
+    def close(self):
+        if self.owned and self.handle:
+            self.lib.lib.msde_model_free(self.handle)
+        self.handle = None
+
+    def __del__(self):
+        self.close()
+
+    def info(self):
+        info, cfg = ModelInfo(), ModelConfig()
+        self.lib.call("msde_model_info_get", self.handle, ctypes.byref(info), ctypes.byref(cfg))
+        return info, cfg
+
+    def params(self):
+        info, _ = self.info()
+        out = empty(info.params_len)
+        self.lib.call("msde_model_get_params", self.handle, out, info.params_len)
+        return list(out)
+
+    def set_params(self, values):
+        buf, n = floats(values)
+        self.lib.call("msde_model_set_params", self.handle, buf, n)
+
+    def _eval(self, z, t, factor):
+        info, _ = self.info()
+        zz, z_len = floats(z)
+        tt, rows = floats(t)
+        ws_len = c_size_t()
+        self.lib.call("msde_model_eval_workspace_len", self.handle, rows, ctypes.byref(ws_len))
+        f, ws = empty(rows * info.d), empty(ws_len.value)
+        if not factor:
+            self.lib.call("msde_model_drift", self.handle, zz, z_len, tt, rows, rows, f, len(f), ws, len(ws))
+            return list(f)
+        l = empty(rows * info.d * info.q)
+        self.lib.call(
+            "msde_model_drift_factor", self.handle, zz, z_len, tt, rows, rows, f, len(f), l, len(l), ws, len(ws)
+        )
+        return list(f), list(l)
+
+    def drift(self, z, t):
+        """Drift f (rows*d) at states ``z`` (rows*d) and times ``t``."""
+        return self._eval(z, t, False)
+
+    def drift_factor(self, z, t):
+        """(drift rows*d, factor L rows*d*q)."""
+        return self._eval(z, t, True)
+
+    def save(self):
+        """Model bytes (``bytes``)."""
+        n = c_size_t()
+        self.lib.call("msde_model_save_len", self.handle, ctypes.byref(n))
+        out, written = (c_uint8 * n.value)(), c_size_t()
+        self.lib.call("msde_model_save", self.handle, out, n.value, ctypes.byref(written))
+        return bytes(out[: written.value])
+
+    def sample(self, cfg, start, t0, times, n, workspace_fill=0.0):
+        """n trajectories: (out n*K*d, stop_times n, SampleReport). The
+        workspace starts filled with ``workspace_fill`` (tests: NaN)."""
+        info, _ = self.info()
+        ss, s_len = floats(start)
+        tt, k = floats(times)
+        ws_len = c_size_t()
+        self.lib.call("msde_sample_workspace_len", self.handle, ctypes.byref(cfg), n, k, 0, ctypes.byref(ws_len))
+        out, stop, report = empty(n * k * info.d), empty(n), SampleReport()
+        self.lib.call(
+            "msde_sample", self.handle, ctypes.byref(cfg), ss, s_len, t0, tt, k, out, len(out), stop, n,
+            floats([workspace_fill] * ws_len.value)[0], ws_len.value, ctypes.byref(report),
+        )
+        return list(out), list(stop), report
+
+    def trainer(self, n_max, m_max=0):
+        """A heap trainer over a copy of this model."""
+        handle = self.lib._handle("msde_trainer_new", self.handle, n_max, m_max)
+        return Trainer(self.lib, handle)
+
+
+class Trainer:
+    """A heap trainer handle (``msde_trainer_new`` / ``msde_trainer_free``)."""
+
+    def __init__(self, lib, handle):
+        self.lib, self.handle = lib, handle
+
+    def close(self):
+        if self.handle:
+            self.lib.lib.msde_trainer_free(self.handle)
+        self.handle = None
+
+    def __del__(self):
+        self.close()
+
+    def model(self):
+        """The model being trained (borrowed: valid while the trainer is)."""
+        return Model(self.lib, self.lib._handle("msde_trainer_model", self.handle), owned=False, keep=self)
+
+    def step(self, epoch, **arrays):
+        """One step on a minibatch given as lists: x, t, h, v_hat, mass and
+        optionally y, plan. Returns StepLoss."""
+        batch, keep = make_batch(**arrays)
+        loss = StepLoss()
+        self.lib.call("msde_trainer_step", self.handle, epoch, ctypes.byref(batch), ctypes.byref(loss))
+        del keep
+        return loss
+
+
+def make_batch(**arrays):
+    """An ``msde_batch`` over C copies of ``arrays`` (and the copies, which
+    must stay alive while the batch is used)."""
+    batch, keep = Batch(), []
+    for name, values in arrays.items():
+        if values is None:
+            setattr(batch, name, None)
+            setattr(batch, name + "_len", 0)
+            continue
+        buf, n = floats(values)
+        keep.append(buf)
+        setattr(batch, name, ctypes.cast(buf, _FLOAT_P))
+        setattr(batch, name + "_len", n)
+    return batch, keep

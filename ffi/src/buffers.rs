@@ -5,10 +5,11 @@
 use morphosde_core::{Error, ErrorKind, Result};
 
 fn check<T>(ptr: *const T, len: usize, arg: &'static str) -> Result<()> {
+    if len == 0 {
+        // Never dereferenced: any pointer (NULL, or an empty array's) will do.
+        return Ok(());
+    }
     if ptr.is_null() {
-        if len == 0 {
-            return Ok(());
-        }
         return Err(Error::new(
             ErrorKind::NullPointer,
             arg,
@@ -92,8 +93,11 @@ pub(crate) unsafe fn optional_out<'a, T>(
     ptr: *mut T,
     arg: &'static str,
 ) -> Result<Option<&'a mut T>> {
-    check(ptr, 0, arg)?;
-    // SAFETY: checked aligned above; NULL becomes None.
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    check(ptr, 1, arg)?;
+    // SAFETY: non-NULL and aligned (checked above); validity is the caller's.
     Ok(unsafe { ptr.as_mut() })
 }
 

@@ -23,15 +23,24 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 mod buffers;
 mod cluster;
 mod metrics;
+mod model;
+mod sample;
 mod status;
+mod train;
 
 pub use cluster::{
     MSDE_CLUSTER_EIGENVALUES, MSDE_CLUSTER_MAX_K, MSDE_CLUSTER_MAX_NEIGHBOURS, MSDE_SIGMA_Z_GIVEN,
     MSDE_SIGMA_Z_MEDIAN, MSDE_SIGMA_Z_SELF_TUNING, msde_cluster, msde_cluster_config,
     msde_cluster_config_default, msde_cluster_summary, msde_cluster_workspace_len,
 };
-pub use metrics::{MSDE_EIGEN_MAX_DIM, msde_eigen_sym, msde_eigen_sym_workspace_len};
+pub use metrics::{
+    MSDE_EIGEN_MAX_DIM, msde_eigen_sym, msde_eigen_sym_workspace_len, msde_energy_distance,
+    msde_sliced_wasserstein, msde_sliced_wasserstein_workspace_len,
+};
+pub use model::*;
+pub use sample::*;
 pub use status::{MSDE_ERROR_MESSAGE_LEN, msde_error, msde_status, msde_status_str};
+pub use train::*;
 
 /// Major version of this header (semantic versioning).
 pub const MSDE_VERSION_MAJOR: u32 = 0;

@@ -70,3 +70,16 @@ fn cluster_demo_in_c_and_cpp() {
         );
     }
 }
+
+#[test]
+fn train_and_sample_in_c_and_cpp() {
+    for cpp in [false, true] {
+        let out = build_and_run("train_and_sample", cpp);
+        assert!(out.contains("trained 150 steps"), "{out}");
+        assert!(out.contains("sampled 64 trajectories, 0 stopped"), "{out}");
+        assert!(
+            out.contains("short h: bad dimension (2): h: length does not match"),
+            "{out}"
+        );
+    }
+}

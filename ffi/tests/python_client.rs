@@ -7,7 +7,17 @@
 mod common;
 use common::*;
 use morphosde_core::cluster::{ClusterConfig, Mode, cluster, workspace_len};
+use morphosde_core::codec;
+use morphosde_core::integrate::rollout::{
+    Method, RolloutConfig, Start, rollout, rollout_workspace_len,
+};
+use morphosde_core::integrate::sde::EmConfig;
+use morphosde_core::metrics::{
+    energy_distance, sliced_wasserstein, sliced_wasserstein_workspace_len,
+};
+use morphosde_core::model::{Config, Layout, Learned};
 use morphosde_core::rng::{Family, Rng};
+use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
 use std::fmt::Write;
 use std::process::Command;
 
@@ -99,12 +109,193 @@ fn cluster_case(knn: usize) -> String {
         .done()
 }
 
+/// The small model every model, trainer and sample case uses: d = 2, one
+/// hidden layer of 8, 2 time features, full diffusion head, seed 3.
+fn small_config() -> Config {
+    Config {
+        d: 2,
+        time_features: 2,
+        depth: 1,
+        width: 8,
+        learn_diffusion: true,
+        seed: 3,
+        ..Config::default()
+    }
+}
+
+fn config_fields(c: &Config) -> String {
+    Json::default()
+        .field("d", c.d.to_string())
+        .field("time_features", c.time_features.to_string())
+        .field("depth", c.depth.to_string())
+        .field("width", c.width.to_string())
+        .field("learn_diffusion", (c.learn_diffusion as u32).to_string())
+        .field("seed", c.seed.to_string())
+        .done()
+}
+
+fn data(len: usize, index: u64, scale: f64) -> Vec<f32> {
+    let mut rng = Rng::stream(17, Family::Data, index);
+    (0..len).map(|_| (scale * rng.normal()) as f32).collect()
+}
+
+fn model_case() -> String {
+    let config = small_config();
+    let layout = Layout::new(&config).unwrap();
+    let mut params = vec![0.0f32; layout.len];
+    layout.init(config.seed, &mut params).unwrap();
+    let rows = 4;
+    let z = data(rows * 2, 0, 1.0);
+    let t: Vec<f32> = (0..rows).map(|i| 0.25 * i as f32).collect();
+    let (mut f, mut l) = (vec![0.0; rows * 2], vec![0.0; rows * 2 * layout.q]);
+    let mut ws = vec![0.0; layout.infer_workspace_len(rows)];
+    layout
+        .forward_infer(&params, &z, &t, &mut f, &mut l, &mut ws)
+        .unwrap();
+    let mut bytes = vec![0u8; codec::model_bytes_len::<f32>(&config).unwrap()];
+    codec::save(&config, &params, &mut bytes).unwrap();
+    Json::default()
+        .field("config", config_fields(&config))
+        .field("params", floats(&params))
+        .field("z", floats(&z))
+        .field("t", floats(&t))
+        .field("f", floats(&f))
+        .field("l", floats(&l))
+        .field("q", layout.q.to_string())
+        .field("bytes", list(&bytes))
+        .done()
+}
+
+fn train_case() -> String {
+    let config = small_config();
+    let layout = Layout::new(&config).unwrap();
+    let mut params = vec![0.0f32; layout.len];
+    layout.init(config.seed, &mut params).unwrap();
+    let n = 6;
+    let x = data(n * 2, 1, 1.0);
+    let t: Vec<f32> = vec![0.5; n];
+    let h: Vec<f32> = vec![0.1; n];
+    let v_hat = data(n * 2, 2, 0.5);
+    let mass: Vec<f32> = (0..n).map(|i| 0.5 + 0.1 * i as f32).collect();
+    let y: Vec<f32> = x
+        .iter()
+        .zip(&v_hat)
+        .zip(data(n * 2, 3, 0.05))
+        .map(|((&a, &v), e)| a + 0.1 * v + e)
+        .collect();
+    let batch = Batch {
+        x: &x,
+        t: &t,
+        h: &h,
+        v_hat: &v_hat,
+        mass: &mass,
+        y: &y,
+        plan: &[],
+    };
+    let (mut m, mut v) = (vec![0.0; layout.len], vec![0.0; layout.len]);
+    let mut adam = AdamState {
+        m: &mut m,
+        v: &mut v,
+        steps: 0,
+    };
+    let mut ws = vec![0.0; train_step_workspace_len(&config, n, 0).unwrap()];
+    let mut totals = vec![];
+    for epoch in 0..3 {
+        let loss = train_step(&config, epoch, &batch, &mut params, &mut adam, &mut ws).unwrap();
+        totals.push(loss.total);
+    }
+    Json::default()
+        .field("x", floats(&x))
+        .field("t", floats(&t))
+        .field("h", floats(&h))
+        .field("v_hat", floats(&v_hat))
+        .field("mass", floats(&mass))
+        .field("y", floats(&y))
+        .field("totals", floats(&totals))
+        .field("params", floats(&params))
+        .done()
+}
+
+fn sample_case() -> String {
+    let config = small_config();
+    let layout = Layout::new(&config).unwrap();
+    let mut params = vec![0.0f32; layout.len];
+    layout.init(config.seed, &mut params).unwrap();
+    let learned = Learned::new(&config, &params).unwrap();
+    let (n, times, start) = (5, [0.1f32, 0.2, 0.4], [0.3f32, -0.2]);
+    let mut out_all = vec![];
+    let mut stop_all = vec![];
+    for (method, h) in [
+        (Method::Rk4 { h: 0.05 }, 0.05),
+        (
+            Method::EulerMaruyama(EmConfig {
+                h_max: 0.05,
+                trace_clip: None,
+            }),
+            0.05,
+        ),
+    ] {
+        let _ = h;
+        let cfg = RolloutConfig {
+            method,
+            seed: 9,
+            block_rows: 2,
+        };
+        let mut ws = vec![0.0; rollout_workspace_len(&learned, &cfg, 1)];
+        let (mut out, mut stop) = (vec![0.0; n * times.len() * 2], vec![0.0; n]);
+        rollout(
+            &learned,
+            Start::Point(&start),
+            0.0,
+            &times,
+            &cfg,
+            &mut out,
+            &mut stop,
+            &mut ws,
+        )
+        .unwrap();
+        out_all.push(floats(&out));
+        stop_all.extend(stop);
+    }
+    assert!(stop_all.iter().all(|s| s.is_infinite()));
+    Json::default()
+        .field("start", floats(&start))
+        .field("times", floats(&times))
+        .field("n", n.to_string())
+        .field("h", float(0.05))
+        .field("seed", "9")
+        .field("block_rows", "2")
+        .field("rk4", &out_all[0])
+        .field("em", &out_all[1])
+        .done()
+}
+
+fn metrics_case() -> String {
+    let (x, y) = (data(7 * 3, 4, 1.0), data(5 * 3, 5, 1.5));
+    let energy = energy_distance(&x, &y, 3).unwrap();
+    let mut ws = vec![0.0; sliced_wasserstein_workspace_len(7, 5, 3, 20)];
+    let sliced = sliced_wasserstein(&x, &y, 3, 20, 4, &mut ws).unwrap();
+    Json::default()
+        .field("x", floats(&x))
+        .field("y", floats(&y))
+        .field("d", "3")
+        .field("energy", float(energy))
+        .field("sliced", float(sliced))
+        .field("projections", "20")
+        .field("seed", "4")
+        .done()
+}
+
 fn expected() -> String {
     Json::default()
         .field(
             "cluster",
             format!("[{}, {}]", cluster_case(0), cluster_case(10)),
         )
+        .field("model", model_case())
+        .field("train", train_case())
+        .field("sample", sample_case())
+        .field("metrics", metrics_case())
         .done()
 }
 

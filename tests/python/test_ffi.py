@@ -238,5 +238,347 @@ class Cluster(CallCase):
         LIB.call("msde_cluster", *self.call_args(base))
 
 
+def small_model_config(**extra):
+    """The config of ffi/tests/python_client.rs's small model."""
+    fields = dict(d=2, time_features=2, depth=1, width=8, learn_diffusion=1, seed=3)
+    if EXPECTED:
+        fields = dict(EXPECTED["model"]["config"])
+    fields.update(extra)
+    return LIB.model_config(**fields)
+
+
+class Model(CallCase):
+    def test_defaults_and_sizes(self):
+        cfg = LIB.model_config()
+        self.assertEqual((cfg.d, cfg.time_features, cfg.depth, cfg.width), (2, 8, 3, 128))
+        self.assertEqual((cfg.learn_diffusion, cfg.q, cfg.learning_rate, cfg.seed), (0, 8, 1e-3, 0))
+        n, state = ctypes.c_size_t(), ctypes.c_size_t()
+        LIB.call("msde_model_params_len", ctypes.byref(cfg), ctypes.byref(n))
+        LIB.call("msde_model_state_len", ctypes.byref(cfg), ctypes.byref(state))
+        # Encoder (10->128, 128->128 x2) + drift head (128->2).
+        self.assertEqual(n.value, 10 * 128 + 128 + 2 * (128 * 128 + 128) + 128 * 2 + 2)
+        self.assertGreater(state.value, 4 * n.value)
+
+    @needs_expected
+    def test_init_eval_and_bytes_equal_rust_core(self):
+        case = EXPECTED["model"]
+        cfg = small_model_config()
+        heap = LIB.model_new(cfg)
+        placed = LIB.model_in_memory(cfg)
+        for model in (heap, placed):
+            self.assertEqual(model.params(), case["params"])
+            info, back = model.info()
+            self.assertEqual((info.d, info.q, info.learn_diffusion), (2, case["q"], 1))
+            self.assertEqual((back.width, back.seed), (8, 3))
+            self.assertEqual(model.drift(case["z"], case["t"]), case["f"])
+            f, l = model.drift_factor(case["z"], case["t"])
+            self.assertEqual((f, l), (case["f"], case["l"]))
+            self.assertEqual(list(model.save()), case["bytes"])
+        loaded = LIB.model_load(bytes(case["bytes"]))
+        self.assertEqual(loaded.params(), case["params"])
+        # Loading into caller memory sized from the stored config.
+        buf, n = morphosde.byte_buffer(bytes(case["bytes"]))
+        stored = morphosde.ModelConfig()
+        LIB.call("msde_model_bytes_config", buf, n, ctypes.byref(stored))
+        need = ctypes.c_size_t()
+        LIB.call("msde_model_state_len", ctypes.byref(stored), ctypes.byref(need))
+        mem = morphosde.state_memory(need.value)
+        handle = ctypes.c_void_p()
+        LIB.call("msde_model_load", mem, need.value, buf, n, ctypes.byref(handle))
+        self.assertEqual(handle.value, ctypes.addressof(mem))
+        self.assertEqual(morphosde.Model(LIB, handle, owned=False, memory=mem).params(), case["params"])
+
+    def test_dirty_workspace_gives_identical_results(self):
+        model = LIB.model_new(small_model_config())
+        z, t = [0.1, -0.4, 1.2, 0.3, -2.0, 0.5], [0.0, 0.5, 1.0]
+        zz, _ = morphosde.floats(z)
+        tt, _ = morphosde.floats(t)
+        ws_len = ctypes.c_size_t()
+        LIB.call("msde_model_eval_workspace_len", model.handle, 3, ctypes.byref(ws_len))
+        results = []
+        for fill in (0.0, NAN):
+            ws = morphosde.floats([fill] * ws_len.value)[0]
+            f, l = morphosde.empty(6), morphosde.empty(12)
+            LIB.call("msde_model_drift_factor", model.handle, zz, 6, tt, 3, 3, f, 6, l, 12, ws, ws_len.value)
+            results.append((list(f), list(l)))
+        self.assertEqual(repr(results[0]), repr(results[1]))
+
+    def test_bad_input(self):
+        model = LIB.model_new(small_model_config())
+        drift_only = LIB.model_new(small_model_config(learn_diffusion=0))
+        rows = 3
+        z, _ = morphosde.floats([0.1] * 6)
+        t, _ = morphosde.floats([0.0] * 3)
+        nan_z, _ = morphosde.floats([0.1] * 5 + [NAN])
+        ws_len = ctypes.c_size_t()
+        LIB.call("msde_model_eval_workspace_len", model.handle, rows, ctypes.byref(ws_len))
+        ws = morphosde.empty(ws_len.value)
+        f, l = morphosde.empty(6), morphosde.empty(12)
+        base = [model.handle, z, 6, t, 3, rows, f, 6, l, 12, ws, ws_len.value]
+        garbage = morphosde.state_memory(4096)
+        table = [
+            ({0: None}, 1, "model"),
+            ({0: ctypes.addressof(garbage)}, 6, "model"),
+            ({1: None}, 1, "z"),
+            ({2: 5}, 2, "z"),
+            ({5: 0, 2: 0, 4: 0, 7: 0, 9: 0}, 2, "rows"),
+            ({1: nan_z}, 3, "z"),
+            ({9: 11}, 2, "l"),
+            ({11: ws_len.value - 1}, 5, "workspace"),
+            ({0: drift_only.handle}, 4, "model"),
+        ]
+        for over, status, word in table:
+            args = list(base)
+            for i, v in over.items():
+                args[i] = v
+            f[0] = l[0] = 55.0
+            with self.subTest(over=over):
+                self.assert_fails("msde_model_drift_factor", args, status, word, sentinels=[(f, 0), (l, 0)])
+        # Bad configs are refused with the field named, by every call taking one.
+        for field, value in [
+            ("d", 0), ("d", 65), ("depth", 9), ("time_features", 3), ("learn_diffusion", 2),
+            ("drift_loss", 5), ("residual", 3), ("learning_rate", NAN), ("shrinkage", 1.5), ("beta2", 1.0),
+        ]:
+            cfg = small_model_config(**{field: value})
+            out = ctypes.c_size_t(7)
+            with self.subTest(field=field):
+                self.assert_fails("msde_model_params_len", (ctypes.byref(cfg), ctypes.byref(out)), 4, field)
+                self.assertEqual(out.value, 7)
+                handle = ctypes.c_void_p()
+                self.assert_fails("msde_model_new", (ctypes.byref(cfg), ctypes.byref(handle)), 4, field)
+                self.assertIsNone(handle.value)
+        # Caller memory: NULL, short, misaligned.
+        cfg = small_model_config()
+        need = ctypes.c_size_t()
+        LIB.call("msde_model_state_len", ctypes.byref(cfg), ctypes.byref(need))
+        mem = morphosde.state_memory(need.value + 8)
+        handle = ctypes.c_void_p()
+        for args, status, word in [
+            ((None, need.value), 1, "mem"),
+            ((mem, need.value - 1), 5, "mem_bytes"),
+            ((ctypes.addressof(mem) + 4, need.value), 11, "mem"),
+        ]:
+            self.assert_fails("msde_model_init", args + (ctypes.byref(cfg), ctypes.byref(handle)), status, word)
+        self.assertIsNone(handle.value)
+        # Parameters: wrong length, NaN; the model is unchanged.
+        before = model.params()
+        p, n = morphosde.floats(before)
+        self.assert_fails("msde_model_set_params", (model.handle, p, n - 1), 2, "params")
+        p[3] = NAN
+        self.assert_fails("msde_model_set_params", (model.handle, p, n), 3, "params")
+        self.assertEqual(model.params(), before)
+        # Saving into a short buffer.
+        n = ctypes.c_size_t()
+        LIB.call("msde_model_save_len", model.handle, ctypes.byref(n))
+        out, written = (ctypes.c_uint8 * n.value)(), ctypes.c_size_t(99)
+        self.assert_fails("msde_model_save", (model.handle, out, n.value - 1, ctypes.byref(written)), 5, "out")
+        self.assertEqual(written.value, 99)
+        # Free accepts NULL; the model still works after all of the above.
+        LIB.lib.msde_model_free(None)
+        self.assertEqual(len(model.drift([0.0, 0.0], [0.0])), 2)
+
+    def test_truncated_altered_and_foreign_bytes_are_refused(self):
+        model = LIB.model_new(small_model_config())
+        good = model.save()
+        altered = bytearray(good)
+        altered[len(good) // 2] ^= 0x40
+        version = bytearray(good)
+        version[8] = 99
+        cases = [
+            (good[:10], 6), (good[:-1], 6), (bytes(altered), 6), (b"NOTAMODEL" * 20, 6), (bytes(version), 7),
+        ]
+        for data, status in cases:
+            buf, n = morphosde.byte_buffer(data)
+            handle = ctypes.c_void_p()
+            with self.subTest(len=len(data), status=status):
+                self.assert_fails("msde_model_load_new", (buf, n, ctypes.byref(handle)), status, "bytes")
+                self.assertIsNone(handle.value)
+                cfg = morphosde.ModelConfig()
+                self.assert_fails("msde_model_bytes_config", (buf, n, ctypes.byref(cfg)), status, "bytes")
+        self.assert_fails("msde_model_load_new", (None, 5, ctypes.byref(ctypes.c_void_p())), 1, "bytes")
+
+
+class Trainer(CallCase):
+    def batch(self):
+        if EXPECTED:
+            c = EXPECTED["train"]
+            return {k: c[k] for k in ("x", "t", "h", "v_hat", "mass", "y")}
+        n = 6
+        return dict(
+            x=[0.1 * i for i in range(2 * n)], t=[0.5] * n, h=[0.1] * n,
+            v_hat=[0.2] * (2 * n), mass=[1.0] * n, y=[0.1 * i + 0.02 for i in range(2 * n)],
+        )
+
+    @needs_expected
+    def test_steps_equal_rust_core_in_heap_and_caller_memory(self):
+        case = EXPECTED["train"]
+        model = LIB.model_new(small_model_config())
+        # Heap trainer.
+        trainer = model.trainer(n_max=8)
+        totals = [trainer.step(epoch, **self.batch()).total for epoch in range(3)]
+        self.assertEqual(totals, case["totals"])
+        self.assertEqual(trainer.model().params(), case["params"])
+        # The source model is a copy, untouched.
+        self.assertEqual(model.params(), EXPECTED["model"]["params"])
+        # Caller-memory trainer with a NaN-filled (dirty) block.
+        need = ctypes.c_size_t()
+        LIB.call("msde_trainer_state_len", model.handle, 6, 0, ctypes.byref(need))
+        mem = morphosde.state_memory(need.value)
+        ctypes.memset(mem, 0xFF, need.value)
+        handle = ctypes.c_void_p()
+        LIB.call("msde_trainer_init", mem, need.value, model.handle, 6, 0, ctypes.byref(handle))
+        batch, keep = morphosde.make_batch(**self.batch())
+        loss = morphosde.StepLoss()
+        for epoch in range(3):
+            LIB.call("msde_trainer_step", handle, epoch, ctypes.byref(batch), ctypes.byref(loss))
+        self.assertEqual((loss.total, loss.steps), (case["totals"][2], 3))
+        trained = ctypes.c_void_p()
+        LIB.call("msde_trainer_model", handle, ctypes.byref(trained))
+        self.assertEqual(morphosde.Model(LIB, trained, owned=False, keep=mem).params(), case["params"])
+        del keep
+
+    def test_bad_batches_leave_the_trainer_unchanged(self):
+        model = LIB.model_new(small_model_config())
+        trainer = model.trainer(n_max=6)
+        before = trainer.model().params()
+        good = self.batch()
+        table = [
+            (dict(x=good["x"][:-1]), 2, "x"),
+            (dict(t=good["t"] + [0.5] * 4, x=good["x"] * 2, h=good["h"] * 2, v_hat=good["v_hat"] * 2,
+                  mass=good["mass"] * 2, y=good["y"] * 2), 2, "n_max"),
+            (dict(h=[0.1] * 5 + [NAN]), 3, "h"),
+            (dict(h=[0.1] * 5 + [0.0]), 2, "h"),
+            (dict(mass=[1.0] * 5 + [-1.0]), 2, "mass"),
+            (dict(v_hat=[math.inf] + good["v_hat"][1:]), 3, "v_hat"),
+            (dict(y=good["y"][:-2]), 2, "y"),
+            (dict(t=[], x=[], h=[], v_hat=[], mass=[], y=[]), 2, "batch"),
+            (dict(v_hat=[1e30] * 12), 9, "batch"),
+        ]
+        for over, status, word in table:
+            arrays = dict(good)
+            arrays.update(over)
+            batch, keep = morphosde.make_batch(**arrays)
+            loss = morphosde.StepLoss(drift=-5.0)
+            with self.subTest(over=list(over)):
+                self.assert_fails(
+                    "msde_trainer_step", (trainer.handle, 0, ctypes.byref(batch), ctypes.byref(loss)), status, word
+                )
+                self.assertEqual(loss.drift, -5.0)
+                self.assertEqual(trainer.model().params(), before)
+        batch, keep = morphosde.make_batch(**good)
+        batch.x = None
+        self.assert_fails("msde_trainer_step", (trainer.handle, 0, ctypes.byref(batch), None), 1, "x")
+        self.assert_fails("msde_trainer_step", (trainer.handle, 0, None, None), 1, "batch")
+        self.assert_fails("msde_trainer_step", (None, 0, ctypes.byref(morphosde.Batch()), None), 1, "trainer")
+        # Still usable: a good step changes the parameters.
+        loss = trainer.step(0, **good)
+        self.assertEqual(loss.steps, 1)
+        self.assertNotEqual(trainer.model().params(), before)
+        LIB.lib.msde_trainer_free(None)
+
+
+class Sample(CallCase):
+    @needs_expected
+    def test_rollouts_equal_rust_core(self):
+        case = EXPECTED["sample"]
+        model = LIB.model_new(small_model_config())
+        for method, key in ((morphosde.SAMPLE_RK4, "rk4"), (morphosde.SAMPLE_EULER_MARUYAMA, "em")):
+            cfg = LIB.sample_config(method, h=case["h"], seed=case["seed"], block_rows=case["block_rows"])
+            out, stop, report = model.sample(cfg, case["start"], 0.0, case["times"], case["n"])
+            self.assertEqual(out, case[key], key)
+            self.assertTrue(all(s == math.inf for s in stop))
+            self.assertEqual(report.stopped, 0)
+            # Another block size and a NaN-filled workspace: the same numbers.
+            cfg.block_rows = 64
+            again, _, _ = model.sample(cfg, case["start"], 0.0, case["times"], case["n"], workspace_fill=NAN)
+            self.assertEqual(again, case[key])
+
+    def test_bad_input(self):
+        model = LIB.model_new(small_model_config())
+        drift_only = LIB.model_new(small_model_config(learn_diffusion=0))
+        cfg = LIB.sample_config(morphosde.SAMPLE_EULER_MARUYAMA)
+        n, k = 4, 2
+        start, _ = morphosde.floats([0.0, 0.0])
+        times, _ = morphosde.floats([0.1, 0.2])
+        ws_len = ctypes.c_size_t()
+        LIB.call("msde_sample_workspace_len", model.handle, ctypes.byref(cfg), n, k, 0, ctypes.byref(ws_len))
+        ws = morphosde.floats([NAN] * ws_len.value)[0]
+        out, stop = morphosde.empty(n * k * 2), morphosde.empty(n)
+        base = [model.handle, ctypes.byref(cfg), start, 2, 0.0, times, k, out, n * k * 2, stop, n, ws, ws_len.value, None]
+
+        def sample_cfg(**fields):
+            return ctypes.byref(LIB.sample_config(morphosde.SAMPLE_EULER_MARUYAMA, **fields))
+
+        unordered, _ = morphosde.floats([0.2, 0.1])
+        nan_times, _ = morphosde.floats([0.1, NAN])
+        table = [
+            ({0: None}, 1, "model"),
+            ({1: None}, 1, "config"),
+            ({2: None}, 1, "start"),
+            ({3: 3}, 2, "start"),
+            ({8: n * k * 2 - 1}, 2, "out"),
+            ({10: 0, 8: 0}, 2, "stop_times"),
+            ({12: ws_len.value // 4}, 5, "workspace"),
+            ({4: NAN}, 3, "t0"),
+            ({5: nan_times}, 3, "times"),
+            ({5: unordered}, None, "times"),
+            ({1: sample_cfg(method=7)}, 4, "method"),
+            ({1: sample_cfg(h=0.0)}, None, None),
+            ({1: sample_cfg(block_rows=0)}, 4, "block_rows"),
+            ({1: sample_cfg(trace_clip=-1.0)}, 4, "trace_clip"),
+            ({0: drift_only.handle}, None, None),
+        ]
+        for over, status, word in table:
+            args = list(base)
+            for i, v in over.items():
+                args[i] = v
+            out[0], stop[0] = 77.0, 77.0
+            with self.subTest(over=over):
+                before = [out[0], stop[0]]
+                with self.assertRaises(morphosde.MorphosdeError) as ctx:
+                    LIB.call("msde_sample", *args)
+                if status is not None:
+                    self.assertEqual(ctx.exception.status, status, ctx.exception)
+                else:
+                    self.assertIn(ctx.exception.status, (2, 4), ctx.exception)
+                if word:
+                    self.assertIn(word, ctx.exception.message)
+                self.assertEqual([out[0], stop[0]], before)
+        # The ODE methods work on a drift-only model.
+        rk4 = LIB.sample_config(morphosde.SAMPLE_RK4)
+        drift_only.sample(rk4, [0.0, 0.0], 0.0, [0.1, 0.2], 3)
+
+
+class Metrics(CallCase):
+    @needs_expected
+    def test_equal_rust_core(self):
+        c = EXPECTED["metrics"]
+        self.assertEqual(LIB.energy_distance(c["x"], c["y"], c["d"]), c["energy"])
+        self.assertEqual(LIB.sliced_wasserstein(c["x"], c["y"], c["d"], c["projections"], c["seed"]), c["sliced"])
+
+    def test_closed_forms(self):
+        # Two single points 3 apart: E = 2*3 - 0 - 0; SW = 3 * sqrt(mean cos^2) in 1-D = 3.
+        self.assertAlmostEqual(LIB.energy_distance([0.0], [3.0], 1), 6.0, places=5)
+        self.assertAlmostEqual(LIB.sliced_wasserstein([0.0], [3.0], 1, 5, 0), 3.0, places=5)
+
+    def test_bad_input(self):
+        x, _ = morphosde.floats([0.0, 1.0, 2.0, 3.0])
+        nan, _ = morphosde.floats([0.0, NAN])
+        out = ctypes.c_float(-1.0)
+        for args, status, word in [
+            ((None, 4, x, 4, 2), 1, "x"),
+            ((x, 4, x, 3, 2), 2, "y"),
+            ((x, 4, x, 4, 0), 2, "d"),
+            ((x, 0, x, 4, 2), 2, "x"),
+            ((nan, 2, x, 4, 2), 3, "x"),
+        ]:
+            self.assert_fails("msde_energy_distance", args + (ctypes.byref(out),), status, word)
+        self.assert_fails("msde_energy_distance", (x, 4, x, 4, 2, None), 1, "out")
+        ws = morphosde.empty(16)
+        self.assert_fails("msde_sliced_wasserstein", (x, 4, x, 4, 2, 0, 0, ws, 16, ctypes.byref(out)), 4, "projections")
+        self.assert_fails("msde_sliced_wasserstein", (x, 4, x, 4, 2, 5, 0, ws, 13, ctypes.byref(out)), 5, "workspace")
+        self.assertEqual(out.value, -1.0)
+
+
 if __name__ == "__main__":
     unittest.main()
