@@ -234,37 +234,18 @@ pub fn loss_and_gradient<F: Float>(
     workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
     check_batch(config, layout, batch)?;
-    let (n, d, q) = (batch.len(), layout.d, layout.q);
-    let mut arena = Arena::new(workspace);
-    let cache = arena.take(layout.cache_len(n))?;
-    let bw = arena.take(layout.backward_workspace_len(n))?;
-    let weights = arena.take(n)?;
-    let df = arena.take(n * d)?;
-    let d_log_var = arena.take(layout.log_var.map_or(0, |t| t.len()))?;
-    let dl = arena.take(n * d * q)?;
-    let scratch = arena.take(d * d)?;
-    let propagated_ws = arena.take(propagated_len(config, layout, n))?;
+    let n = batch.len();
+    let (cache, rest) = workspace.split_at_mut(layout.cache_len(n).min(workspace.len()));
+    check_room(cache, layout.cache_len(n), "workspace")?;
     layout.forward_train(params, batch.x, batch.t, cache)?;
     forward_losses(
-        config,
-        layout,
-        lambda,
-        batch,
-        params,
-        d_hat,
-        cache,
-        weights,
-        df,
-        d_log_var,
-        dl,
-        scratch,
-        grad,
-        bw,
-        propagated_ws,
+        config, layout, lambda, batch, params, d_hat, cache, grad, rest,
     )
 }
 
-/// Losses and backward from a filled cache.
+/// Losses and backward from a filled cache; the loss scratch (backward
+/// workspace, weights, gradients of f, log-variance and L, propagation) is
+/// carved from `workspace`.
 #[allow(clippy::too_many_arguments)]
 fn forward_losses<F: Float>(
     config: &Config,
@@ -274,16 +255,18 @@ fn forward_losses<F: Float>(
     params: &[F],
     d_hat: &[F],
     cache: &[F],
-    weights: &mut [F],
-    df: &mut [F],
-    d_log_var: &mut [F],
-    dl: &mut [F],
-    scratch: &mut [F],
     grad: &mut [F],
-    backward_ws: &mut [F],
-    propagated_ws: &mut [F],
+    workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
     let (n, d, q) = (batch.len(), layout.d, layout.q);
+    let mut arena = Arena::new(workspace);
+    let backward_ws = arena.take(layout.backward_workspace_len(n))?;
+    let weights = arena.take(n)?;
+    let df = arena.take(n * d)?;
+    let d_log_var = arena.take(layout.log_var.map_or(0, |t| t.len()))?;
+    let dl = arena.take(n * d * q)?;
+    let scratch = arena.take(d * d)?;
+    let propagated_ws = arena.take(propagated_len(config, layout, n))?;
     mass_weights(
         config.mass_weighting,
         F::from_f64(config.mass_threshold),
@@ -457,31 +440,8 @@ fn step_loss<F: Float>(
         compute_targets(config, layout, params, batch, cache, d_hat, ws)?;
     }
     let lambda = F::from_f64(config.lambda_at(epoch));
-    let (d, q) = (layout.d, layout.q);
-    let mut sub = Arena::new(rest);
-    let bw = sub.take(layout.backward_workspace_len(n))?;
-    let weights = sub.take(n)?;
-    let df = sub.take(n * d)?;
-    let d_log_var = sub.take(layout.log_var.map_or(0, |t| t.len()))?;
-    let dl = sub.take(n * d * q)?;
-    let scratch = sub.take(d * d)?;
-    let propagated_ws = sub.take(propagated_len(config, layout, n))?;
     forward_losses(
-        config,
-        layout,
-        lambda,
-        batch,
-        params,
-        d_hat,
-        cache,
-        weights,
-        df,
-        d_log_var,
-        dl,
-        scratch,
-        grad,
-        bw,
-        propagated_ws,
+        config, layout, lambda, batch, params, d_hat, cache, grad, rest,
     )
 }
 
