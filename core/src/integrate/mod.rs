@@ -269,8 +269,9 @@ mod tests {
     use super::*;
 
     /// dz/dt = A z with A = [[-0.5, 2], [-2, -0.5]] (damped rotation) plus a
-    /// time-dependent forcing (0, cos t), to exercise the stage times.
-    struct DampedRotation;
+    /// time-dependent forcing (0, cos t), to exercise the stage times. Shared
+    /// with the ODE path tests.
+    pub(super) struct DampedRotation;
 
     impl Dynamics<f64> for DampedRotation {
         fn dim(&self) -> usize {

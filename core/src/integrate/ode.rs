@@ -399,37 +399,7 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
 
-    /// `dz/dt = A z + (0, cos t)` with `A = [[-0.5, 2], [-2, -0.5]]`.
-    struct Forced;
-
-    impl Dynamics<f64> for Forced {
-        fn dim(&self) -> usize {
-            2
-        }
-        fn noise_dim(&self) -> usize {
-            0
-        }
-        fn workspace_len(&self, _rows: usize) -> usize {
-            0
-        }
-        fn drift(&self, z: &[f64], t: &[f64], f: &mut [f64], _ws: &mut [f64]) {
-            for r in 0..t.len() {
-                let (x, y) = (z[2 * r], z[2 * r + 1]);
-                f[2 * r] = -0.5 * x + 2.0 * y;
-                f[2 * r + 1] = -2.0 * x - 0.5 * y + libm::cos(t[r]);
-            }
-        }
-        fn drift_and_factor(
-            &self,
-            _: &[f64],
-            _: &[f64],
-            _: &mut [f64],
-            _: &mut [f64],
-            _: &mut [f64],
-        ) {
-            unreachable!("no diffusion")
-        }
-    }
+    use super::super::tests::DampedRotation;
 
     /// Three nonlinear scalar ODEs with closed forms: logistic `z' = z(1−z)`,
     /// cubic decay `z' = −z³`, Riccati `z' = 1 + z²` (blows up at
@@ -625,14 +595,21 @@ mod tests {
         let mut out = [0.0; 12];
         let mut stop = [0.0; 2];
         dopri5_path(
-            &Forced, &z0, 0.0, &times, &config, &mut out, &mut stop, &mut ws,
+            &DampedRotation,
+            &z0,
+            0.0,
+            &times,
+            &config,
+            &mut out,
+            &mut stop,
+            &mut ws,
         )
         .unwrap();
         for r in 0..2 {
             let mut one = [0.0; 6];
             let mut stop1 = [0.0];
             dopri5_path(
-                &Forced,
+                &DampedRotation,
                 &z0[2 * r..2 * r + 2],
                 0.0,
                 &times,
@@ -645,7 +622,7 @@ mod tests {
             assert_eq!(one, out[6 * r..6 * r + 6]);
             let mut fine = [0.0; 6];
             rk4_path(
-                &Forced,
+                &DampedRotation,
                 &z0[2 * r..2 * r + 2],
                 0.0,
                 &times,
