@@ -172,6 +172,18 @@
 #define MSDE_ERROR_MESSAGE_LEN 256
 
 /**
+ * msde_uot_config.mode: the n*m kernel is stored (fastest; n*m floats of
+ * workspace).
+ */
+#define MSDE_UOT_DENSE 0
+
+/**
+ * msde_uot_config.mode: costs are recomputed from the points (O((n+m)*d)
+ * workspace; the dense plan output then still needs n*m floats).
+ */
+#define MSDE_UOT_ONLINE 1
+
+/**
  * Result of every fallible call. Values are stable across versions of the
  * same MSDE_ABI_VERSION; new values may be appended.
  */
@@ -625,6 +637,93 @@ typedef struct msde_step_loss {
      */
     uint64_t steps;
 } msde_step_loss;
+
+/**
+ * Settings of msde_uot_solve; fill with msde_uot_config_default. The
+ * problem is min <C, P> + epsilon KL(P | a b^T) + rho_source KL(P 1 | a) +
+ * rho_target KL(P^T 1 | b) with C_ij = |x_i - y_j|^2 (full squared
+ * distance, state units squared), the generalised KL, and on tracked pairs
+ * the bound P_ij >= l_ij.
+ */
+typedef struct msde_uot_config {
+    /**
+     * Entropic regularisation (> 0, finite; absolute, cost units).
+     */
+    float epsilon;
+    /**
+     * Source-marginal penalty (> 0, cost units); +INFINITY makes it a hard
+     * constraint (both rho infinite: balanced transport, equal totals).
+     */
+    float rho_source;
+    /**
+     * Target-marginal penalty (> 0, cost units; +INFINITY: hard).
+     */
+    float rho_target;
+    /**
+     * Stop when the relative marginal error is at most tol (> 0).
+     */
+    float tol;
+    /**
+     * Iteration cap over all epsilon-scaling stages (>= 1).
+     */
+    uint32_t max_iter;
+    /**
+     * MSDE_UOT_DENSE or MSDE_UOT_ONLINE (same plan, different memory).
+     */
+    uint32_t mode;
+    /**
+     * 1: the translation step of Sejourne, Vialard and Peyre (2022)
+     * (ignored with bounded tracks or balanced transport); 0: off.
+     */
+    uint32_t translation;
+    /**
+     * Extra epsilon-scaling stages at 4^s epsilon, s = stages..1 (0..=30).
+     */
+    uint32_t eps_scaling_stages;
+    /**
+     * Frame gap h > 0 (time units) dividing the teacher velocities.
+     */
+    float h;
+    /**
+     * Self-edge bound beta in [0, 1] of tracked pairs without explicit
+     * bounds: P_ij >= beta min(a_i, b_j). 0: plain plan.
+     */
+    float self_edge_bound;
+} msde_uot_config;
+
+/**
+ * What msde_uot_solve found (written only on MSDE_OK).
+ */
+typedef struct msde_uot_summary {
+    /**
+     * Primal objective (all terms; a hard marginal contributes 0).
+     */
+    float objective;
+    /**
+     * Dual value at the final potentials.
+     */
+    float dual;
+    /**
+     * objective - dual.
+     */
+    float gap;
+    /**
+     * Relative marginal error at the last check (<= tol).
+     */
+    float marginal_error;
+    /**
+     * Total mass of the plan, sum_ij P_ij.
+     */
+    float total_mass;
+    /**
+     * Sinkhorn iterations over all stages.
+     */
+    uint32_t iterations;
+    /**
+     * Log-domain re-absorptions of the dense kernel.
+     */
+    uint32_t absorptions;
+} msde_uot_summary;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1236,6 +1335,95 @@ msde_status msde_trainer_new(const struct msde_model *model,
  * `trainer` NULL or a live trainer of this library, unused afterwards.
  */
 void msde_trainer_free(struct msde_trainer *trainer);
+
+/**
+ * Fills *out with the defaults for regularisation epsilon: balanced
+ * (both rho +INFINITY), tol 1e-5, 10000 iterations, dense, translation on,
+ * no epsilon scaling, h = 1, self_edge_bound 0. Values are checked by the
+ * calls that use the config, not here.
+ *
+ * # Safety
+ * `out` NULL (refused) or writable.
+ */
+msde_status msde_uot_config_default(float epsilon,
+                                    struct msde_uot_config *out,
+                                    struct msde_error *err);
+
+/**
+ * Workspace (floats) msde_uot_solve needs for n sources, m targets in d
+ * dimensions with *config's mode, written to *out_len; with_plan = 1 when
+ * the dense plan is wanted (its n*m floats are staged in the workspace),
+ * 0 otherwise.
+ *
+ * # Safety
+ * `config` valid; `out_len` writable.
+ */
+msde_status msde_uot_workspace_len(size_t n,
+                                   size_t m,
+                                   size_t d,
+                                   const struct msde_uot_config *config,
+                                   uint32_t with_plan,
+                                   size_t *out_len,
+                                   struct msde_error *err);
+
+/**
+ * Solves the unbalanced transport from x (n x d, row-major) with weights a
+ * (n, >= 0, positive sum) to y (m x d) with weights b (m) by log-domain
+ * Sinkhorn (the Rust core's solve_uot).
+ *
+ * - `pairs`: optional known tracks, (source i, target j) as two uint32 per
+ *   pair, 0-based, each source and target in at most one pair
+ *   (pairs_len = 2 * count; NULL/0 for none).
+ * - `bounds`: optional per-pair lower bounds l_p in [0, min(a_i, b_j)]
+ *   (bounds_len = count); NULL/0 uses config->self_edge_bound * min(a_i,
+ *   b_j) on every pair.
+ * - `row_mass`: n row masses r_i = sum_j P_ij (required).
+ * - `col_mass`: m column masses sum_i P_ij, or NULL/0 to skip.
+ * - `velocity`: n x d teacher velocities (sum_j P_ij y_j / r_i - x_i) / h,
+ *   state units per time unit, or NULL/0 to skip.
+ * - `plan`: n x m dense plan P (row-major), or NULL/0 to skip; the
+ *   workspace must then be sized with with_plan = 1.
+ * - `workspace`: msde_uot_workspace_len floats (outputs are staged in it).
+ * - `summary`: optional (NULL to skip).
+ *
+ * Errors: NULL pointers, n, m or d of 0, lengths that disagree
+ * (MSDE_ERR_BAD_DIMENSION), NaN/Inf in x, y, a, b or bounds, negative
+ * weights, a zero total weight, unequal totals with both rho infinite,
+ * out-of-range settings, pairs or bounds (MSDE_ERR_BAD_CONFIG), a short
+ * workspace, the iteration cap reached before tol
+ * (MSDE_ERR_NOT_CONVERGED, the last marginal error in the message).
+ * Outputs are written only on MSDE_OK.
+ *
+ * # Safety
+ * Each buffer NULL (refused unless its length is 0) or valid for its
+ * length; outputs and workspace disjoint from each other and the inputs.
+ */
+msde_status msde_uot_solve(const float *x,
+                           size_t x_len,
+                           const float *y,
+                           size_t y_len,
+                           const float *a,
+                           size_t a_len,
+                           const float *b,
+                           size_t b_len,
+                           size_t d,
+                           const uint32_t *pairs,
+                           size_t pairs_len,
+                           const float *bounds,
+                           size_t bounds_len,
+                           const struct msde_uot_config *config,
+                           float *row_mass,
+                           size_t row_mass_len,
+                           float *col_mass,
+                           size_t col_mass_len,
+                           float *velocity,
+                           size_t velocity_len,
+                           float *plan,
+                           size_t plan_len,
+                           float *workspace,
+                           size_t workspace_len,
+                           struct msde_uot_summary *summary,
+                           struct msde_error *err);
 
 #ifdef __cplusplus
 }  // extern "C"

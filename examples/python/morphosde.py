@@ -199,6 +199,40 @@ class SampleReport(ctypes.Structure):
 
     _fields_ = [("accepted", c_uint64), ("rejected", c_uint64), ("evaluations", c_uint64), ("stopped", c_uint64)]
 
+UOT_DENSE, UOT_ONLINE = 0, 1
+
+
+class UotConfig(ctypes.Structure):
+    """``msde_uot_config``; fill with :meth:`Library.uot_config`."""
+
+    _fields_ = [
+        ("epsilon", c_float),
+        ("rho_source", c_float),
+        ("rho_target", c_float),
+        ("tol", c_float),
+        ("max_iter", c_uint32),
+        ("mode", c_uint32),
+        ("translation", c_uint32),
+        ("eps_scaling_stages", c_uint32),
+        ("h", c_float),
+        ("self_edge_bound", c_float),
+    ]
+
+
+class UotSummary(ctypes.Structure):
+    """``msde_uot_summary``."""
+
+    _fields_ = [
+        ("objective", c_float),
+        ("dual", c_float),
+        ("gap", c_float),
+        ("marginal_error", c_float),
+        ("total_mass", c_float),
+        ("iterations", c_uint32),
+        ("absorptions", c_uint32),
+    ]
+
+
 # name: (restype, argtypes) for every function this module calls.
 _SIGNATURES = {
     "msde_version": (c_uint32, []),
@@ -271,6 +305,19 @@ _SIGNATURES = {
         c_int32,
         [_FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t, c_size_t, c_uint64, _FLOAT_P, c_size_t, _FLOAT_P, _ERR_P],
     ),
+    "msde_uot_config_default": (c_int32, [c_float, POINTER(UotConfig), _ERR_P]),
+    "msde_uot_workspace_len": (
+        c_int32, [c_size_t, c_size_t, c_size_t, POINTER(UotConfig), c_uint32, _SIZE_P, _ERR_P]
+    ),
+    "msde_uot_solve": (
+        c_int32,
+        [
+            _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t,
+            _U32_P, c_size_t, _FLOAT_P, c_size_t, POINTER(UotConfig),
+            _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t,
+            _FLOAT_P, c_size_t, POINTER(UotSummary), _ERR_P,
+        ],
+    ),
 }
 
 
@@ -291,6 +338,12 @@ def empty(n):
 def empty_u32(n):
     """A zeroed C uint32 array of length ``n``."""
     return (c_uint32 * n)()
+
+
+def u32s(values):
+    """A C uint32 array holding ``values`` and its length."""
+    values = list(values)
+    return (c_uint32 * len(values))(*values), len(values)
 
 
 class Library:
@@ -413,6 +466,43 @@ class Library:
             empty(ws_len.value), ws_len.value, ctypes.byref(out),
         )
         return out.value
+
+    # --- unbalanced optimal transport -------------------------------------
+
+    def uot_config(self, epsilon, /, **fields):
+        """Default ``msde_uot_config`` for regularisation ``epsilon``, with
+        ``fields`` overriding."""
+        cfg = UotConfig()
+        self.call("msde_uot_config_default", epsilon, ctypes.byref(cfg))
+        for name, value in fields.items():
+            setattr(cfg, name, value)
+        return cfg
+
+    def uot_solve(self, x, y, a, b, d, cfg, pairs=(), bounds=(), plan=False, workspace_fill=0.0):
+        """Solves the transport from x (n*d) weighted a to y (m*d) weighted
+        b. ``pairs``: flat (i, j) track indices; ``bounds``: optional
+        per-pair bounds. Returns a dict with row_mass, col_mass, velocity,
+        plan (None unless ``plan``) and the UotSummary."""
+        xx, x_len = floats(x)
+        yy, y_len = floats(y)
+        aa, n = floats(a)
+        bb, m = floats(b)
+        pp, p_len = u32s(pairs)
+        bd, b_len = floats(bounds)
+        ws_len = c_size_t()
+        self.call("msde_uot_workspace_len", n, m, d, ctypes.byref(cfg), int(plan), ctypes.byref(ws_len))
+        rows, cols, vel = empty(n), empty(m), empty(n * d)
+        pl = empty(n * m if plan else 0)
+        summary = UotSummary()
+        self.call(
+            "msde_uot_solve", xx, x_len, yy, y_len, aa, n, bb, m, d, pp, p_len, bd, b_len, ctypes.byref(cfg),
+            rows, n, cols, m, vel, n * d, pl, len(pl),
+            floats([workspace_fill] * ws_len.value)[0], ws_len.value, ctypes.byref(summary),
+        )
+        return dict(
+            row_mass=list(rows), col_mass=list(cols), velocity=list(vel),
+            plan=list(pl) if plan else None, summary=summary,
+        )
 
     def sample_config(self, method, /, **fields):
         cfg = SampleConfig()

@@ -27,6 +27,7 @@ mod model;
 mod sample;
 mod status;
 mod train;
+mod uot;
 
 pub use cluster::{
     MSDE_CLUSTER_EIGENVALUES, MSDE_CLUSTER_MAX_K, MSDE_CLUSTER_MAX_NEIGHBOURS, MSDE_SIGMA_Z_GIVEN,
@@ -41,6 +42,7 @@ pub use model::*;
 pub use sample::*;
 pub use status::{MSDE_ERROR_MESSAGE_LEN, msde_error, msde_status, msde_status_str};
 pub use train::*;
+pub use uot::*;
 
 /// Major version of this header (semantic versioning).
 pub const MSDE_VERSION_MAJOR: u32 = 0;

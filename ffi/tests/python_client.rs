@@ -18,6 +18,9 @@ use morphosde_core::metrics::{
 use morphosde_core::model::{Config, Layout, Learned};
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
+use morphosde_core::uot::{
+    TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, solve_uot, uot_workspace_len,
+};
 use std::fmt::Write;
 use std::process::Command;
 
@@ -286,6 +289,92 @@ fn metrics_case() -> String {
         .done()
 }
 
+/// Unbalanced transport between two small clouds: dense with a self-edge
+/// fraction on two tracks (plan wanted), and online with per-pair bounds.
+fn uot_case(online: bool) -> String {
+    let (n, m, d) = (6, 5, 2);
+    let x = data(n * d, 6, 1.0);
+    let y: Vec<f32> = data(m * d, 7, 1.0).iter().map(|v| v + 0.3).collect();
+    let a: Vec<f32> = (0..n).map(|i| 1.0 + 0.1 * i as f32).collect();
+    let b: Vec<f32> = (0..m).map(|j| 1.2 - 0.1 * j as f32).collect();
+    let pairs = [0u32, 0, 2, 1];
+    let bounds = [0.3f32, 0.2];
+    let mut cfg = UotConfig::new(0.5f32);
+    cfg.rho_source = 2.0;
+    cfg.rho_target = 1.5;
+    cfg.h = 0.25;
+    cfg.tol = 1e-5;
+    let beta = 0.5f32;
+    cfg.mode = if online {
+        UotMode::Online
+    } else {
+        UotMode::Dense
+    };
+    let tracks = Tracks {
+        pairs: &pairs,
+        bound: if online {
+            TrackBound::PerPair(&bounds)
+        } else {
+            TrackBound::Fraction(beta)
+        },
+    };
+    let problem = UotProblem {
+        x: &x,
+        y: &y,
+        a: &a,
+        b: &b,
+        n,
+        m,
+        d,
+        tracks: Some(tracks),
+    };
+    let (mut f, mut g) = (vec![0.0; n], vec![0.0; m]);
+    let (mut rows, mut cols) = (vec![0.0; n], vec![0.0; m]);
+    let (mut vel, mut plan) = (vec![0.0; n * d], vec![0.0; n * m]);
+    let mut ws = vec![0.0; uot_workspace_len(n, m, d, cfg.mode)];
+    let r = solve_uot(
+        &problem,
+        &cfg,
+        &mut UotOutput {
+            f: &mut f,
+            g: &mut g,
+            row_mass: &mut rows,
+            col_mass: &mut cols,
+            velocity: Some(&mut vel),
+            barycenter: None,
+            plan: Some(&mut plan),
+        },
+        &mut ws,
+    )
+    .unwrap();
+    assert!(r.converged);
+    Json::default()
+        .field("x", floats(&x))
+        .field("y", floats(&y))
+        .field("a", floats(&a))
+        .field("b", floats(&b))
+        .field("d", d.to_string())
+        .field("pairs", list(&pairs))
+        .field("bounds", if online { floats(&bounds) } else { "[]".into() })
+        .field("online", (online as u32).to_string())
+        .field("epsilon", float(cfg.epsilon))
+        .field("rho_source", float(cfg.rho_source))
+        .field("rho_target", float(cfg.rho_target))
+        .field("h", float(cfg.h))
+        .field("tol", float(cfg.tol))
+        .field("self_edge_bound", float(beta))
+        .field("row_mass", floats(&rows))
+        .field("col_mass", floats(&cols))
+        .field("velocity", floats(&vel))
+        .field("plan", floats(&plan))
+        .field("objective", float(r.objective))
+        .field("dual", float(r.dual))
+        .field("marginal_error", float(r.marginal_error))
+        .field("total_mass", float(r.total_mass))
+        .field("iterations", r.iterations.to_string())
+        .done()
+}
+
 fn expected() -> String {
     Json::default()
         .field(
@@ -296,6 +385,7 @@ fn expected() -> String {
         .field("train", train_case())
         .field("sample", sample_case())
         .field("metrics", metrics_case())
+        .field("uot", format!("[{}, {}]", uot_case(false), uot_case(true)))
         .done()
 }
 

@@ -549,6 +549,158 @@ class Sample(CallCase):
         drift_only.sample(rk4, [0.0, 0.0], 0.0, [0.1, 0.2], 3)
 
 
+class Uot(CallCase):
+    SMALL = dict(
+        x=[0.0, 0.0, 1.0, 0.0, 0.0, 1.0], y=[0.2, 0.1, 1.1, 0.2], a=[1.0, 1.0, 1.0], b=[1.5, 1.5], d=2,
+    )
+
+    def test_defaults(self):
+        cfg = LIB.uot_config(0.3)
+        self.assertEqual((cfg.epsilon, cfg.rho_source, cfg.rho_target), (f32(0.3), math.inf, math.inf))
+        self.assertEqual((cfg.tol, cfg.max_iter, cfg.mode, cfg.translation), (f32(1e-5), 10000, morphosde.UOT_DENSE, 1))
+        self.assertEqual((cfg.eps_scaling_stages, cfg.h, cfg.self_edge_bound), (0, 1.0, 0.0))
+        # Balanced: the plan's marginals are a and b.
+        c = self.SMALL
+        r = LIB.uot_solve(c["x"], c["y"], c["a"], c["b"], 2, cfg, plan=True)
+        for got, want in zip(r["row_mass"] + r["col_mass"], c["a"] + c["b"]):
+            self.assertAlmostEqual(got, want, places=4)
+        self.assertAlmostEqual(sum(r["plan"]), 3.0, places=4)
+
+    @needs_expected
+    def test_equals_rust_core(self):
+        for case in EXPECTED["uot"]:
+            cfg = LIB.uot_config(
+                case["epsilon"], rho_source=case["rho_source"], rho_target=case["rho_target"], h=case["h"],
+                tol=case["tol"], self_edge_bound=case["self_edge_bound"],
+                mode=morphosde.UOT_ONLINE if case["online"] else morphosde.UOT_DENSE,
+            )
+            for fill in (0.0, NAN):
+                r = LIB.uot_solve(
+                    case["x"], case["y"], case["a"], case["b"], case["d"], cfg, pairs=case["pairs"],
+                    bounds=case["bounds"], plan=True, workspace_fill=fill,
+                )
+                with self.subTest(online=case["online"], fill=fill):
+                    for key in ("row_mass", "col_mass", "velocity", "plan"):
+                        self.assertEqual(r[key], case[key], key)
+                    s = r["summary"]
+                    self.assertEqual(
+                        (s.objective, s.dual, s.marginal_error, s.total_mass, s.iterations),
+                        (case["objective"], case["dual"], case["marginal_error"], case["total_mass"],
+                         case["iterations"]),
+                    )
+                    # The bound holds on the tracked pairs.
+                    m = len(case["b"])
+                    pairs = case["pairs"]
+                    for p in range(len(pairs) // 2):
+                        i, j = pairs[2 * p], pairs[2 * p + 1]
+                        bound = (case["bounds"][p] if case["bounds"]
+                                 else case["self_edge_bound"] * min(case["a"][i], case["b"][j]))
+                        self.assertGreaterEqual(r["plan"][i * m + j], f32(bound) * (1 - 1e-6))
+
+    def test_bad_input(self):
+        c = self.SMALL
+        n, m, d = 3, 2, 2
+        cfg = LIB.uot_config(0.5, rho_source=1.0, rho_target=1.0)
+        x, _ = morphosde.floats(c["x"])
+        y, _ = morphosde.floats(c["y"])
+        a, _ = morphosde.floats(c["a"])
+        b, _ = morphosde.floats(c["b"])
+        pairs, _ = morphosde.u32s([0, 0, 1, 1])
+        ws_len = ctypes.c_size_t()
+        LIB.call("msde_uot_workspace_len", n, m, d, ctypes.byref(cfg), 1, ctypes.byref(ws_len))
+        ws = morphosde.empty(ws_len.value)
+        rows, cols, vel, plan = morphosde.empty(n), morphosde.empty(m), morphosde.empty(n * d), morphosde.empty(n * m)
+        summary = morphosde.UotSummary()
+        base = dict(
+            x=x, x_len=n * d, y=y, y_len=m * d, a=a, a_len=n, b=b, b_len=m, d=d, pairs=None, pairs_len=0,
+            bounds=None, bounds_len=0, cfg=ctypes.byref(cfg), rows=rows, rows_len=n, cols=cols, cols_len=m,
+            vel=vel, vel_len=n * d, plan=plan, plan_len=n * m, ws=ws, ws_len=ws_len.value,
+        )
+        order = list(base)
+
+        def cfg_with(**fields):
+            base = dict(rho_source=1.0, rho_target=1.0)
+            base.update(fields)
+            return ctypes.byref(LIB.uot_config(base.pop("epsilon", 0.5), **base))
+
+        def nan_at(values, i):
+            v = list(values)
+            v[i] = NAN
+            return morphosde.floats(v)[0]
+
+        small_ws = ctypes.c_size_t()
+        LIB.call("msde_uot_workspace_len", n, m, d, ctypes.byref(cfg), 0, ctypes.byref(small_ws))
+        self.assertEqual(small_ws.value, ws_len.value - n * m)
+        table = [
+            (dict(x=None), 1, "x"),
+            (dict(b=None), 1, "b"),
+            (dict(cfg=None), 1, "config"),
+            (dict(rows=None), 1, "row_mass"),
+            (dict(vel=None), 1, "velocity"),
+            (dict(d=0), 2, "d"),
+            (dict(a_len=0, x_len=0), 2, "n"),
+            (dict(b_len=0, y_len=0), 2, "m"),
+            (dict(x_len=n * d - 1), 2, "x"),
+            (dict(y_len=m * d + 1), 2, "y"),
+            (dict(rows_len=n - 1), 2, "row_mass"),
+            (dict(vel_len=n * d - 1), 2, "velocity"),
+            (dict(plan_len=n * m - 1), 2, "plan"),
+            (dict(cols_len=m + 1), 2, "col_mass"),
+            (dict(a_len=1 << 62, x_len=1 << 62), 2, None),
+            (dict(x=nan_at(c["x"], 3)), 3, "x"),
+            (dict(b=nan_at(c["b"], 1)), 3, "b"),
+            (dict(a=morphosde.floats([1.0, -1.0, 1.0])[0]), 4, "a"),
+            (dict(a=morphosde.floats([0.0, 0.0, 0.0])[0]), 4, "a"),
+            (dict(cfg=cfg_with(epsilon=0.0)), 4, "epsilon"),
+            (dict(cfg=cfg_with(epsilon=NAN)), 4, "epsilon"),
+            (dict(cfg=cfg_with(rho_source=-1.0)), 4, "rho_source"),
+            (dict(cfg=cfg_with(tol=0.0)), 4, "tol"),
+            (dict(cfg=cfg_with(h=0.0)), 4, "h"),
+            (dict(cfg=cfg_with(max_iter=0)), 4, "max_iter"),
+            (dict(cfg=cfg_with(mode=2)), 4, "mode"),
+            (dict(cfg=cfg_with(translation=2)), 4, "translation"),
+            (dict(cfg=cfg_with(eps_scaling_stages=31)), 4, "eps_scaling_stages"),
+            (dict(cfg=cfg_with(rho_source=math.inf, rho_target=math.inf), b=morphosde.floats([1.0, 1.5])[0]), 4, "b"),
+            (dict(cfg=cfg_with(self_edge_bound=1.5), pairs=pairs, pairs_len=4), 4, "self_edge_bound"),
+            (dict(pairs=morphosde.u32s([0, 0, 1, 0])[0], pairs_len=4), 4, "pairs"),
+            (dict(pairs=morphosde.u32s([0, 5])[0], pairs_len=2), 4, "pairs"),
+            (dict(pairs=pairs, pairs_len=3), 2, "pairs"),
+            (dict(pairs=pairs, pairs_len=4, bounds=morphosde.floats([0.1, 5.0])[0], bounds_len=2), 4, "bounds"),
+            (dict(pairs=pairs, pairs_len=4, bounds=morphosde.floats([0.1])[0], bounds_len=1), 2, "bounds"),
+            (dict(bounds=morphosde.floats([0.1])[0], bounds_len=1), 2, "bounds"),
+            (dict(ws_len=ws_len.value - 1), 5, "workspace"),
+            (dict(ws_len=small_ws.value), 5, "workspace"),
+            (dict(cfg=cfg_with(max_iter=1, tol=1e-7)), 8, "max_iter"),
+        ]
+        sentinels = [(rows, 0), (cols, 0), (vel, 0), (plan, 0)]
+        for over, status, word in table:
+            args = dict(base)
+            args.update(over)
+            for arr, i in sentinels:
+                arr[i] = 77.0
+            summary.iterations = 4242
+            with self.subTest(over=list(over)):
+                self.assert_fails(
+                    "msde_uot_solve", [args[k] for k in order] + [ctypes.byref(summary)], status, word,
+                    sentinels=sentinels,
+                )
+                self.assertEqual(summary.iterations, 4242)
+        # Size query: NULL, bad config, zero dims.
+        out = ctypes.c_size_t(5)
+        self.assert_fails("msde_uot_workspace_len", (n, m, d, ctypes.byref(cfg), 0, None), 1, "out_len")
+        self.assert_fails("msde_uot_workspace_len", (n, m, d, None, 0, ctypes.byref(out)), 1, "config")
+        self.assert_fails("msde_uot_workspace_len", (n, m, d, cfg_with(mode=9), 0, ctypes.byref(out)), 4, "mode")
+        self.assert_fails("msde_uot_workspace_len", (n, m, d, ctypes.byref(cfg), 2, ctypes.byref(out)), 4, "with_plan")
+        self.assert_fails("msde_uot_workspace_len", (0, m, d, ctypes.byref(cfg), 0, ctypes.byref(out)), 2, "n")
+        self.assert_fails("msde_uot_workspace_len", (1 << 40, 1 << 40, d, ctypes.byref(cfg), 1, ctypes.byref(out)), 2, None)
+        self.assertEqual(out.value, 5)
+        self.assert_fails("msde_uot_config_default", (0.1, None), 1, "out")
+        # Without the optional outputs, and still usable after all of that.
+        args = dict(base, cols=None, cols_len=0, vel=None, vel_len=0, plan=None, plan_len=0)
+        LIB.call("msde_uot_solve", *([args[k] for k in order] + [None]))
+        self.assertGreater(rows[0], 0.0)
+
+
 class Metrics(CallCase):
     @needs_expected
     def test_equal_rust_core(self):
