@@ -1,6 +1,7 @@
 //! The propagated diffusion target's cost (issue 8): one train step at
 //! d = 16, batch 256, encoder 3×128, full-rank head, 4 substeps, with the
-//! seed's one-step residual, the flow residual and the propagated loss; and
+//! seed's one-step residual, the flow residual and the propagated loss (`D_θ`
+//! along the substep states, the default, and at `z_t`); and
 //! `propagate` alone on the learned model (its 16 forward-mode Jacobian
 //! passes of 16 tangents each are the bulk of the propagated step).
 //!
@@ -8,9 +9,9 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use morphosde_core::model::{Config, Layout, Learned, Residual};
-use morphosde_core::propagate::{propagate, propagate_workspace_len};
+use morphosde_core::propagate::{DiffusionAt, propagate, propagate_workspace_len};
 use morphosde_core::rng::{Family, Rng};
-use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
+use morphosde_core::train::{AdamState, Batch, train_step_diffusion_at, train_step_workspace_len};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -52,10 +53,15 @@ fn bench(c: &mut Criterion) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));
-    for (name, residual) in [
-        ("one_step", Residual::OneStep),
-        ("flow", Residual::Flow),
-        ("propagated", Residual::Propagated),
+    for (name, residual, at) in [
+        ("one_step", Residual::OneStep, DiffusionAt::Path),
+        ("flow", Residual::Flow, DiffusionAt::Path),
+        ("propagated", Residual::Propagated, DiffusionAt::Path),
+        (
+            "propagated_d_at_start",
+            Residual::Propagated,
+            DiffusionAt::Constant,
+        ),
     ] {
         let config = config(residual);
         let layout = Layout::new(&config).unwrap();
@@ -70,7 +76,18 @@ fn bench(c: &mut Criterion) {
                     v: &mut vv,
                     steps: 0,
                 };
-                black_box(train_step(&config, 1, &batch, &mut params, &mut adam, &mut ws).unwrap())
+                black_box(
+                    train_step_diffusion_at(
+                        &config,
+                        1,
+                        at,
+                        &batch,
+                        &mut params,
+                        &mut adam,
+                        &mut ws,
+                    )
+                    .unwrap(),
+                )
             })
         });
     }

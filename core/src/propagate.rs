@@ -35,6 +35,7 @@ use crate::error::{
 };
 use crate::float::Float;
 use crate::integrate::{Dynamics, rk4_stage};
+use crate::linalg::gemm::matmul_acc;
 use crate::linalg::{nearest_psd_in_place, solve_in_place};
 
 /// A drift whose Jacobian can be evaluated with it: what [`propagate`]
@@ -567,6 +568,9 @@ impl<'a, F: Float> Propagation<'a, F> {
         let dd = d * d;
         let nodes = self.substeps + 1;
         let props = &self.propagators[r * nodes * dd..(r + 1) * nodes * dd];
+        // The kernel reads a transposed left factor but not a transposed
+        // right one, so the sum is built transposed: with tmp = w (P_k D_k)ᵀ,
+        // P_k tmp = (w P_k D_k P_kᵀ)ᵀ; `out` is transposed back at the end.
         out.fill(F::ZERO);
         for k in 0..nodes {
             let w = self.h[r] * quadrature_weight::<F>(k, self.substeps);
@@ -575,25 +579,12 @@ impl<'a, F: Float> Propagation<'a, F> {
                 DiffusionAt::Path => &diffusion[k * dd..(k + 1) * dd],
                 DiffusionAt::Constant => diffusion,
             };
-            // tmp = D_k P_kᵀ, then out += w P_k tmp.
-            for a in 0..d {
-                for b in 0..d {
-                    let mut s = F::ZERO;
-                    for c in 0..d {
-                        s += dk[a * d + c] * p[b * d + c];
-                    }
-                    tmp[a * d + b] = s;
-                }
-            }
-            for a in 0..d {
-                for c in 0..d {
-                    let s = w * p[a * d + c];
-                    for b in 0..d {
-                        out[a * d + b] += s * tmp[c * d + b];
-                    }
-                }
-            }
+            tmp.fill(F::ZERO);
+            matmul_acc(p, false, dk, d, d, d, tmp);
+            transpose_scaled_in_place(tmp, d, w);
+            matmul_acc(p, false, tmp, d, d, d, out);
         }
+        transpose_scaled_in_place(out, d, F::ONE);
     }
 
     /// Row `row`'s adjoint of `r` (`d×d`) into `out` (the row's matrices as
@@ -607,20 +598,17 @@ impl<'a, F: Float> Propagation<'a, F> {
         for k in 0..nodes {
             let w = self.h[row] * quadrature_weight::<F>(k, self.substeps);
             let p = &props[k * dd..(k + 1) * dd];
-            // tmp = R P_k, then o += w P_kᵀ tmp.
-            matmul(r, p, d, tmp);
+            // tmp = w R P_k, then o += P_kᵀ tmp.
+            tmp.fill(F::ZERO);
+            matmul_acc(r, false, p, d, d, d, tmp);
+            for x in tmp.iter_mut() {
+                *x *= w;
+            }
             let o = match at {
                 DiffusionAt::Path => &mut out[k * dd..(k + 1) * dd],
                 DiffusionAt::Constant => &mut *out,
             };
-            for c in 0..d {
-                for a in 0..d {
-                    let s = w * p[c * d + a];
-                    for b in 0..d {
-                        o[a * d + b] += s * tmp[c * d + b];
-                    }
-                }
-            }
+            matmul_acc(p, true, tmp, d, d, d, o);
         }
     }
 }
@@ -678,14 +666,7 @@ fn accumulate<F: Float>(sum: &mut [F], scale: F, x: &[F]) {
 /// `out = a b` for `d×d` row-major matrices.
 fn matmul<F: Float>(a: &[F], b: &[F], d: usize, out: &mut [F]) {
     out[..d * d].fill(F::ZERO);
-    for i in 0..d {
-        for k in 0..d {
-            let s = a[i * d + k];
-            for j in 0..d {
-                out[i * d + j] += s * b[k * d + j];
-            }
-        }
-    }
+    matmul_acc(a, false, b, d, d, d, out);
 }
 
 /// `out_r = a_r b_r` for every row's `d×d` blocks.
@@ -697,6 +678,18 @@ fn batched_matmul<F: Float>(a: &[F], b: &[F], d: usize, out: &mut [F]) {
         .zip(out.chunks_exact_mut(dd))
     {
         matmul(a, b, d, out);
+    }
+}
+
+/// `m ← scale · mᵀ` for a `d×d` row-major matrix.
+fn transpose_scaled_in_place<F: Float>(m: &mut [F], d: usize, scale: F) {
+    for a in 0..d {
+        m[a * d + a] *= scale;
+        for b in a + 1..d {
+            let (x, y) = (m[a * d + b], m[b * d + a]);
+            m[a * d + b] = scale * y;
+            m[b * d + a] = scale * x;
+        }
     }
 }
 

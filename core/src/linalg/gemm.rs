@@ -107,6 +107,26 @@ pub fn linear_backward_weight<F: Float>(
     Ok(())
 }
 
+/// `C += A·B` for dense row-major blocks through the same kernels as the
+/// layers: `C` is `m×n`, `B` is `k×n`, and `A` is `m×k`, or, with
+/// `a_transposed`, stored as its `k×m` transpose (so `AᵀB` needs no copy).
+/// For the many small products of the propagated target (`d×d` blocks per
+/// row). Slices shorter than these shapes leave `C` unchanged (callers size
+/// them; a debug build asserts).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_acc<F: Float>(
+    a: &[F],
+    a_transposed: bool,
+    b: &[F],
+    m: usize,
+    k: usize,
+    n: usize,
+    c: &mut [F],
+) {
+    let (rs_a, cs_a) = if a_transposed { (1, m) } else { (k, 1) };
+    gemm_acc(m, n, k, a, rs_a, cs_a, b, n, c, n);
+}
+
 /// `C[m×n] += A[m×k]·B[k×n]`, `A(i,p) = a[i*rs_a + p*cs_a]`,
 /// `B(p,j) = b[p*ldb + j]`, `C(i,j) = c[i*ldc + j]`. Callers guarantee the
 /// slices cover these indices (the public wrappers check it).
@@ -575,6 +595,39 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// `matmul_acc` in both orientations of `A`, against naive loops
+    /// (exact: f64 on small integers).
+    #[test]
+    fn matmul_acc_matches_naive_loops_in_both_orientations() {
+        let (m, k, n) = (5, 4, 3);
+        let a: std::vec::Vec<f64> = (0..m * k).map(|i| (i % 7) as f64 - 3.0).collect();
+        let b: std::vec::Vec<f64> = (0..k * n).map(|i| (i % 5) as f64 - 2.0).collect();
+        let c0: std::vec::Vec<f64> = (0..m * n).map(|i| i as f64).collect();
+        for transposed in [false, true] {
+            let mut c = c0.clone();
+            matmul_acc(&a, transposed, &b, m, k, n, &mut c);
+            for i in 0..m {
+                for j in 0..n {
+                    let a_at = |p: usize| {
+                        if transposed {
+                            a[p * m + i]
+                        } else {
+                            a[i * k + p]
+                        }
+                    };
+                    let want = c0[i * n + j] + (0..k).map(|p| a_at(p) * b[p * n + j]).sum::<f64>();
+                    assert_eq!(c[i * n + j], want, "{transposed} ({i},{j})");
+                }
+            }
+        }
+        // Too-short slices leave C unchanged (release builds).
+        if !cfg!(debug_assertions) {
+            let mut c = c0.clone();
+            matmul_acc(&a[..3], false, &b, m, k, n, &mut c);
+            assert_eq!(c, c0);
         }
     }
 

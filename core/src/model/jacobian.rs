@@ -13,14 +13,14 @@
 use super::{Layout, Learned};
 use crate::error::{Arena, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
-use crate::linalg::gemm::linear_forward;
+use crate::linalg::gemm::{linear_forward, matmul_acc};
 use crate::propagate::DriftJacobian;
 
 impl Layout {
     /// Workspace elements of [`Layout::drift_jacobian`] for `rows` states.
     pub fn jacobian_workspace_len(&self, rows: usize) -> usize {
         let (d, w) = (self.d, self.width);
-        rows * (self.n_in + 4 * w + 2 * d * w + d * d) + w.max(d)
+        rows * (self.n_in + 4 * w + 2 * d * w + d * d)
     }
 
     /// Drift `f` (`rows×d`, the same values as [`Layout::forward_infer`])
@@ -53,36 +53,42 @@ impl Layout {
         let mut tangent = arena.take(rows * d * w)?;
         let mut tangent_next = arena.take(rows * d * w)?;
         let drift_tangent = arena.take(rows * d * d)?;
-        let zero_bias = arena.take(w.max(d))?;
-        zero_bias.fill(F::ZERO);
         self.input_features(z, t, u);
         let mut fan_in = self.n_in;
         for l in 0..self.depth {
             let input: &[F] = if l == 0 { u } else { a };
             self.hidden_forward(params, l, input, rows, fan_in, s, sig, a_next)?;
+            // silu′(s) = σ + s σ (1 − σ), the same for every direction: once
+            // per unit, in place of σ (not needed after the forward).
+            let slope = &mut *sig;
+            for (g, &s) in slope.iter_mut().zip(s.iter()) {
+                *g += s * *g * (F::ONE - *g);
+            }
             let weight = self.hidden_w[l].of(params);
             if l == 0 {
-                // Rows 0..d of W_1 are the z inputs' weights.
-                for block in tangent_next.chunks_exact_mut(d * w) {
-                    block.copy_from_slice(&weight[..d * w]);
+                // Rows 0..d of W_1 are the z inputs' weights: ȧ_1 = silu′ ⊙ W_1[b, :].
+                for (block, deriv) in tangent_next
+                    .chunks_exact_mut(d * w)
+                    .zip(slope.chunks_exact(w))
+                {
+                    for (direction, w_row) in block.chunks_exact_mut(w).zip(weight.chunks_exact(w))
+                    {
+                        for ((x, &wv), &g) in direction.iter_mut().zip(w_row).zip(deriv) {
+                            *x = wv * g;
+                        }
+                    }
                 }
             } else {
-                linear_forward(
-                    tangent,
-                    weight,
-                    &zero_bias[..w],
-                    rows * d,
-                    w,
-                    w,
-                    tangent_next,
-                )?;
-            }
-            // silu′(s) = σ + s σ (1 − σ), the same for every direction.
-            for (r, block) in tangent_next.chunks_exact_mut(d * w).enumerate() {
-                let (s_r, sig_r) = (&s[r * w..(r + 1) * w], &sig[r * w..(r + 1) * w]);
-                for direction in block.chunks_exact_mut(w) {
-                    for ((x, &s), &g) in direction.iter_mut().zip(s_r).zip(sig_r) {
-                        *x *= g + s * g * (F::ONE - g);
+                tangent_next.fill(F::ZERO);
+                matmul_acc(tangent, false, weight, rows * d, w, w, tangent_next);
+                for (block, deriv) in tangent_next
+                    .chunks_exact_mut(d * w)
+                    .zip(slope.chunks_exact(w))
+                {
+                    for direction in block.chunks_exact_mut(w) {
+                        for (x, &g) in direction.iter_mut().zip(deriv) {
+                            *x *= g;
+                        }
                     }
                 }
             }
@@ -93,7 +99,8 @@ impl Layout {
         let (dw, db) = (self.drift_w.of(params), self.drift_b.of(params));
         if self.depth > 0 {
             linear_forward(a, dw, db, rows, w, d, f)?;
-            linear_forward(tangent, dw, &zero_bias[..d], rows * d, w, d, drift_tangent)?;
+            drift_tangent.fill(F::ZERO);
+            matmul_acc(tangent, false, dw, rows * d, w, d, drift_tangent);
         } else {
             linear_forward(u, dw, db, rows, self.n_in, d, f)?;
             for block in drift_tangent.chunks_exact_mut(d * d) {

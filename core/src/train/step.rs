@@ -17,10 +17,11 @@ use crate::error::{
 };
 use crate::float::Float;
 use crate::integrate::{rk4_flow, rk4_flow_workspace_len};
+use crate::linalg::gemm::matmul_acc;
 use crate::loss::{diffusion_loss, drift_loss, mass_weights};
 use crate::model::{Config, Layout, Learned, Residual, TargetMode};
 use crate::optim::{Adam, clip_grad_norm};
-use crate::propagate::{DiffusionAt, Propagation, node_times, propagate, propagate_scratch_len};
+use crate::propagate::{DiffusionAt, Propagation, propagate, propagate_scratch_len};
 use crate::targets::{pairwise_targets, plan_weighted_targets, predict_one_step};
 
 /// A prepared minibatch of `n` sources (plain row-major slices).
@@ -95,30 +96,100 @@ fn loss_workspace_len(config: &Config, layout: &Layout, n: usize) -> usize {
         + propagated_len(config, layout, n)
 }
 
-/// Elements of [`propagated_diffusion_loss`]'s workspace (0 unless the
-/// diffusion head is on and the residual is [`Residual::Propagated`]).
+/// Whether the step runs the propagated target: a diffusion head and
+/// [`Residual::Propagated`].
+fn is_propagated(config: &Config, layout: &Layout) -> bool {
+    layout.head.is_some() && config.residual == Residual::Propagated
+}
+
+/// Elements of the propagated target's scratch (0 unless
+/// [`is_propagated`]): the flow's node states and propagators (filled by
+/// [`propagate_batch`]), then [`propagated_diffusion_loss`]'s buffers (sized
+/// for [`DiffusionAt::Path`], the larger).
 fn propagated_len(config: &Config, layout: &Layout, n: usize) -> usize {
-    if layout.head.is_none() || config.residual != Residual::Propagated {
+    if !is_propagated(config, layout) {
         return 0;
     }
     let (d, q) = (layout.d, layout.q);
-    let rows = n * (config.flow_substeps + 1);
-    // Node states, times, propagators; propagate's scratch and the model's
-    // Jacobian pass; the node pass's cache; D and ∂L/∂D at the nodes, ∂L/∂L,
-    // a zero drift gradient, the node pass's parameter gradient and its
-    // backward workspace; the map's scratch.
-    rows * d
-        + rows
-        + rows * d * d
+    let substeps = config.flow_substeps;
+    let nodes = n * (substeps + 1);
+    // The node pass covers nodes 1..=N; node 0 is the batch's own state,
+    // whose factor the step's forward pass already holds.
+    let later = n * substeps;
+    // Node states and propagators; propagate's scratch and the model's
+    // Jacobian pass; states and times of the later nodes and their pass's
+    // cache; D and ∂L/∂D at every node; ∂L/∂L and a zero drift gradient of
+    // the later nodes, their parameter gradient and backward workspace; Lᵀ
+    // and the map's scratch.
+    nodes * d
+        + nodes * d * d
         + propagate_scratch_len(d, n)
         + layout.jacobian_workspace_len(n)
-        + layout.cache_len(rows)
-        + 2 * rows * d * d
-        + rows * d * q
-        + rows * d
+        + later * d
+        + later
+        + layout.cache_len(later)
+        + 2 * nodes * d * d
+        + later * d * q
+        + later * d
         + layout.len
-        + layout.backward_workspace_len(rows)
+        + layout.backward_workspace_len(later)
+        + d * q
         + 2 * d * d
+}
+
+/// Splits [`propagated_len`]'s scratch into the node states, the
+/// propagators and the rest.
+fn split_propagated<'a, F>(
+    config: &Config,
+    layout: &Layout,
+    n: usize,
+    scratch: &'a mut [F],
+) -> Result<(&'a mut [F], &'a mut [F], &'a mut [F])> {
+    let nodes = n * (config.flow_substeps + 1);
+    let mut arena = Arena::new(scratch);
+    let states = arena.take(nodes * layout.d)?;
+    let props = arena.take(nodes * layout.d * layout.d)?;
+    Ok((states, props, arena.rest()))
+}
+
+/// Splits a loss workspace ([`loss_workspace_len`]) into the forward cache,
+/// the propagated target's scratch and the rest.
+#[allow(clippy::type_complexity)]
+fn split_loss_workspace<'a, F>(
+    config: &Config,
+    layout: &Layout,
+    n: usize,
+    workspace: &'a mut [F],
+) -> Result<(&'a mut [F], &'a mut [F], &'a mut [F])> {
+    let mut arena = Arena::new(workspace);
+    let cache = arena.take(layout.cache_len(n))?;
+    let propagated = arena.take(propagated_len(config, layout, n))?;
+    Ok((cache, propagated, arena.rest()))
+}
+
+/// The learned flow and its propagators over each gap of the batch, into
+/// the propagated scratch (see [`split_propagated`]).
+fn propagate_batch<F: Float>(
+    config: &Config,
+    layout: &Layout,
+    params: &[F],
+    batch: &Batch<'_, F>,
+    scratch: &mut [F],
+) -> Result<()> {
+    let n = batch.len();
+    let (states, props, rest) = split_propagated(config, layout, n, scratch)?;
+    let flow_ws = PropagatedBuffers::carve(config, layout, n, rest)?.flow_ws;
+    let learned = Learned::new(config, params)?;
+    propagate(
+        &learned,
+        batch.x,
+        batch.t,
+        batch.h,
+        config.flow_substeps,
+        states,
+        props,
+        flow_ws,
+    )
 }
 
 /// Elements for the targets `D̂` and their computation (0 without
@@ -129,23 +200,28 @@ fn targets_len(config: &Config, layout: &Layout, n: usize, _m: usize) -> usize {
     }
     let d = layout.d;
     let flow = match config.residual {
-        Residual::OneStep => 0,
+        // The propagated target's flow is already at hand.
+        Residual::OneStep | Residual::Propagated => 0,
         // rk4_flow_workspace_len of the learned model, spelled out (no
         // parameters at hand here).
-        Residual::Flow | Residual::Propagated => 5 * n * d + n + layout.infer_workspace_len(n),
+        Residual::Flow => 5 * n * d + n + layout.infer_workspace_len(n),
     };
     n * d * d + n * d + flow
 }
 
 /// The targets `D̂` (`n×d×d`) of a batch under the current parameters
 /// (see [`crate::targets`]); `cache` holds [`Layout::forward_train`]'s
-/// output for these parameters (its drift is the one-step prediction).
+/// output for these parameters (its drift is the one-step prediction);
+/// with [`Residual::Propagated`], `node_states` are [`propagate_batch`]'s
+/// (its last node is the flow, bit-identical to `rk4_flow`'s), else empty.
+#[allow(clippy::too_many_arguments)]
 fn compute_targets<F: Float>(
     config: &Config,
     layout: &Layout,
     params: &[F],
     batch: &Batch<'_, F>,
     cache: &[F],
+    node_states: &[F],
     d_hat: &mut [F],
     workspace: &mut [F],
 ) -> Result<()> {
@@ -161,7 +237,17 @@ fn compute_targets<F: Float>(
             };
             predict_one_step(batch.x, v, batch.h, d, pred)?;
         }
-        Residual::Flow | Residual::Propagated => {
+        Residual::Propagated => {
+            let last = config.flow_substeps;
+            let nodes = (last + 1) * d;
+            for (p, node) in pred
+                .chunks_exact_mut(d)
+                .zip(node_states.chunks_exact(nodes))
+            {
+                p.copy_from_slice(&node[last * d..]);
+            }
+        }
+        Residual::Flow => {
             let learned = Learned::new(config, params)?;
             let ws = arena.take(rk4_flow_workspace_len(&learned, n))?;
             rk4_flow(
@@ -235,26 +321,41 @@ pub fn loss_and_gradient<F: Float>(
 ) -> Result<StepLoss<F>> {
     check_batch(config, layout, batch)?;
     let n = batch.len();
-    let (cache, rest) = workspace.split_at_mut(layout.cache_len(n).min(workspace.len()));
-    check_room(cache, layout.cache_len(n), "workspace")?;
+    let (cache, propagated, rest) = split_loss_workspace(config, layout, n, workspace)?;
     layout.forward_train(params, batch.x, batch.t, cache)?;
+    if is_propagated(config, layout) {
+        propagate_batch(config, layout, params, batch, propagated)?;
+    }
     forward_losses(
-        config, layout, lambda, batch, params, d_hat, cache, grad, rest,
+        config,
+        layout,
+        lambda,
+        DiffusionAt::Path,
+        batch,
+        params,
+        d_hat,
+        cache,
+        propagated,
+        grad,
+        rest,
     )
 }
 
-/// Losses and backward from a filled cache; the loss scratch (backward
-/// workspace, weights, gradients of f, log-variance and L, propagation) is
+/// Losses and backward from a filled cache (and, for the propagated target,
+/// a filled [`propagate_batch`] scratch `propagated`); the loss scratch
+/// (backward workspace, weights, gradients of f, log-variance and L) is
 /// carved from `workspace`.
 #[allow(clippy::too_many_arguments)]
 fn forward_losses<F: Float>(
     config: &Config,
     layout: &Layout,
     lambda: F,
+    at: DiffusionAt,
     batch: &Batch<'_, F>,
     params: &[F],
     d_hat: &[F],
     cache: &[F],
+    propagated: &mut [F],
     grad: &mut [F],
     workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
@@ -266,7 +367,6 @@ fn forward_losses<F: Float>(
     let d_log_var = arena.take(layout.log_var.map_or(0, |t| t.len()))?;
     let dl = arena.take(n * d * q)?;
     let scratch = arena.take(d * d)?;
-    let propagated_ws = arena.take(propagated_len(config, layout, n))?;
     mass_weights(
         config.mass_weighting,
         F::from_f64(config.mass_threshold),
@@ -284,11 +384,21 @@ fn forward_losses<F: Float>(
         df,
         d_log_var,
     )?;
-    let propagated = layout.head.is_some() && config.residual == Residual::Propagated;
-    if propagated {
-        dl.fill(F::ZERO);
-    }
-    let diffusion = if layout.head.is_some() && !propagated {
+    let propagated_on = is_propagated(config, layout);
+    let diffusion = if propagated_on {
+        propagated_diffusion_loss(
+            config,
+            layout,
+            lambda,
+            at,
+            batch,
+            params,
+            d_hat,
+            layout.cached_factor(n, cache),
+            dl,
+            propagated,
+        )?
+    } else if layout.head.is_some() {
         diffusion_loss(
             layout.cached_factor(n, cache),
             d_hat,
@@ -306,20 +416,12 @@ fn forward_losses<F: Float>(
     if let Some(t) = layout.log_var {
         grad[t.range()].copy_from_slice(d_log_var);
     }
-    let diffusion = if propagated {
-        propagated_diffusion_loss(
-            config,
-            layout,
-            lambda,
-            batch,
-            params,
-            d_hat,
-            grad,
-            propagated_ws,
-        )?
-    } else {
-        diffusion
-    };
+    if propagated_on && at == DiffusionAt::Path {
+        let node_grad = propagated_node_grad(config, layout, n, propagated)?;
+        for (g, &x) in grad.iter_mut().zip(node_grad.iter()) {
+            *g += x;
+        }
+    }
     Ok(StepLoss {
         drift,
         diffusion,
@@ -329,94 +431,185 @@ fn forward_losses<F: Float>(
     })
 }
 
+/// The buffers of [`propagated_diffusion_loss`] after the node states and
+/// propagators, in [`propagated_len`]'s order.
+struct PropagatedBuffers<'a, F> {
+    flow_ws: &'a mut [F],
+    later_states: &'a mut [F],
+    later_times: &'a mut [F],
+    later_cache: &'a mut [F],
+    diffusion: &'a mut [F],
+    d_diffusion: &'a mut [F],
+    d_factor: &'a mut [F],
+    d_drift: &'a mut [F],
+    node_grad: &'a mut [F],
+    backward_ws: &'a mut [F],
+    factor_t: &'a mut [F],
+    map_ws: &'a mut [F],
+}
+
+impl<'a, F> PropagatedBuffers<'a, F> {
+    fn carve(config: &Config, layout: &Layout, n: usize, rest: &'a mut [F]) -> Result<Self> {
+        let (d, q) = (layout.d, layout.q);
+        let nodes = n * (config.flow_substeps + 1);
+        let later = n * config.flow_substeps;
+        let mut arena = Arena::new(rest);
+        Ok(PropagatedBuffers {
+            flow_ws: arena.take(propagate_scratch_len(d, n) + layout.jacobian_workspace_len(n))?,
+            later_states: arena.take(later * d)?,
+            later_times: arena.take(later)?,
+            later_cache: arena.take(layout.cache_len(later))?,
+            diffusion: arena.take(nodes * d * d)?,
+            d_diffusion: arena.take(nodes * d * d)?,
+            d_factor: arena.take(later * d * q)?,
+            d_drift: arena.take(later * d)?,
+            node_grad: arena.take(layout.len)?,
+            backward_ws: arena.take(layout.backward_workspace_len(later))?,
+            factor_t: arena.take(d * q)?,
+            map_ws: arena.take(2 * d * d)?,
+        })
+    }
+}
+
 /// The propagated diffusion loss `mean_i ‖M_h(D_θ)_i / h_i − D̂_i‖²_F`
-/// ([`Residual::Propagated`]): integrates the learned flow and its Jacobian
-/// over each gap, evaluates `L_θ` at the substep states, and adds
-/// `λ ∂loss/∂θ` through the factor (the drift, `Φ` and the substep states
-/// held fixed) to `grad`. Returns the unweighted loss.
+/// ([`Residual::Propagated`]) from [`propagate_batch`]'s flow and
+/// propagators in `propagated`. `D_θ = L Lᵀ` is evaluated where `at` says:
+/// [`DiffusionAt::Path`] at every substep state — node 0 is the batch's own
+/// state, whose factor `factor` (`n×d×q`) the step's forward pass holds,
+/// the later nodes get a forward and backward pass of their own (the
+/// parameter gradient is left for [`propagated_node_grad`]) — or
+/// [`DiffusionAt::Constant`] once per row at `z_t` (`factor` alone). Writes
+/// `λ ∂loss/∂L` at the batch's states into `dl` (`n×d×q`; the drift, `Φ`
+/// and the substep states held fixed). Returns the unweighted loss.
 #[allow(clippy::too_many_arguments)]
 fn propagated_diffusion_loss<F: Float>(
     config: &Config,
     layout: &Layout,
     lambda: F,
+    at: DiffusionAt,
     batch: &Batch<'_, F>,
     params: &[F],
     d_hat: &[F],
-    grad: &mut [F],
-    workspace: &mut [F],
+    factor: &[F],
+    dl: &mut [F],
+    propagated: &mut [F],
 ) -> Result<F> {
     let (n, d, q) = (batch.len(), layout.d, layout.q);
     let substeps = config.flow_substeps;
-    let rows = n * (substeps + 1);
-    let mut arena = Arena::new(workspace);
-    let states = arena.take(rows * d)?;
-    let times = arena.take(rows)?;
-    let props = arena.take(rows * d * d)?;
-    let flow_ws = arena.take(propagate_scratch_len(d, n) + layout.jacobian_workspace_len(n))?;
-    let node_cache = arena.take(layout.cache_len(rows))?;
-    let diffusion = arena.take(rows * d * d)?;
-    let d_diffusion = arena.take(rows * d * d)?;
-    let d_factor = arena.take(rows * d * q)?;
-    let d_drift = arena.take(rows * d)?;
-    let node_grad = arena.take(layout.len)?;
-    let backward_ws = arena.take(layout.backward_workspace_len(rows))?;
-    let map_ws = arena.take(2 * d * d)?;
-    let learned = Learned::new(config, params)?;
-    propagate(
-        &learned, batch.x, batch.t, batch.h, substeps, states, props, flow_ws,
-    )?;
-    node_times(batch.t, batch.h, substeps, times)?;
-    layout.forward_train(params, states, times, node_cache)?;
-    let factor = layout.cached_factor(rows, node_cache);
-    for (l, dm) in factor
-        .chunks_exact(d * q)
-        .zip(diffusion.chunks_exact_mut(d * d))
-    {
-        for r in 0..d {
-            for c in 0..d {
-                dm[r * d + c] = (0..q).map(|k| l[r * q + k] * l[c * q + k]).sum();
+    let (dd, dq) = (d * d, d * q);
+    let (states, props, rest) = split_propagated(config, layout, n, propagated)?;
+    let b = PropagatedBuffers::carve(config, layout, n, rest)?;
+    let per = match at {
+        DiffusionAt::Path => substeps + 1,
+        DiffusionAt::Constant => 1,
+    };
+    let later = n * substeps;
+    let later_factor = if at == DiffusionAt::Path {
+        // States and times of nodes 1..=N, row by row (the times as
+        // node_times computes them).
+        let inv = F::ONE / F::from_usize(substeps);
+        for r in 0..n {
+            let row = &states[(r * (substeps + 1) + 1) * d..(r + 1) * (substeps + 1) * d];
+            b.later_states[r * substeps * d..(r + 1) * substeps * d].copy_from_slice(row);
+            for k in 1..=substeps {
+                b.later_times[r * substeps + k - 1] =
+                    batch.t[r] + batch.h[r] * (F::from_usize(k) * inv);
             }
         }
+        layout.forward_train(params, b.later_states, b.later_times, b.later_cache)?;
+        layout.cached_factor(later, b.later_cache)
+    } else {
+        &[]
+    };
+    // D = L Lᵀ at every node of every row, in the layout `at` gives.
+    for r in 0..n {
+        for k in 0..per {
+            let l = if k == 0 {
+                &factor[r * dq..(r + 1) * dq]
+            } else {
+                let i = r * substeps + k - 1;
+                &later_factor[i * dq..(i + 1) * dq]
+            };
+            let slot = (r * per + k) * dd;
+            outer_into(l, d, q, b.factor_t, &mut b.diffusion[slot..slot + dd]);
+        }
     }
+    let diffusion = &b.diffusion[..n * per * dd];
+    let d_diffusion = &mut b.d_diffusion[..n * per * dd];
     let map = Propagation::new(d, substeps, batch.h, props)?;
-    let loss = map.moment_loss(DiffusionAt::Path, diffusion, d_hat, d_diffusion, map_ws)?;
+    let loss = map.moment_loss(at, diffusion, d_hat, d_diffusion, b.map_ws)?;
     // D = L Lᵀ: ∂/∂L = λ (G + Gᵀ) L.
-    for ((g, l), dl) in d_diffusion
-        .chunks_exact(d * d)
-        .zip(factor.chunks_exact(d * q))
-        .zip(d_factor.chunks_exact_mut(d * q))
-    {
-        for r in 0..d {
-            for k in 0..q {
-                let s: F = (0..d)
-                    .map(|c| (g[r * d + c] + g[c * d + r]) * l[c * q + k])
-                    .sum();
-                dl[r * q + k] = lambda * s;
+    for r in 0..n {
+        for k in 0..per {
+            let (l, out) = if k == 0 {
+                (&factor[r * dq..(r + 1) * dq], &mut dl[r * dq..(r + 1) * dq])
+            } else {
+                let i = r * substeps + k - 1;
+                (
+                    &later_factor[i * dq..(i + 1) * dq],
+                    &mut b.d_factor[i * dq..(i + 1) * dq],
+                )
+            };
+            let slot = (r * per + k) * dd;
+            let g = &mut d_diffusion[slot..slot + dd];
+            for a in 0..d {
+                g[a * d + a] *= lambda + lambda;
+                for c in a + 1..d {
+                    let s = lambda * (g[a * d + c] + g[c * d + a]);
+                    g[a * d + c] = s;
+                    g[c * d + a] = s;
+                }
             }
+            out.fill(F::ZERO);
+            matmul_acc(g, false, l, d, d, q, out);
         }
     }
-    d_drift.fill(F::ZERO);
-    layout.backward(
-        params,
-        rows,
-        node_cache,
-        d_drift,
-        d_factor,
-        node_grad,
-        backward_ws,
-    )?;
-    for (g, &x) in grad.iter_mut().zip(node_grad.iter()) {
-        *g += x;
+    if at == DiffusionAt::Path {
+        b.d_drift.fill(F::ZERO);
+        layout.backward(
+            params,
+            later,
+            b.later_cache,
+            b.d_drift,
+            b.d_factor,
+            b.node_grad,
+            b.backward_ws,
+        )?;
     }
     Ok(loss)
 }
 
+/// The parameter gradient of the later nodes' pass left by
+/// [`propagated_diffusion_loss`] with [`DiffusionAt::Path`].
+fn propagated_node_grad<'a, F>(
+    config: &Config,
+    layout: &Layout,
+    n: usize,
+    propagated: &'a mut [F],
+) -> Result<&'a mut [F]> {
+    let (_, _, rest) = split_propagated(config, layout, n, propagated)?;
+    Ok(PropagatedBuffers::carve(config, layout, n, rest)?.node_grad)
+}
+
+/// `D = L Lᵀ` (`d×d`) of a factor `L` (`d×q`); `lt` is `q×d` scratch.
+fn outer_into<F: Float>(l: &[F], d: usize, q: usize, lt: &mut [F], out: &mut [F]) {
+    for a in 0..d {
+        for k in 0..q {
+            lt[k * d + a] = l[a * q + k];
+        }
+    }
+    out.fill(F::ZERO);
+    matmul_acc(lt, true, lt, d, q, d, out);
+}
+
 /// Targets (when the head is on), loss parts and their gradient `grad` (the
 /// layout's length) at `epoch`, for the parameters as they are.
+#[allow(clippy::too_many_arguments)]
 fn step_loss<F: Float>(
     config: &Config,
     layout: &Layout,
     epoch: u32,
+    at: DiffusionAt,
     batch: &Batch<'_, F>,
     params: &[F],
     grad: &mut [F],
@@ -428,7 +621,7 @@ fn step_loss<F: Float>(
     let n = batch.len();
     let mut arena = Arena::new(workspace);
     let loss_ws = arena.take(loss_workspace_len(config, layout, n))?;
-    let (cache, rest) = loss_ws.split_at_mut(layout.cache_len(n));
+    let (cache, propagated, rest) = split_loss_workspace(config, layout, n, loss_ws)?;
     layout.forward_train(params, batch.x, batch.t, cache)?;
     let d_hat = arena.take(if layout.head.is_some() {
         n * layout.d * layout.d
@@ -436,12 +629,18 @@ fn step_loss<F: Float>(
         0
     })?;
     if layout.head.is_some() {
+        let node_states: &[F] = if is_propagated(config, layout) {
+            propagate_batch(config, layout, params, batch, propagated)?;
+            &propagated[..n * (config.flow_substeps + 1) * layout.d]
+        } else {
+            &[]
+        };
         let ws = arena.take(targets_len(config, layout, n, 0) - d_hat.len())?;
-        compute_targets(config, layout, params, batch, cache, d_hat, ws)?;
+        compute_targets(config, layout, params, batch, cache, node_states, d_hat, ws)?;
     }
     let lambda = F::from_f64(config.lambda_at(epoch));
     forward_losses(
-        config, layout, lambda, batch, params, d_hat, cache, grad, rest,
+        config, layout, lambda, at, batch, params, d_hat, cache, propagated, grad, rest,
     )
 }
 
@@ -457,7 +656,16 @@ pub fn batch_loss<F: Float>(
 ) -> Result<StepLoss<F>> {
     let layout = Layout::new(config)?;
     let (grad, rest) = workspace.split_at_mut(layout.len.min(workspace.len()));
-    step_loss(config, &layout, epoch, batch, params, grad, rest)
+    step_loss(
+        config,
+        &layout,
+        epoch,
+        DiffusionAt::Path,
+        batch,
+        params,
+        grad,
+        rest,
+    )
 }
 
 /// One training step at `epoch` (for `λ(epoch)`): on success the parameters
@@ -473,11 +681,37 @@ pub fn train_step<F: Float>(
     adam: &mut AdamState<'_, F>,
     workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
+    train_step_diffusion_at(
+        config,
+        epoch,
+        DiffusionAt::Path,
+        batch,
+        params,
+        adam,
+        workspace,
+    )
+}
+
+/// [`train_step`] with the propagated target's `D_θ` evaluated where `at`
+/// says ([`Residual::Propagated`] only; other residuals ignore it):
+/// [`DiffusionAt::Path`] (what [`train_step`] does) at every substep state,
+/// or [`DiffusionAt::Constant`], the cheaper option, once per source at
+/// `z_t` (no second pass through the network; `O(h)` off where `D` varies
+/// along the gap, see [`Propagation::explicit_diffusion`]).
+pub fn train_step_diffusion_at<F: Float>(
+    config: &Config,
+    epoch: u32,
+    at: DiffusionAt,
+    batch: &Batch<'_, F>,
+    params: &mut [F],
+    adam: &mut AdamState<'_, F>,
+    workspace: &mut [F],
+) -> Result<StepLoss<F>> {
     let layout = Layout::new(config)?;
     check_len(adam.m, layout.len, "adam_m")?;
     check_len(adam.v, layout.len, "adam_v")?;
     let (grad, rest) = workspace.split_at_mut(layout.len.min(workspace.len()));
-    let mut loss = step_loss(config, &layout, epoch, batch, params, grad, rest)?;
+    let mut loss = step_loss(config, &layout, epoch, at, batch, params, grad, rest)?;
     let norm = clip_grad_norm(grad, F::from_f64(config.clip_grad_norm));
     loss.grad_norm = norm;
     if !loss.total.is_finite() || !norm.is_finite() {

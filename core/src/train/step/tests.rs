@@ -1,6 +1,7 @@
 use super::*;
 use crate::error::ErrorKind;
 use crate::model::{DiffusionHead, DriftLoss, MassWeighting};
+use crate::propagate::node_times;
 use crate::rng::{Family, Rng};
 use std::vec;
 use std::vec::Vec;
