@@ -94,6 +94,18 @@
 #define MSDE_SIGMA_Z_SELF_TUNING 2
 
 /**
+ * Track id of an untracked observation (msde_trainer_fit's `track`).
+ */
+#define MSDE_UNTRACKED 4294967295
+
+/**
+ * Floats per epoch in msde_trainer_fit's `epoch_losses`: the means of the
+ * epoch's training steps (total, drift, diffusion before lambda) and the
+ * mean validation total (NaN without validation).
+ */
+#define MSDE_FIT_EPOCH_FLOATS 4
+
+/**
  * Largest d accepted by msde_eigen_sym.
  */
 #define MSDE_EIGEN_MAX_DIM 64
@@ -368,6 +380,113 @@ typedef struct msde_cluster_summary {
      */
     float eigenvalues[MSDE_CLUSTER_EIGENVALUES];
 } msde_cluster_summary;
+
+/**
+ * Settings of msde_trainer_fit; fill with msde_fit_config_default.
+ */
+typedef struct msde_fit_config {
+    /**
+     * Epochs at most (>= 1).
+     */
+    size_t epochs;
+    /**
+     * Train steps per epoch (>= 1).
+     */
+    size_t steps_per_epoch;
+    /**
+     * Sources and targets per minibatch at most (>= 2).
+     */
+    size_t batch;
+    /**
+     * A cluster with fewer points in a bin falls back to the whole bin.
+     */
+    size_t min_points;
+    /**
+     * UOT epsilon as a fraction of the batch's median squared distance
+     * (> 0, finite).
+     */
+    float epsilon_relative;
+    /**
+     * UOT rho (both sides) as a fraction of that median (> 0; +INFINITY:
+     * balanced).
+     */
+    float rho_relative;
+    /**
+     * Self-edge bound beta in [0, 1] on tracked pairs.
+     */
+    float track_bound;
+    /**
+     * UOT tolerance (> 0) and iteration cap (>= 1); a batch whose UOT does
+     * not converge is skipped and counted.
+     */
+    float uot_tol;
+    uint32_t uot_max_iter;
+    /**
+     * Fraction of embryos held out for validation, in [0, 0.9] (0: no
+     * validation, no early stopping, the last parameters are kept).
+     */
+    float validation_fraction;
+    /**
+     * Validation batches per epoch (>= 1 with validation).
+     */
+    size_t validation_batches;
+    /**
+     * Stop after this many epochs without a better validation loss.
+     */
+    size_t patience;
+    /**
+     * Seed of the split, clustering and minibatches.
+     */
+    uint64_t seed;
+    /**
+     * Clustering of the training rows (its seed is replaced by `seed`).
+     */
+    struct msde_cluster_config cluster;
+} msde_fit_config;
+
+/**
+ * What msde_trainer_fit did.
+ */
+typedef struct msde_fit_report {
+    /**
+     * Epochs run (fewer than configured after early stopping).
+     */
+    size_t epochs;
+    /**
+     * Epoch (0-based) whose parameters the trainer holds at the end: the
+     * best validation loss, or with no validation the best training loss
+     * (the last epoch's parameters are kept then).
+     */
+    size_t best_epoch;
+    /**
+     * 1 when early stopping ended the loop before config->epochs.
+     */
+    uint32_t stopped_early;
+    /**
+     * Clusters of the training rows.
+     */
+    size_t clusters;
+    /**
+     * Observations trained on and held out.
+     */
+    size_t train_rows;
+    size_t validation_rows;
+    /**
+     * Training steps skipped (UOT not converged or a non-finite loss;
+     * parameters untouched) and batches that fell back to whole bins,
+     * over all epochs.
+     */
+    size_t skipped_steps;
+    size_t whole_bin_batches;
+    /**
+     * Best validation total loss (NaN without validation).
+     */
+    float best_validation;
+    /**
+     * Optimiser steps the trainer has taken, including earlier calls.
+     */
+    uint64_t steps;
+} msde_fit_report;
 
 /**
  * Model and training configuration (the seed's knobs). Fill it with
@@ -814,6 +933,85 @@ msde_status msde_cluster(const float *z,
                          size_t index_ws_len,
                          struct msde_cluster_summary *summary,
                          struct msde_error *err);
+
+/**
+ * Fills *out with the training loop's defaults: 40 epochs of 50 steps,
+ * batches of 128 (16 points before the whole-bin fallback), epsilon 0.05
+ * and rho 10 times the batch's median squared distance, self-edge bound
+ * 0.5, UOT tol 1e-4 and 5000 iterations, 4 clusters with sigma_t 0.3 time
+ * units (otherwise msde_cluster_config_default), 15% of embryos held out,
+ * 8 validation batches, patience 8, seed 0.
+ *
+ * # Safety
+ * `out` NULL (refused) or writable.
+ */
+msde_status msde_fit_config_default(struct msde_fit_config *out, struct msde_error *err);
+
+/**
+ * Workspace msde_trainer_fit needs to train `model`'s configuration (the
+ * trainer's model from msde_trainer_model, or the model the trainer was
+ * made from) on n observations under *config: *float_len floats and
+ * *index_len uint32 values. Checks the whole config.
+ *
+ * # Safety
+ * `model` a model of this library; `config` valid; the outputs writable.
+ */
+msde_status msde_fit_workspace_len(const struct msde_model *model,
+                                   size_t n,
+                                   const struct msde_fit_config *config,
+                                   size_t *float_len,
+                                   size_t *index_len,
+                                   struct msde_error *err);
+
+/**
+ * Trains the trainer's model on raw snapshots: n = t_len observations z
+ * (n x d row-major, d the model's dimension) at times t (n; observations
+ * sharing a time form a time bin, at least two bins are needed), with
+ * optional track ids (`track`: n uint32, the same id for the same embryo
+ * at different times, MSDE_UNTRACKED for untracked rows; NULL/0: all
+ * untracked). Held-out embryos (validation_fraction) give the validation
+ * loss that early stopping watches and that picks the parameters kept.
+ * The trainer's Adam state and step count carry over from earlier calls
+ * and msde_trainer_step; its n_max and m_max do not limit this call.
+ *
+ * - `float_workspace`, `index_workspace`: msde_fit_workspace_len sizes.
+ * - `epoch_losses`: optional (NULL/0, or exactly config->epochs *
+ *   MSDE_FIT_EPOCH_FLOATS floats): epoch e's means at
+ *   [e*MSDE_FIT_EPOCH_FLOATS ...] (train total, drift, diffusion,
+ *   validation total or NaN); epochs not run (early stop) are NaN.
+ * - `report`: optional (NULL to skip).
+ *
+ * Results are bit-identical to the Rust core's fit with ModelLearner on
+ * the same inputs and seeds, for any thread count.
+ *
+ * Errors: NULL pointers, lengths that disagree (MSDE_ERR_BAD_DIMENSION),
+ * NaN/Inf in z or t, out-of-range settings, a single time bin, a held-out
+ * set that leaves nothing to train on or spans one bin
+ * (MSDE_ERR_BAD_CONFIG), short workspaces, clustering failures. On any
+ * error the trainer (parameters, Adam state, step count) is unchanged and
+ * no output is written.
+ *
+ * # Safety
+ * `trainer` a trainer of this library, used by one thread at a time;
+ * buffers valid for their lengths, disjoint from each other and the
+ * trainer.
+ */
+msde_status msde_trainer_fit(struct msde_trainer *trainer,
+                             const struct msde_fit_config *config,
+                             const float *z,
+                             size_t z_len,
+                             const float *t,
+                             size_t t_len,
+                             const uint32_t *track,
+                             size_t track_len,
+                             float *float_workspace,
+                             size_t float_workspace_len,
+                             uint32_t *index_workspace,
+                             size_t index_workspace_len,
+                             float *epoch_losses,
+                             size_t epoch_losses_len,
+                             struct msde_fit_report *report,
+                             struct msde_error *err);
 
 /**
  * Workspace length (floats) msde_eigen_sym needs for a d×d matrix

@@ -200,6 +200,46 @@ class SampleReport(ctypes.Structure):
     _fields_ = [("accepted", c_uint64), ("rejected", c_uint64), ("evaluations", c_uint64), ("stopped", c_uint64)]
 
 UOT_DENSE, UOT_ONLINE = 0, 1
+UNTRACKED = 0xFFFFFFFF
+FIT_EPOCH_FLOATS = 4
+
+
+class FitConfig(ctypes.Structure):
+    """``msde_fit_config``; fill with :meth:`Library.fit_config`."""
+
+    _fields_ = [
+        ("epochs", c_size_t),
+        ("steps_per_epoch", c_size_t),
+        ("batch", c_size_t),
+        ("min_points", c_size_t),
+        ("epsilon_relative", c_float),
+        ("rho_relative", c_float),
+        ("track_bound", c_float),
+        ("uot_tol", c_float),
+        ("uot_max_iter", c_uint32),
+        ("validation_fraction", c_float),
+        ("validation_batches", c_size_t),
+        ("patience", c_size_t),
+        ("seed", c_uint64),
+        ("cluster", ClusterConfig),
+    ]
+
+
+class FitReport(ctypes.Structure):
+    """``msde_fit_report``."""
+
+    _fields_ = [
+        ("epochs", c_size_t),
+        ("best_epoch", c_size_t),
+        ("stopped_early", c_uint32),
+        ("clusters", c_size_t),
+        ("train_rows", c_size_t),
+        ("validation_rows", c_size_t),
+        ("skipped_steps", c_size_t),
+        ("whole_bin_batches", c_size_t),
+        ("best_validation", c_float),
+        ("steps", c_uint64),
+    ]
 
 
 class UotConfig(ctypes.Structure):
@@ -316,6 +356,15 @@ _SIGNATURES = {
             _U32_P, c_size_t, _FLOAT_P, c_size_t, POINTER(UotConfig),
             _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t,
             _FLOAT_P, c_size_t, POINTER(UotSummary), _ERR_P,
+        ],
+    ),
+    "msde_fit_config_default": (c_int32, [POINTER(FitConfig), _ERR_P]),
+    "msde_fit_workspace_len": (c_int32, [c_void_p, c_size_t, POINTER(FitConfig), _SIZE_P, _SIZE_P, _ERR_P]),
+    "msde_trainer_fit": (
+        c_int32,
+        [
+            c_void_p, POINTER(FitConfig), _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _U32_P, c_size_t,
+            _FLOAT_P, c_size_t, _U32_P, c_size_t, _FLOAT_P, c_size_t, POINTER(FitReport), _ERR_P,
         ],
     ),
 }
@@ -504,6 +553,15 @@ class Library:
             plan=list(pl) if plan else None, summary=summary,
         )
 
+    def fit_config(self, /, **fields):
+        """Default ``msde_fit_config`` with ``fields`` overriding (``cluster``
+        fields through ``cfg.cluster``)."""
+        cfg = FitConfig()
+        self.call("msde_fit_config_default", ctypes.byref(cfg))
+        for name, value in fields.items():
+            setattr(cfg, name, value)
+        return cfg
+
     def sample_config(self, method, /, **fields):
         cfg = SampleConfig()
         self.call("msde_sample_config_default", method, ctypes.byref(cfg))
@@ -622,6 +680,26 @@ class Trainer:
     def model(self):
         """The model being trained (borrowed: valid while the trainer is)."""
         return Model(self.lib, self.lib._handle("msde_trainer_model", self.handle), owned=False, keep=self)
+
+    def fit(self, cfg, z, t, track=(), workspace_fill=0.0):
+        """Trains on raw snapshots ``z`` (n*d) at times ``t`` (n) with
+        optional track ids (UNTRACKED for untracked rows). Returns (per-epoch
+        losses as lists [train total, drift, diffusion, validation total],
+        FitReport)."""
+        zz, z_len = floats(z)
+        tt, n = floats(t)
+        tr, tr_len = u32s(track)
+        model = self.lib._handle("msde_trainer_model", self.handle)
+        fl, il = c_size_t(), c_size_t()
+        self.lib.call("msde_fit_workspace_len", model, n, ctypes.byref(cfg), ctypes.byref(fl), ctypes.byref(il))
+        losses, report = empty(cfg.epochs * FIT_EPOCH_FLOATS), FitReport()
+        self.lib.call(
+            "msde_trainer_fit", self.handle, ctypes.byref(cfg), zz, z_len, tt, n, tr, tr_len,
+            floats([workspace_fill] * fl.value)[0], fl.value, empty_u32(il.value), il.value,
+            losses, len(losses), ctypes.byref(report),
+        )
+        k = FIT_EPOCH_FLOATS
+        return [list(losses[e * k:(e + 1) * k]) for e in range(cfg.epochs)], report
 
     def step(self, epoch, **arrays):
         """One step on a minibatch given as lists: x, t, h, v_hat, mass and

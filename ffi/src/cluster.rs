@@ -83,7 +83,7 @@ pub struct msde_cluster_summary {
     pub eigenvalues: [f32; MSDE_CLUSTER_EIGENVALUES],
 }
 
-fn to_core(c: &msde_cluster_config) -> Result<ClusterConfig<f32>> {
+pub(crate) fn to_core(c: &msde_cluster_config) -> Result<ClusterConfig<f32>> {
     let sigma_z = match c.sigma_z_mode {
         MSDE_SIGMA_Z_GIVEN => SpatialScale::Given(c.sigma_z),
         MSDE_SIGMA_Z_MEDIAN => SpatialScale::Median,
@@ -115,6 +115,33 @@ fn to_core(c: &msde_cluster_config) -> Result<ClusterConfig<f32>> {
     })
 }
 
+/// The C config of a core config (fields that its modes do not read keep
+/// the defaults: sigma_z 1, sigma_z_neighbour 7).
+pub(crate) fn from_core(c: &ClusterConfig<f32>) -> msde_cluster_config {
+    let (sigma_z_mode, sigma_z, sigma_z_neighbour) = match c.sigma_z {
+        SpatialScale::Given(s) => (MSDE_SIGMA_Z_GIVEN, s, 7),
+        SpatialScale::Median => (MSDE_SIGMA_Z_MEDIAN, 1.0, 7),
+        SpatialScale::SelfTuning { neighbour } => (MSDE_SIGMA_Z_SELF_TUNING, 1.0, neighbour),
+    };
+    msde_cluster_config {
+        k: c.k,
+        choose_k: c.choose_k as u32,
+        sigma_z_mode,
+        sigma_z,
+        sigma_t: c.sigma_t,
+        sigma_z_neighbour,
+        knn_neighbours: match c.mode {
+            Mode::Dense => 0,
+            Mode::Knn { neighbours } => neighbours,
+        },
+        restarts: c.restarts,
+        kmeans_max_iter: c.kmeans_max_iter,
+        eigen_max_iter: c.eigen_max_iter,
+        seed: c.seed,
+        memory_limit_bytes: c.memory_limit_bytes,
+    }
+}
+
 /// Fills *out with the defaults for k clusters and time bandwidth sigma_t:
 /// median-heuristic sigma_z, dense affinity, 10 restarts of at most 100
 /// Lloyd iterations, 200 eigensolver iterations, seed 0, memory limit 1 GiB.
@@ -131,21 +158,7 @@ pub unsafe extern "C" fn msde_cluster_config_default(
 ) -> msde_status {
     guard(err, || {
         let out = unsafe { value_out(out, "out") }?;
-        let c = ClusterConfig::<f32>::new(k, sigma_t);
-        *out = msde_cluster_config {
-            k: c.k,
-            choose_k: c.choose_k as u32,
-            sigma_z_mode: MSDE_SIGMA_Z_MEDIAN,
-            sigma_z: 1.0,
-            sigma_t: c.sigma_t,
-            sigma_z_neighbour: 7,
-            knn_neighbours: 0,
-            restarts: c.restarts,
-            kmeans_max_iter: c.kmeans_max_iter,
-            eigen_max_iter: c.eigen_max_iter,
-            seed: c.seed,
-            memory_limit_bytes: c.memory_limit_bytes,
-        };
+        *out = from_core(&ClusterConfig::<f32>::new(k, sigma_t));
         Ok(())
     })
 }

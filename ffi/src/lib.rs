@@ -22,6 +22,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 
 mod buffers;
 mod cluster;
+mod fit;
 mod metrics;
 mod model;
 mod sample;
@@ -34,6 +35,7 @@ pub use cluster::{
     MSDE_SIGMA_Z_MEDIAN, MSDE_SIGMA_Z_SELF_TUNING, msde_cluster, msde_cluster_config,
     msde_cluster_config_default, msde_cluster_summary, msde_cluster_workspace_len,
 };
+pub use fit::*;
 pub use metrics::{
     MSDE_EIGEN_MAX_DIM, msde_eigen_sym, msde_eigen_sym_workspace_len, msde_energy_distance,
     msde_sliced_wasserstein, msde_sliced_wasserstein_workspace_len,

@@ -21,7 +21,7 @@ pub struct msde_trainer {
     n_max: usize,
     m_max: usize,
     workspace_len: usize,
-    steps: u64,
+    pub(crate) steps: u64,
     heap_bytes: usize,
 }
 const _: () = assert!(size_of::<msde_trainer>().is_multiple_of(8));
@@ -92,17 +92,17 @@ fn sizes(
 }
 
 /// Parts of a live trainer: header, model pointer, Adam moments, workspace.
-struct Parts<'a> {
-    head: &'a mut msde_trainer,
-    model: *mut msde_model,
-    m: &'a mut [f32],
-    v: &'a mut [f32],
+pub(crate) struct Parts<'a> {
+    pub(crate) head: &'a mut msde_trainer,
+    pub(crate) model: *mut msde_model,
+    pub(crate) m: &'a mut [f32],
+    pub(crate) v: &'a mut [f32],
     ws: &'a mut [f32],
 }
 
 /// # Safety
 /// `ptr` NULL or a trainer of this library, used by this thread only.
-unsafe fn trainer_parts<'a>(ptr: *mut msde_trainer) -> Result<Parts<'a>> {
+pub(crate) unsafe fn trainer_parts<'a>(ptr: *mut msde_trainer) -> Result<Parts<'a>> {
     let head: &mut msde_trainer = unsafe { crate::buffers::value_out(ptr, "trainer") }?;
     if head.tag != TRAINER_TAG {
         return Err(Error::new(

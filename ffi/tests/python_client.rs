@@ -17,6 +17,10 @@ use morphosde_core::metrics::{
 };
 use morphosde_core::model::{Config, Layout, Learned};
 use morphosde_core::rng::{Family, Rng};
+use morphosde_core::synthetic::{EmbryoProcess, SnapshotDesign, snapshots_workspace_len};
+use morphosde_core::train::fit::{
+    Control, FitConfig, ModelLearner, Observations, fit, fit_workspace_len,
+};
 use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
 use morphosde_core::uot::{
     TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, solve_uot, uot_workspace_len,
@@ -375,6 +379,117 @@ fn uot_case(online: bool) -> String {
         .done()
 }
 
+/// Snapshots of the synthetic embryo process in 2-D: 3 bins of 60, 20
+/// embryos tracked through all bins.
+fn snapshots() -> (Vec<f32>, Vec<f32>, Vec<u32>) {
+    let p = EmbryoProcess { d: 2 };
+    let bins = [0.0f32, 0.2, 0.4];
+    let design = SnapshotDesign {
+        bins: &bins,
+        per_bin: 60,
+        tracked: 20,
+        seed: 3,
+        h_max: 0.02,
+    };
+    let obs = design.observations();
+    let (mut z, mut t, mut track) = (vec![0.0; obs * 2], vec![0.0; obs], vec![0; obs]);
+    let mut ws = vec![0.0; snapshots_workspace_len(&p, &design, 1)];
+    p.snapshots(&design, &mut z, &mut t, &mut track, &mut ws)
+        .unwrap();
+    (z, t, track)
+}
+
+/// The training loop's small configuration of the fit case.
+fn small_fit_config() -> FitConfig<f32> {
+    let mut cfg = FitConfig::new();
+    cfg.epochs = 4;
+    cfg.steps_per_epoch = 3;
+    cfg.batch = 24;
+    cfg.min_points = 8;
+    cfg.validation_fraction = 0.2;
+    cfg.validation_batches = 2;
+    cfg.patience = 1;
+    cfg.cluster.k = 2;
+    cfg.seed = 8;
+    cfg
+}
+
+/// core fit of the small model on the snapshots (with and without track
+/// ids), from its seeded initialisation.
+fn fit_case(tracked: bool) -> String {
+    let config = small_config();
+    let layout = Layout::new(&config).unwrap();
+    let (z, t, mut track) = snapshots();
+    if !tracked {
+        track.fill(morphosde_core::sampler::UNTRACKED);
+    }
+    let cfg = small_fit_config();
+    let p = layout.len;
+    let (mut params, mut best) = (vec![0.0f32; p], vec![0.0; p]);
+    layout.init(config.seed, &mut params).unwrap();
+    let (mut m, mut v) = (vec![0.0; p], vec![0.0; p]);
+    let adam = AdamState {
+        m: &mut m,
+        v: &mut v,
+        steps: 0,
+    };
+    let mut learner = ModelLearner::new(&config, &mut params, &mut best, adam).unwrap();
+    let need = fit_workspace_len(t.len(), 2, &cfg, &learner).unwrap();
+    let (mut fw, mut iw) = (vec![f32::NAN; need.floats], vec![u32::MAX; need.indices]);
+    let data = Observations {
+        z: &z,
+        t: &t,
+        track: &track,
+        d: 2,
+    };
+    let mut losses = vec![f32::NAN; cfg.epochs * 4];
+    let r = fit(&data, &cfg, &mut learner, &mut fw, &mut iw, &mut |e| {
+        let valid = e.validation.map_or(f32::NAN, |l| l.total);
+        losses[e.epoch * 4..][..4].copy_from_slice(&[
+            e.train.total,
+            e.train.drift,
+            e.train.diffusion,
+            valid,
+        ]);
+        Control::Continue
+    })
+    .unwrap();
+    let steps = learner.adam.steps;
+    // Non-finite floats (epochs not run) as null.
+    let losses: Vec<String> = losses
+        .iter()
+        .map(|&x| {
+            if x.is_finite() {
+                float(x)
+            } else {
+                "null".into()
+            }
+        })
+        .collect();
+    Json::default()
+        .field("z", floats(&z))
+        .field("t", floats(&t))
+        .field("track", if tracked { list(&track) } else { "[]".into() })
+        .field("epochs", cfg.epochs.to_string())
+        .field("steps_per_epoch", cfg.steps_per_epoch.to_string())
+        .field("batch", cfg.batch.to_string())
+        .field("min_points", cfg.min_points.to_string())
+        .field("validation_fraction", float(cfg.validation_fraction))
+        .field("validation_batches", cfg.validation_batches.to_string())
+        .field("patience", cfg.patience.to_string())
+        .field("clusters", cfg.cluster.k.to_string())
+        .field("seed", cfg.seed.to_string())
+        .field("params", floats(&params))
+        .field("epoch_losses", format!("[{}]", losses.join(", ")))
+        .field("report_epochs", r.epochs.to_string())
+        .field("best_epoch", r.best_epoch.to_string())
+        .field("stopped_early", (r.stopped_early as u32).to_string())
+        .field("train_rows", r.train_rows.to_string())
+        .field("validation_rows", r.validation_rows.to_string())
+        .field("steps", steps.to_string())
+        .done()
+}
+
 fn expected() -> String {
     Json::default()
         .field(
@@ -386,6 +501,7 @@ fn expected() -> String {
         .field("sample", sample_case())
         .field("metrics", metrics_case())
         .field("uot", format!("[{}, {}]", uot_case(false), uot_case(true)))
+        .field("fit", format!("[{}, {}]", fit_case(true), fit_case(false)))
         .done()
 }
 

@@ -701,6 +701,170 @@ class Uot(CallCase):
         self.assertGreater(rows[0], 0.0)
 
 
+def fit_config(case, **extra):
+    """The fit configuration of ffi/tests/python_client.rs's fit case."""
+    cfg = LIB.fit_config(
+        epochs=case["epochs"], steps_per_epoch=case["steps_per_epoch"], batch=case["batch"],
+        min_points=case["min_points"], validation_fraction=case["validation_fraction"],
+        validation_batches=case["validation_batches"], patience=case["patience"], seed=case["seed"],
+    )
+    cfg.cluster.k = case["clusters"]
+    for name, value in extra.items():
+        setattr(cfg, name, value)
+    return cfg
+
+
+def toy_snapshots():
+    """Three time bins of 30 points drifting right, ten embryos tracked."""
+    import random
+
+    rng = random.Random(5)
+    z, t, track = [], [], []
+    for b in range(3):
+        for i in range(30):
+            z += [0.5 * b + rng.gauss(0.0, 0.3), rng.gauss(0.0, 0.3)]
+            t.append(0.2 * b)
+            track.append(i if i < 10 else morphosde.UNTRACKED)
+    return z, t, track
+
+
+class Fit(CallCase):
+    SMALL = dict(
+        epochs=2, steps_per_epoch=2, batch=16, min_points=4, validation_fraction=0.2, validation_batches=1,
+        patience=1, seed=1, clusters=2,
+    )
+
+    def test_defaults(self):
+        cfg = LIB.fit_config()
+        self.assertEqual((cfg.epochs, cfg.steps_per_epoch, cfg.batch, cfg.min_points), (40, 50, 128, 16))
+        self.assertEqual(
+            (cfg.epsilon_relative, cfg.rho_relative, cfg.track_bound, cfg.uot_tol, cfg.uot_max_iter),
+            (f32(0.05), 10.0, 0.5, f32(1e-4), 5000),
+        )
+        self.assertEqual((cfg.validation_fraction, cfg.validation_batches, cfg.patience, cfg.seed), (f32(0.15), 8, 8, 0))
+        self.assertEqual((cfg.cluster.k, cfg.cluster.sigma_t, cfg.cluster.restarts), (4, f32(0.3), 10))
+
+    @needs_expected
+    def test_equals_rust_core(self):
+        for case in EXPECTED["fit"]:
+            with self.subTest(tracked=bool(case["track"])):
+                trainer = LIB.model_new(small_model_config()).trainer(n_max=1)
+                losses, report = trainer.fit(fit_config(case), case["z"], case["t"], case["track"], workspace_fill=NAN)
+                self.assertEqual(trainer.model().params(), case["params"])
+                flat = [x for epoch in losses for x in epoch]
+                want = [NAN if x is None else x for x in case["epoch_losses"]]
+                self.assertEqual(repr(flat), repr(want))
+                self.assertEqual(
+                    (report.epochs, report.best_epoch, report.stopped_early, report.train_rows,
+                     report.validation_rows, report.steps),
+                    (case["report_epochs"], case["best_epoch"], case["stopped_early"], case["train_rows"],
+                     case["validation_rows"], case["steps"]),
+                )
+                self.assertEqual(report.best_validation, losses[report.best_epoch][3])
+                self.assertEqual(report.clusters, case["clusters"])
+                # The trained model samples.
+                out, stop, _ = trainer.model().sample(
+                    LIB.sample_config(morphosde.SAMPLE_EULER_MARUYAMA, seed=1), [0.0, 0.0], 0.0, [0.2, 0.4], 8
+                )
+                self.assertTrue(all(math.isfinite(v) for v in out))
+
+    def test_bad_input_leaves_the_trainer_unchanged(self):
+        z, t, track = toy_snapshots()
+        model = LIB.model_new(small_model_config())
+        trainer = model.trainer(n_max=1)
+        handle = LIB._handle("msde_trainer_model", trainer.handle)
+        cfg = fit_config(self.SMALL)
+        n = len(t)
+        fl, il = ctypes.c_size_t(), ctypes.c_size_t()
+        LIB.call("msde_fit_workspace_len", handle, n, ctypes.byref(cfg), ctypes.byref(fl), ctypes.byref(il))
+        zz, _ = morphosde.floats(z)
+        tt, _ = morphosde.floats(t)
+        tr, _ = morphosde.u32s(track)
+        fw, iw = morphosde.empty(fl.value), morphosde.empty_u32(il.value)
+        losses = morphosde.empty(cfg.epochs * 4)
+        report = morphosde.FitReport()
+        base = dict(
+            trainer=trainer.handle, cfg=ctypes.byref(cfg), z=zz, z_len=2 * n, t=tt, t_len=n, track=tr, track_len=n,
+            fw=fw, fw_len=fl.value, iw=iw, iw_len=il.value, losses=losses, losses_len=len(losses),
+        )
+        order = list(base)
+
+        def cfg_with(**fields):
+            c = fit_config(self.SMALL)
+            for name, value in fields.items():
+                if name.startswith("cluster_"):
+                    setattr(c.cluster, name[len("cluster_"):], value)
+                else:
+                    setattr(c, name, value)
+            return ctypes.byref(c)
+
+        def replace(values, i, v, make=morphosde.floats):
+            values = list(values)
+            values[i] = v
+            return make(values)[0]
+
+        one_bin, _ = morphosde.floats([0.0] * n)
+        few = 2
+        few_t, _ = morphosde.floats([0.0, 0.2])
+        before = trainer.model().params()
+        table = [
+            (dict(trainer=None), 1, "trainer"),
+            (dict(cfg=None), 1, "config"),
+            (dict(z=None), 1, "z"),
+            (dict(t=None), 1, "t"),
+            (dict(fw=None), 1, "float_workspace"),
+            (dict(z_len=2 * n - 1), 2, "z"),
+            (dict(t_len=0, z_len=0), 2, "t"),
+            (dict(track_len=n - 1), 2, "track"),
+            (dict(losses_len=len(losses) - 1), 2, "epoch_losses"),
+            (dict(z=replace(z, 7, NAN)), 3, "z"),
+            (dict(t=replace(t, 3, math.inf)), 3, "t"),
+            (dict(t=one_bin), None, None),
+            # Fewer observations than clusters.
+            (dict(t=few_t, t_len=few, z_len=2 * few, track_len=0, cfg=cfg_with(cluster_k=3)), None, "k"),
+            (dict(cfg=cfg_with(epochs=0)), 4, "epochs"),
+            (dict(cfg=cfg_with(batch=1)), 4, "batch"),
+            (dict(cfg=cfg_with(epsilon_relative=NAN)), 4, "epsilon_relative"),
+            (dict(cfg=cfg_with(rho_relative=0.0)), 4, "rho_relative"),
+            (dict(cfg=cfg_with(track_bound=1.5)), 4, "track_bound"),
+            (dict(cfg=cfg_with(validation_fraction=0.95)), 4, "validation_fraction"),
+            (dict(cfg=cfg_with(validation_batches=0)), 4, "validation_batches"),
+            (dict(cfg=cfg_with(cluster_k=0)), 4, "k"),
+            (dict(cfg=cfg_with(cluster_sigma_z_mode=9)), 4, "sigma_z_mode"),
+            (dict(fw_len=fl.value - 1), 5, "float_workspace"),
+            (dict(iw_len=il.value - 1), 5, "index_workspace"),
+        ]
+        for over, status, word in table:
+            args = dict(base)
+            args.update(over)
+            losses[0] = 77.0
+            report.epochs = 999
+            with self.subTest(over=list(over)):
+                with self.assertRaises(morphosde.MorphosdeError) as ctx:
+                    LIB.call("msde_trainer_fit", *([args[k] for k in order] + [ctypes.byref(report)]))
+                if status is not None:
+                    self.assertEqual(ctx.exception.status, status, ctx.exception)
+                else:
+                    self.assertIn(ctx.exception.status, (2, 4), ctx.exception)
+                if word:
+                    self.assertIn(word, ctx.exception.message)
+                self.assertEqual((losses[0], report.epochs), (77.0, 999))
+                self.assertEqual(trainer.model().params(), before)
+        # The size query: NULL and bad arguments.
+        out = ctypes.c_size_t(3)
+        self.assert_fails("msde_fit_workspace_len", (None, n, ctypes.byref(cfg), ctypes.byref(out), ctypes.byref(out)), 1, "model")
+        self.assert_fails("msde_fit_workspace_len", (handle, n, None, ctypes.byref(out), ctypes.byref(out)), 1, "config")
+        self.assert_fails("msde_fit_workspace_len", (handle, n, cfg_with(epochs=0), ctypes.byref(out), ctypes.byref(out)), 4, "epochs")
+        self.assert_fails("msde_fit_workspace_len", (handle, n, ctypes.byref(cfg), None, ctypes.byref(out)), 1, "float_len")
+        self.assertEqual(out.value, 3)
+        self.assert_fails("msde_fit_config_default", (None,), 1, "out")
+        # Still usable: a good call trains, continuing the step count.
+        trainer.step(0, x=[0.0, 0.0], t=[0.0], h=[0.1], v_hat=[0.1, 0.0], mass=[1.0], y=[0.01, 0.0])
+        _, r = trainer.fit(cfg, z, t, track)
+        self.assertEqual(r.steps, 1 + cfg.epochs * cfg.steps_per_epoch - r.skipped_steps)
+        self.assertNotEqual(trainer.model().params(), before)
+
+
 class Metrics(CallCase):
     @needs_expected
     def test_equal_rust_core(self):

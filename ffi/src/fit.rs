@@ -1,0 +1,361 @@
+//! Training from raw snapshots over the C ABI: the core's training loop
+//! (cluster → per step: sample two adjacent time bins of one cluster → UOT
+//! with the self-edge bound on tracked pairs → targets → train step; per
+//! epoch: validation on held-out embryos, early stopping, best model kept)
+//! run on a trainer, with caller workspaces only (usable without std).
+
+use crate::buffers::{input, optional_out, output, value_in, value_out};
+use crate::cluster::{self, msde_cluster_config};
+use crate::model::{model_ref, msde_model};
+use crate::status::{guard, msde_error, msde_status};
+use crate::train::{msde_trainer, trainer_parts};
+use morphosde_core::Result;
+use morphosde_core::error::{Arena, Error, check_len, check_room, checked_mul};
+use morphosde_core::model::Config;
+use morphosde_core::sampler::UNTRACKED;
+use morphosde_core::train::AdamState;
+use morphosde_core::train::fit::{
+    Control, FitConfig, ModelLearner, Observations, fit, fit_workspace_len,
+};
+
+/// Track id of an untracked observation (msde_trainer_fit's `track`).
+pub const MSDE_UNTRACKED: u32 = 0xFFFF_FFFF;
+const _: () = assert!(MSDE_UNTRACKED == UNTRACKED);
+
+/// Floats per epoch in msde_trainer_fit's `epoch_losses`: the means of the
+/// epoch's training steps (total, drift, diffusion before lambda) and the
+/// mean validation total (NaN without validation).
+pub const MSDE_FIT_EPOCH_FLOATS: usize = 4;
+
+/// Settings of msde_trainer_fit; fill with msde_fit_config_default.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct msde_fit_config {
+    /// Epochs at most (>= 1).
+    pub epochs: usize,
+    /// Train steps per epoch (>= 1).
+    pub steps_per_epoch: usize,
+    /// Sources and targets per minibatch at most (>= 2).
+    pub batch: usize,
+    /// A cluster with fewer points in a bin falls back to the whole bin.
+    pub min_points: usize,
+    /// UOT epsilon as a fraction of the batch's median squared distance
+    /// (> 0, finite).
+    pub epsilon_relative: f32,
+    /// UOT rho (both sides) as a fraction of that median (> 0; +INFINITY:
+    /// balanced).
+    pub rho_relative: f32,
+    /// Self-edge bound beta in [0, 1] on tracked pairs.
+    pub track_bound: f32,
+    /// UOT tolerance (> 0) and iteration cap (>= 1); a batch whose UOT does
+    /// not converge is skipped and counted.
+    pub uot_tol: f32,
+    pub uot_max_iter: u32,
+    /// Fraction of embryos held out for validation, in [0, 0.9] (0: no
+    /// validation, no early stopping, the last parameters are kept).
+    pub validation_fraction: f32,
+    /// Validation batches per epoch (>= 1 with validation).
+    pub validation_batches: usize,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: usize,
+    /// Seed of the split, clustering and minibatches.
+    pub seed: u64,
+    /// Clustering of the training rows (its seed is replaced by `seed`).
+    pub cluster: msde_cluster_config,
+}
+
+/// What msde_trainer_fit did.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct msde_fit_report {
+    /// Epochs run (fewer than configured after early stopping).
+    pub epochs: usize,
+    /// Epoch (0-based) whose parameters the trainer holds at the end: the
+    /// best validation loss, or with no validation the best training loss
+    /// (the last epoch's parameters are kept then).
+    pub best_epoch: usize,
+    /// 1 when early stopping ended the loop before config->epochs.
+    pub stopped_early: u32,
+    /// Clusters of the training rows.
+    pub clusters: usize,
+    /// Observations trained on and held out.
+    pub train_rows: usize,
+    pub validation_rows: usize,
+    /// Training steps skipped (UOT not converged or a non-finite loss;
+    /// parameters untouched) and batches that fell back to whole bins,
+    /// over all epochs.
+    pub skipped_steps: usize,
+    pub whole_bin_batches: usize,
+    /// Best validation total loss (NaN without validation).
+    pub best_validation: f32,
+    /// Optimiser steps the trainer has taken, including earlier calls.
+    pub steps: u64,
+}
+
+fn to_core(c: &msde_fit_config) -> Result<FitConfig<f32>> {
+    let mut f = FitConfig::new();
+    f.epochs = c.epochs;
+    f.steps_per_epoch = c.steps_per_epoch;
+    f.batch = c.batch;
+    f.min_points = c.min_points;
+    f.epsilon_relative = c.epsilon_relative;
+    f.rho_relative = c.rho_relative;
+    f.track_bound = c.track_bound;
+    f.uot_tol = c.uot_tol;
+    f.uot_max_iter = c.uot_max_iter;
+    f.cluster = cluster::to_core(&c.cluster)?;
+    f.validation_fraction = c.validation_fraction;
+    f.validation_batches = c.validation_batches;
+    f.patience = c.patience;
+    f.seed = c.seed;
+    Ok(f)
+}
+
+/// Fills *out with the training loop's defaults: 40 epochs of 50 steps,
+/// batches of 128 (16 points before the whole-bin fallback), epsilon 0.05
+/// and rho 10 times the batch's median squared distance, self-edge bound
+/// 0.5, UOT tol 1e-4 and 5000 iterations, 4 clusters with sigma_t 0.3 time
+/// units (otherwise msde_cluster_config_default), 15% of embryos held out,
+/// 8 validation batches, patience 8, seed 0.
+///
+/// # Safety
+/// `out` NULL (refused) or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msde_fit_config_default(
+    out: *mut msde_fit_config,
+    err: *mut msde_error,
+) -> msde_status {
+    guard(err, || {
+        let out = unsafe { value_out(out, "out") }?;
+        let f = FitConfig::<f32>::new();
+        *out = msde_fit_config {
+            epochs: f.epochs,
+            steps_per_epoch: f.steps_per_epoch,
+            batch: f.batch,
+            min_points: f.min_points,
+            epsilon_relative: f.epsilon_relative,
+            rho_relative: f.rho_relative,
+            track_bound: f.track_bound,
+            uot_tol: f.uot_tol,
+            uot_max_iter: f.uot_max_iter,
+            validation_fraction: f.validation_fraction,
+            validation_batches: f.validation_batches,
+            patience: f.patience,
+            seed: f.seed,
+            cluster: cluster::from_core(&f.cluster),
+        };
+        Ok(())
+    })
+}
+
+/// Workspace lengths (floats, indices): the loop's own, then the working
+/// copies of parameters, best parameters and Adam moments and the staged
+/// epoch losses (floats), and the staged track ids (indices).
+fn sizes(
+    config: &Config,
+    params: usize,
+    n: usize,
+    fit_cfg: &FitConfig<f32>,
+) -> Result<(usize, usize)> {
+    // Sized through a learner over empty buffers: only its config is read.
+    let sizing = ModelLearner {
+        config,
+        params: &mut [],
+        best: &mut [],
+        adam: AdamState {
+            m: &mut [],
+            v: &mut [],
+            steps: 0,
+        },
+    };
+    let need = fit_workspace_len(n, config.d, fit_cfg, &sizing)?;
+    let too_big = || Error::bad_dim("n", "too many observations");
+    let extra = checked_mul(params, 4, "model")?
+        .checked_add(checked_mul(
+            fit_cfg.epochs,
+            MSDE_FIT_EPOCH_FLOATS,
+            "epochs",
+        )?)
+        .ok_or_else(too_big)?;
+    Ok((
+        need.floats.checked_add(extra).ok_or_else(too_big)?,
+        need.indices.checked_add(n).ok_or_else(too_big)?,
+    ))
+}
+
+/// Workspace msde_trainer_fit needs to train `model`'s configuration (the
+/// trainer's model from msde_trainer_model, or the model the trainer was
+/// made from) on n observations under *config: *float_len floats and
+/// *index_len uint32 values. Checks the whole config.
+///
+/// # Safety
+/// `model` a model of this library; `config` valid; the outputs writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msde_fit_workspace_len(
+    model: *const msde_model,
+    n: usize,
+    config: *const msde_fit_config,
+    float_len: *mut usize,
+    index_len: *mut usize,
+    err: *mut msde_error,
+) -> msde_status {
+    guard(err, || {
+        let (m, _) = unsafe { model_ref(model, "model") }?;
+        let cfg = to_core(unsafe { value_in(config, "config") }?)?;
+        let float_len = unsafe { value_out(float_len, "float_len") }?;
+        let index_len = unsafe { value_out(index_len, "index_len") }?;
+        (*float_len, *index_len) = sizes(&m.config, m.layout.len, n, &cfg)?;
+        Ok(())
+    })
+}
+
+/// Trains the trainer's model on raw snapshots: n = t_len observations z
+/// (n x d row-major, d the model's dimension) at times t (n; observations
+/// sharing a time form a time bin, at least two bins are needed), with
+/// optional track ids (`track`: n uint32, the same id for the same embryo
+/// at different times, MSDE_UNTRACKED for untracked rows; NULL/0: all
+/// untracked). Held-out embryos (validation_fraction) give the validation
+/// loss that early stopping watches and that picks the parameters kept.
+/// The trainer's Adam state and step count carry over from earlier calls
+/// and msde_trainer_step; its n_max and m_max do not limit this call.
+///
+/// - `float_workspace`, `index_workspace`: msde_fit_workspace_len sizes.
+/// - `epoch_losses`: optional (NULL/0, or exactly config->epochs *
+///   MSDE_FIT_EPOCH_FLOATS floats): epoch e's means at
+///   [e*MSDE_FIT_EPOCH_FLOATS ...] (train total, drift, diffusion,
+///   validation total or NaN); epochs not run (early stop) are NaN.
+/// - `report`: optional (NULL to skip).
+///
+/// Results are bit-identical to the Rust core's fit with ModelLearner on
+/// the same inputs and seeds, for any thread count.
+///
+/// Errors: NULL pointers, lengths that disagree (MSDE_ERR_BAD_DIMENSION),
+/// NaN/Inf in z or t, out-of-range settings, a single time bin, a held-out
+/// set that leaves nothing to train on or spans one bin
+/// (MSDE_ERR_BAD_CONFIG), short workspaces, clustering failures. On any
+/// error the trainer (parameters, Adam state, step count) is unchanged and
+/// no output is written.
+///
+/// # Safety
+/// `trainer` a trainer of this library, used by one thread at a time;
+/// buffers valid for their lengths, disjoint from each other and the
+/// trainer.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn msde_trainer_fit(
+    trainer: *mut msde_trainer,
+    config: *const msde_fit_config,
+    z: *const f32,
+    z_len: usize,
+    t: *const f32,
+    t_len: usize,
+    track: *const u32,
+    track_len: usize,
+    float_workspace: *mut f32,
+    float_workspace_len: usize,
+    index_workspace: *mut u32,
+    index_workspace_len: usize,
+    epoch_losses: *mut f32,
+    epoch_losses_len: usize,
+    report: *mut msde_fit_report,
+    err: *mut msde_error,
+) -> msde_status {
+    guard(err, || {
+        let cfg = to_core(unsafe { value_in(config, "config") }?)?;
+        let z = unsafe { input(z, z_len, "z") }?;
+        let t = unsafe { input(t, t_len, "t") }?;
+        let track = unsafe { input(track, track_len, "track") }?;
+        let fw = unsafe { output(float_workspace, float_workspace_len, "float_workspace") }?;
+        let iw = unsafe { output(index_workspace, index_workspace_len, "index_workspace") }?;
+        let losses = unsafe { output(epoch_losses, epoch_losses_len, "epoch_losses") }?;
+        let report = unsafe { optional_out(report, "report") }?;
+        let parts = unsafe { trainer_parts(trainer) }?;
+        let (m, params) = unsafe { model_ref(parts.model, "trainer") }?;
+        let (config, p) = (m.config, params.len());
+        let n = t.len();
+        if n == 0 {
+            return Err(Error::bad_dim("t", "no observations"));
+        }
+        let (need_f, need_i) = sizes(&config, p, n, &cfg)?;
+        check_len(z, checked_mul(n, config.d, "t")?, "z")?;
+        if !track.is_empty() {
+            check_len(track, n, "track")?;
+        }
+        let epoch_floats = cfg.epochs * MSDE_FIT_EPOCH_FLOATS;
+        if !losses.is_empty() {
+            check_len(losses, epoch_floats, "epoch_losses")?;
+        }
+        check_room(fw, need_f, "float_workspace")?;
+        check_room(iw, need_i, "index_workspace")?;
+        let mut floats = Arena::new(fw);
+        let work = floats.take(p)?;
+        let best = floats.take(p)?;
+        let adam_m = floats.take(p)?;
+        let adam_v = floats.take(p)?;
+        let staged = floats.take(epoch_floats)?;
+        let mut ints = Arena::new(iw);
+        let tracks = ints.take(n)?;
+        if track.is_empty() {
+            tracks.fill(UNTRACKED);
+        } else {
+            tracks.copy_from_slice(track);
+        }
+        work.copy_from_slice(params);
+        adam_m.copy_from_slice(parts.m);
+        adam_v.copy_from_slice(parts.v);
+        staged.fill(f32::NAN);
+        let adam = AdamState {
+            m: adam_m,
+            v: adam_v,
+            steps: parts.head.steps,
+        };
+        let mut learner = ModelLearner::new(&config, work, best, adam)?;
+        let data = Observations {
+            z,
+            t,
+            track: tracks,
+            d: config.d,
+        };
+        let (mut skipped, mut whole) = (0, 0);
+        let r = fit(
+            &data,
+            &cfg,
+            &mut learner,
+            floats.rest(),
+            ints.rest(),
+            &mut |e| {
+                let at = &mut staged[e.epoch * MSDE_FIT_EPOCH_FLOATS..][..MSDE_FIT_EPOCH_FLOATS];
+                let valid = e.validation.map_or(f32::NAN, |l| l.total);
+                at.copy_from_slice(&[e.train.total, e.train.drift, e.train.diffusion, valid]);
+                skipped += e.skipped;
+                whole += e.whole_bins;
+                Control::Continue
+            },
+        )?;
+        let steps = learner.adam.steps;
+        // Success: commit parameters, Adam state and outputs.
+        let (_, params) = unsafe { crate::model::model_params_mut(parts.model, "trainer") }?;
+        params.copy_from_slice(learner.params);
+        parts.m.copy_from_slice(learner.adam.m);
+        parts.v.copy_from_slice(learner.adam.v);
+        parts.head.steps = steps;
+        if !losses.is_empty() {
+            losses.copy_from_slice(staged);
+        }
+        if let Some(out) = report {
+            *out = msde_fit_report {
+                epochs: r.epochs,
+                best_epoch: r.best_epoch,
+                stopped_early: r.stopped_early as u32,
+                clusters: r.clusters,
+                train_rows: r.train_rows,
+                validation_rows: r.validation_rows,
+                skipped_steps: skipped,
+                whole_bin_batches: whole,
+                best_validation: r.best_validation.map_or(f32::NAN, |l| l.total),
+                steps,
+            };
+        }
+        Ok(())
+    })
+}
