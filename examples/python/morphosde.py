@@ -358,6 +358,14 @@ _SIGNATURES = {
             _FLOAT_P, c_size_t, POINTER(UotSummary), _ERR_P,
         ],
     ),
+    "msde_model_diffusion_spectrum_workspace_len": (c_int32, [c_void_p, c_size_t, _SIZE_P, _ERR_P]),
+    "msde_model_diffusion_spectrum": (
+        c_int32,
+        [
+            c_void_p, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t, _FLOAT_P, c_size_t,
+            _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _ERR_P,
+        ],
+    ),
     "msde_fit_config_default": (c_int32, [POINTER(FitConfig), _ERR_P]),
     "msde_fit_workspace_len": (c_int32, [c_void_p, c_size_t, POINTER(FitConfig), _SIZE_P, _SIZE_P, _ERR_P]),
     "msde_trainer_fit": (
@@ -633,6 +641,23 @@ class Model:
     def drift_factor(self, z, t):
         """(drift rows*d, factor L rows*d*q)."""
         return self._eval(z, t, True)
+
+    def diffusion_spectrum(self, z, t, workspace_fill=0.0):
+        """D = L L^T at states ``z`` (rows*d) and times ``t``: (eigenvalues
+        rows*d, eigenvectors rows*d*d (columns of each d x d block), D
+        rows*d*d)."""
+        info, _ = self.info()
+        zz, z_len = floats(z)
+        tt, rows = floats(t)
+        ws_len = c_size_t()
+        self.lib.call("msde_model_diffusion_spectrum_workspace_len", self.handle, rows, ctypes.byref(ws_len))
+        d = info.d
+        w, v, dm = empty(rows * d), empty(rows * d * d), empty(rows * d * d)
+        self.lib.call(
+            "msde_model_diffusion_spectrum", self.handle, zz, z_len, tt, rows, rows, w, len(w), v, len(v),
+            dm, len(dm), floats([workspace_fill] * ws_len.value)[0], ws_len.value,
+        )
+        return list(w), list(v), list(dm)
 
     def save(self):
         """Model bytes (``bytes``)."""

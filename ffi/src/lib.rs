@@ -38,6 +38,7 @@ pub use cluster::{
 pub use fit::*;
 pub use metrics::{
     MSDE_EIGEN_MAX_DIM, msde_eigen_sym, msde_eigen_sym_workspace_len, msde_energy_distance,
+    msde_model_diffusion_spectrum, msde_model_diffusion_spectrum_workspace_len,
     msde_sliced_wasserstein, msde_sliced_wasserstein_workspace_len,
 };
 pub use model::*;

@@ -3,12 +3,16 @@
 //! distances between clouds of samples (energy, sliced Wasserstein).
 
 use crate::buffers::{input, output, value_out};
+use crate::model::{eval_workspace, evaluate, model_ref, msde_model};
 use crate::status::{guard, msde_error, msde_status};
-use morphosde_core::error::{Error, check_len, check_room, checked_mul};
+use morphosde_core::Result;
+use morphosde_core::error::{Arena, Error, check_len, check_room, checked_mul};
 use morphosde_core::linalg::sym_eigen;
 use morphosde_core::metrics::{
-    energy_distance, sliced_wasserstein, sliced_wasserstein_workspace_len,
+    MAX_SPECTRUM_DIM, diffusion_from_factor, diffusion_spectrum, energy_distance,
+    sliced_wasserstein, sliced_wasserstein_workspace_len,
 };
+use morphosde_core::model::Layout;
 
 /// Largest d accepted by msde_eigen_sym.
 pub const MSDE_EIGEN_MAX_DIM: usize = 64;
@@ -87,6 +91,141 @@ pub unsafe extern "C" fn msde_eigen_sym(
         sym_eigen(a_copy, d, w_tmp, v_tmp)?;
         w.copy_from_slice(w_tmp);
         v.copy_from_slice(v_tmp);
+        Ok(())
+    })
+}
+
+/// Staged outputs of msde_model_diffusion_spectrum (f, L, w, V, D and the
+/// d x d scratch) followed by the model's evaluation workspace.
+fn spectrum_workspace(layout: &Layout, rows: usize) -> Result<usize> {
+    let (d, q) = (layout.d, layout.q);
+    if layout.head.is_none() {
+        return Err(Error::bad_config(
+            "model",
+            "has no diffusion head (learn_diffusion = 0)",
+        ));
+    }
+    let per_row = d + d * q + d + 2 * d * d;
+    checked_mul(rows, per_row, "rows")?
+        .checked_add(d * d)
+        .and_then(|s| s.checked_add(eval_workspace(layout, rows).ok()?))
+        .ok_or(Error::bad_dim("rows", "too many rows"))
+}
+
+/// Workspace (floats) msde_model_diffusion_spectrum needs for `rows`
+/// states, written to *out_len.
+///
+/// Errors: NULL pointers, a model without diffusion head
+/// (MSDE_ERR_BAD_CONFIG), a size overflow (MSDE_ERR_BAD_DIMENSION).
+///
+/// # Safety
+/// `model` a model of this library; `out_len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msde_model_diffusion_spectrum_workspace_len(
+    model: *const msde_model,
+    rows: usize,
+    out_len: *mut usize,
+    err: *mut msde_error,
+) -> msde_status {
+    guard(err, || {
+        let (m, _) = unsafe { model_ref(model, "model") }?;
+        let out = unsafe { value_out(out_len, "out_len") }?;
+        *out = spectrum_workspace(&m.layout, rows)?;
+        Ok(())
+    })
+}
+
+/// The model's diffusion D(z, t) = L L^T (the Ito covariance rate per unit
+/// time, state units squared per time unit) at `rows` states and its
+/// eigen-decomposition D = V diag(w) V^T: the directions along which
+/// trajectories spread and how fast.
+///
+/// - `z`: rows x d states (z_len = rows*d); `t`: rows times.
+/// - `w`: rows x d eigenvalues, each row descending (>= 0 up to rounding).
+/// - `v`: rows x d x d, or NULL/0 to skip: row r's eigenvectors as the
+///   columns of the d x d matrix at v[r*d*d] (column k for w[r*d + k],
+///   unit length, largest-magnitude entry positive).
+/// - `dm`: rows x d x d, or NULL/0 to skip: D itself, row-major, exactly
+///   symmetric.
+/// - `workspace`: msde_model_diffusion_spectrum_workspace_len floats.
+///
+/// Errors: as msde_model_drift_factor (a model without diffusion head is
+/// MSDE_ERR_BAD_CONFIG), d above MSDE_EIGEN_MAX_DIM. Outputs are written
+/// only on MSDE_OK.
+///
+/// # Safety
+/// `model` a model of this library; each buffer NULL (refused unless its
+/// length is 0) or valid for its length; outputs and workspace disjoint.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn msde_model_diffusion_spectrum(
+    model: *const msde_model,
+    z: *const f32,
+    z_len: usize,
+    t: *const f32,
+    t_len: usize,
+    rows: usize,
+    w: *mut f32,
+    w_len: usize,
+    v: *mut f32,
+    v_len: usize,
+    dm: *mut f32,
+    dm_len: usize,
+    workspace: *mut f32,
+    workspace_len: usize,
+    err: *mut msde_error,
+) -> msde_status {
+    guard(err, || {
+        let (m, params) = unsafe { model_ref(model, "model") }?;
+        let z = unsafe { input(z, z_len, "z") }?;
+        let t = unsafe { input(t, t_len, "t") }?;
+        let w = unsafe { output(w, w_len, "w") }?;
+        let v = unsafe { output(v, v_len, "v") }?;
+        let dm = unsafe { output(dm, dm_len, "dm") }?;
+        let ws = unsafe { output(workspace, workspace_len, "workspace") }?;
+        let (d, q) = (m.layout.d, m.layout.q);
+        let need = spectrum_workspace(&m.layout, rows)?;
+        if d > MAX_SPECTRUM_DIM {
+            return Err(Error::bad_dim("model", "state dimension above 64"));
+        }
+        if rows == 0 {
+            return Err(Error::bad_dim("rows", "must be at least 1"));
+        }
+        check_len(w, rows * d, "w")?;
+        for (out, arg) in [(&*v, "v"), (&*dm, "dm")] {
+            if !out.is_empty() {
+                check_len(out, rows * d * d, arg)?;
+            }
+        }
+        check_room(ws, need, "workspace")?;
+        let mut arena = Arena::new(ws);
+        let f = arena.take(rows * d)?;
+        let l = arena.take(rows * d * q)?;
+        let w_stage = arena.take(rows * d)?;
+        let v_stage = arena.take(rows * d * d)?;
+        let dm_stage = arena.take(rows * d * d)?;
+        let scratch = arena.take(d * d)?;
+        evaluate(m, params, z, t, rows, f, Some(l), arena.rest())?;
+        for r in 0..rows {
+            let lr = &l[r * d * q..][..d * q];
+            let dd = r * d * d..(r + 1) * d * d;
+            diffusion_spectrum(
+                lr,
+                d,
+                q,
+                &mut w_stage[r * d..][..d],
+                &mut v_stage[dd.clone()],
+                scratch,
+            )?;
+            diffusion_from_factor(lr, d, q, &mut dm_stage[dd])?;
+        }
+        w.copy_from_slice(w_stage);
+        if !v.is_empty() {
+            v.copy_from_slice(v_stage);
+        }
+        if !dm.is_empty() {
+            dm.copy_from_slice(dm_stage);
+        }
         Ok(())
     })
 }

@@ -619,14 +619,16 @@ pub unsafe extern "C" fn msde_model_eval_workspace_len(
 }
 
 /// Staged outputs (f, L) then the model's own inference workspace.
-fn eval_workspace(layout: &Layout, rows: usize) -> Result<usize> {
+pub(crate) fn eval_workspace(layout: &Layout, rows: usize) -> Result<usize> {
     let per_row =
         layout.d + layout.d * layout.q + layout.n_in + 4 * layout.width + layout.head_outputs;
     checked_mul(rows, per_row, "rows")
 }
 
+/// Drift f and (when `l` is given) factor L of `rows` states, checked and
+/// staged in `ws` (eval_workspace(rows) floats); outputs written on Ok only.
 #[allow(clippy::too_many_arguments)]
-fn evaluate(
+pub(crate) fn evaluate(
     m: &msde_model,
     params: &[f32],
     z: &[f32],

@@ -13,7 +13,8 @@ use morphosde_core::integrate::rollout::{
 };
 use morphosde_core::integrate::sde::EmConfig;
 use morphosde_core::metrics::{
-    energy_distance, sliced_wasserstein, sliced_wasserstein_workspace_len,
+    diffusion_from_factor, diffusion_spectrum, energy_distance, sliced_wasserstein,
+    sliced_wasserstein_workspace_len,
 };
 use morphosde_core::model::{Config, Layout, Learned};
 use morphosde_core::rng::{Family, Rng};
@@ -159,6 +160,28 @@ fn model_case() -> String {
     layout
         .forward_infer(&params, &z, &t, &mut f, &mut l, &mut ws)
         .unwrap();
+    // D = L L^T of each row and its eigen-decomposition.
+    let (d, q) = (2, layout.q);
+    let (mut w, mut v, mut dm) = (
+        vec![0.0; rows * d],
+        vec![0.0; rows * d * d],
+        vec![0.0; rows * d * d],
+    );
+    let mut scratch = vec![0.0; d * d];
+    for r in 0..rows {
+        let lr = &l[r * d * q..][..d * q];
+        let dd = r * d * d..(r + 1) * d * d;
+        diffusion_spectrum(
+            lr,
+            d,
+            q,
+            &mut w[r * d..][..d],
+            &mut v[dd.clone()],
+            &mut scratch,
+        )
+        .unwrap();
+        diffusion_from_factor(lr, d, q, &mut dm[dd]).unwrap();
+    }
     let mut bytes = vec![0u8; codec::model_bytes_len::<f32>(&config).unwrap()];
     codec::save(&config, &params, &mut bytes).unwrap();
     Json::default()
@@ -169,6 +192,9 @@ fn model_case() -> String {
         .field("f", floats(&f))
         .field("l", floats(&l))
         .field("q", layout.q.to_string())
+        .field("w", floats(&w))
+        .field("v", floats(&v))
+        .field("dm", floats(&dm))
         .field("bytes", list(&bytes))
         .done()
 }

@@ -865,6 +865,78 @@ class Fit(CallCase):
         self.assertNotEqual(trainer.model().params(), before)
 
 
+class DiffusionSpectrum(CallCase):
+    @needs_expected
+    def test_equals_rust_core(self):
+        case = EXPECTED["model"]
+        model = LIB.model_new(small_model_config())
+        for fill in (0.0, NAN):
+            w, v, dm = model.diffusion_spectrum(case["z"], case["t"], workspace_fill=fill)
+            self.assertEqual((w, v, dm), (case["w"], case["v"], case["dm"]))
+
+    def test_reconstructs_d_from_the_factor(self):
+        model = LIB.model_new(small_model_config())
+        z, t = [0.3, -0.2, 1.0, 0.5], [0.1, 0.7]
+        _, l = model.drift_factor(z, t)
+        w, v, dm = model.diffusion_spectrum(z, t)
+        d = q = 2
+        for r in range(2):
+            for i in range(d):
+                for j in range(d):
+                    llt = sum(l[r * d * q + i * q + k] * l[r * d * q + j * q + k] for k in range(q))
+                    self.assertAlmostEqual(dm[r * 4 + i * d + j], llt, places=6)
+                    rebuilt = sum(w[r * d + k] * v[r * 4 + i * d + k] * v[r * 4 + j * d + k] for k in range(d))
+                    self.assertAlmostEqual(rebuilt, llt, places=5)
+            self.assertGreaterEqual(w[r * d], w[r * d + 1])
+            self.assertGreater(w[r * d + 1], 0.0)
+
+    def test_bad_input(self):
+        model = LIB.model_new(small_model_config())
+        drift_only = LIB.model_new(small_model_config(learn_diffusion=0))
+        rows = 2
+        z, _ = morphosde.floats([0.1, 0.2, 0.3, 0.4])
+        t, _ = morphosde.floats([0.0, 0.5])
+        nan_z, _ = morphosde.floats([0.1, NAN, 0.3, 0.4])
+        ws_len = ctypes.c_size_t()
+        LIB.call("msde_model_diffusion_spectrum_workspace_len", model.handle, rows, ctypes.byref(ws_len))
+        ws = morphosde.empty(ws_len.value)
+        w, v, dm = morphosde.empty(4), morphosde.empty(8), morphosde.empty(8)
+        base = [model.handle, z, 4, t, 2, rows, w, 4, v, 8, dm, 8, ws, ws_len.value]
+        table = [
+            ({0: None}, 1, "model"),
+            ({1: None}, 1, "z"),
+            ({6: None}, 1, "w"),
+            ({2: 3}, 2, "z"),
+            ({4: 3}, 2, "t"),
+            ({7: 3}, 2, "w"),
+            ({9: 7}, 2, "v"),
+            ({11: 9}, 2, "dm"),
+            ({5: 0, 2: 0, 4: 0, 7: 0, 9: 0, 11: 0}, 2, "rows"),
+            ({1: nan_z}, 3, "z"),
+            ({13: ws_len.value - 1}, 5, "workspace"),
+            ({0: drift_only.handle}, 4, "model"),
+        ]
+        for over, status, word in table:
+            args = list(base)
+            for i, val in over.items():
+                args[i] = val
+            w[0] = v[0] = dm[0] = 55.0
+            with self.subTest(over=over):
+                self.assert_fails(
+                    "msde_model_diffusion_spectrum", args, status, word, sentinels=[(w, 0), (v, 0), (dm, 0)]
+                )
+        out = ctypes.c_size_t(9)
+        self.assert_fails("msde_model_diffusion_spectrum_workspace_len", (drift_only.handle, 2, ctypes.byref(out)), 4, "model")
+        self.assert_fails("msde_model_diffusion_spectrum_workspace_len", (model.handle, 2, None), 1, "out_len")
+        self.assert_fails("msde_model_diffusion_spectrum_workspace_len", (model.handle, 1 << 62, ctypes.byref(out)), 2, "rows")
+        self.assertEqual(out.value, 9)
+        # Eigenvalues only (v and dm skipped).
+        args = list(base)
+        args[8:12] = [None, 0, None, 0]
+        LIB.call("msde_model_diffusion_spectrum", *args)
+        self.assertNotEqual(w[0], 55.0)
+
+
 class Metrics(CallCase):
     @needs_expected
     def test_equal_rust_core(self):
