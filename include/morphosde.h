@@ -1054,6 +1054,60 @@ msde_status msde_eigen_sym(const float *a,
                            struct msde_error *err);
 
 /**
+ * Workspace (floats) msde_model_diffusion_spectrum needs for `rows`
+ * states, written to *out_len.
+ *
+ * Errors: NULL pointers, a model without diffusion head
+ * (MSDE_ERR_BAD_CONFIG), a size overflow (MSDE_ERR_BAD_DIMENSION).
+ *
+ * # Safety
+ * `model` a model of this library; `out_len` writable.
+ */
+msde_status msde_model_diffusion_spectrum_workspace_len(const struct msde_model *model,
+                                                        size_t rows,
+                                                        size_t *out_len,
+                                                        struct msde_error *err);
+
+/**
+ * The model's diffusion D(z, t) = L L^T (the Ito covariance rate per unit
+ * time, state units squared per time unit) at `rows` states and its
+ * eigen-decomposition D = V diag(w) V^T: the directions along which
+ * trajectories spread and how fast.
+ *
+ * - `z`: rows x d states (z_len = rows*d); `t`: rows times.
+ * - `w`: rows x d eigenvalues, each row descending (>= 0 up to rounding).
+ * - `v`: rows x d x d, or NULL/0 to skip: row r's eigenvectors as the
+ *   columns of the d x d matrix at v[r*d*d] (column k for w[r*d + k],
+ *   unit length, largest-magnitude entry positive).
+ * - `dm`: rows x d x d, or NULL/0 to skip: D itself, row-major, exactly
+ *   symmetric.
+ * - `workspace`: msde_model_diffusion_spectrum_workspace_len floats.
+ *
+ * Errors: as msde_model_drift_factor (a model without diffusion head is
+ * MSDE_ERR_BAD_CONFIG), d above MSDE_EIGEN_MAX_DIM. Outputs are written
+ * only on MSDE_OK.
+ *
+ * # Safety
+ * `model` a model of this library; each buffer NULL (refused unless its
+ * length is 0) or valid for its length; outputs and workspace disjoint.
+ */
+msde_status msde_model_diffusion_spectrum(const struct msde_model *model,
+                                          const float *z,
+                                          size_t z_len,
+                                          const float *t,
+                                          size_t t_len,
+                                          size_t rows,
+                                          float *w,
+                                          size_t w_len,
+                                          float *v,
+                                          size_t v_len,
+                                          float *dm,
+                                          size_t dm_len,
+                                          float *workspace,
+                                          size_t workspace_len,
+                                          struct msde_error *err);
+
+/**
  * Energy distance E = 2 mean|x_i - y_j| - mean|x_i - x_i'| - mean|y_j -
  * y_j'| between clouds x (n x d, x_len = n*d) and y (m x d), every mean
  * over all ordered pairs (V-statistic, dcor's default; not its square
