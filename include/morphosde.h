@@ -163,6 +163,11 @@
 #define MSDE_STATE_ALIGN 8
 
 /**
+ * Largest `substeps` msde_model_propagated_diffusion accepts.
+ */
+#define MSDE_PROPAGATE_MAX_SUBSTEPS 1024
+
+/**
  * msde_sample_config.method: classic RK4 with steps of at most h (ODE).
  */
 #define MSDE_SAMPLE_RK4 0
@@ -1414,6 +1419,74 @@ msde_status msde_model_load_new(const uint8_t *bytes,
  * `model` NULL or a live model of this library, not used afterwards.
  */
 void msde_model_free(struct msde_model *model);
+
+/**
+ * Workspace (floats) msde_model_propagated_diffusion needs for `rows`
+ * rows and `substeps` RK4 substeps, written to *out_len.
+ *
+ * # Safety
+ * `model` a model of this library; `out_len` writable.
+ */
+msde_status msde_model_propagated_diffusion_workspace_len(const struct msde_model *model,
+                                                          size_t rows,
+                                                          size_t substeps,
+                                                          size_t *out_len,
+                                                          struct msde_error *err);
+
+/**
+ * Explicit propagated diffusion estimates: for each row r, the symmetric
+ * positive semi-definite D_r (state units squared per time unit) that,
+ * held constant over the gap and carried along the model's drift flow,
+ * reproduces the observed second moment of the flow residual:
+ * M_h(D_r) = h_r Dhat_r with M_h(D) = int_0^h Phi(h,s) D Phi(h,s)^T ds,
+ * Phi the flow's Jacobian (variational equation, `substeps` RK4 steps,
+ * Simpson quadrature), then projected to the nearest PSD matrix. At small
+ * gaps M_h(D) ~ h D and this is the naive moment estimate; at real gaps it
+ * removes the drift's rotation and contraction of the noise. The estimate
+ * stands for D at the gap's midpoint state up to O(h^2).
+ *
+ * - `z`: rows x d start states z_t; `t`: their times; `h`: gaps h_r > 0
+ *   (time units).
+ * - `moments` (give it or `y`, the other NULL/0): rows x d x d, Dhat_r =
+ *   the mean of (z_{t+h} - phi_h(z_t)) (z_{t+h} - phi_h(z_t))^T / h_r over
+ *   observed pairs near z_r (flow residuals; phi_h from `flow` of an
+ *   earlier call, or the caller's).
+ * - `y` (or `moments`): rows x d end points z_{t+h} of single pairs:
+ *   Dhat_r is the rank-one (r r^T) / h_r of the pair's own flow residual
+ *   r.
+ * - `d_out`: rows x d x d estimates (row-major, symmetric).
+ * - `flow`: rows x d flow end points phi_h(z_r), or NULL/0 to skip.
+ * - `workspace`: msde_model_propagated_diffusion_workspace_len floats.
+ *
+ * Errors: NULL pointers, rows = 0, lengths that disagree, both or neither
+ * of moments and y (MSDE_ERR_BAD_DIMENSION), NaN/Inf inputs, h <= 0,
+ * substeps outside 1..=1024 (MSDE_ERR_BAD_CONFIG), a flow leaving the
+ * finite range or a singular moment system (MSDE_ERR_NUMERICAL), a short
+ * workspace. Outputs are written only on MSDE_OK.
+ *
+ * # Safety
+ * `model` a model of this library; buffers valid for their lengths;
+ * outputs and workspace disjoint from each other and the inputs.
+ */
+msde_status msde_model_propagated_diffusion(const struct msde_model *model,
+                                            const float *z,
+                                            size_t z_len,
+                                            const float *t,
+                                            size_t t_len,
+                                            const float *h,
+                                            size_t h_len,
+                                            size_t substeps,
+                                            const float *moments,
+                                            size_t moments_len,
+                                            const float *y,
+                                            size_t y_len,
+                                            float *d_out,
+                                            size_t d_out_len,
+                                            float *flow,
+                                            size_t flow_len,
+                                            float *workspace,
+                                            size_t workspace_len,
+                                            struct msde_error *err);
 
 /**
  * Fills *out with defaults for `method`: h = 0.01, rtol 1e-4, atol 1e-6,

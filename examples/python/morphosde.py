@@ -366,6 +366,15 @@ _SIGNATURES = {
             _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _ERR_P,
         ],
     ),
+    "msde_model_propagated_diffusion_workspace_len": (c_int32, [c_void_p, c_size_t, c_size_t, _SIZE_P, _ERR_P]),
+    "msde_model_propagated_diffusion": (
+        c_int32,
+        [
+            c_void_p, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t,
+            _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t,
+            _FLOAT_P, c_size_t, _ERR_P,
+        ],
+    ),
     "msde_fit_config_default": (c_int32, [POINTER(FitConfig), _ERR_P]),
     "msde_fit_workspace_len": (c_int32, [c_void_p, c_size_t, POINTER(FitConfig), _SIZE_P, _SIZE_P, _ERR_P]),
     "msde_trainer_fit": (
@@ -658,6 +667,31 @@ class Model:
             dm, len(dm), floats([workspace_fill] * ws_len.value)[0], ws_len.value,
         )
         return list(w), list(v), list(dm)
+
+    def propagated_diffusion(self, z, t, h, substeps=4, moments=None, y=None, workspace_fill=0.0):
+        """Explicit propagated D estimates (rows*d*d) at starts ``z``
+        (rows*d), times ``t`` and gaps ``h``, from local second moments of
+        flow residuals per unit time (``moments``, rows*d*d) or from single
+        pairs' end points ``y`` (rows*d). Returns (estimates, flow end
+        points rows*d)."""
+        info, _ = self.info()
+        d = info.d
+        zz, z_len = floats(z)
+        tt, rows = floats(t)
+        hh, h_len = floats(h)
+        mm, m_len = floats(moments or [])
+        yy, y_len = floats(y or [])
+        ws_len = c_size_t()
+        self.lib.call(
+            "msde_model_propagated_diffusion_workspace_len", self.handle, rows, substeps, ctypes.byref(ws_len)
+        )
+        out, flow = empty(rows * d * d), empty(rows * d)
+        self.lib.call(
+            "msde_model_propagated_diffusion", self.handle, zz, z_len, tt, rows, hh, h_len, substeps,
+            mm, m_len, yy, y_len, out, len(out), flow, len(flow),
+            floats([workspace_fill] * ws_len.value)[0], ws_len.value,
+        )
+        return list(out), list(flow)
 
     def save(self):
         """Model bytes (``bytes``)."""

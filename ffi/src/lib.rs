@@ -25,6 +25,7 @@ mod cluster;
 mod fit;
 mod metrics;
 mod model;
+mod propagated;
 mod sample;
 mod status;
 mod train;
@@ -42,6 +43,7 @@ pub use metrics::{
     msde_sliced_wasserstein, msde_sliced_wasserstein_workspace_len,
 };
 pub use model::*;
+pub use propagated::*;
 pub use sample::*;
 pub use status::{MSDE_ERROR_MESSAGE_LEN, msde_error, msde_status, msde_status_str};
 pub use train::*;

@@ -17,6 +17,7 @@ use morphosde_core::metrics::{
     sliced_wasserstein_workspace_len,
 };
 use morphosde_core::model::{Config, Layout, Learned};
+use morphosde_core::propagate::{Propagation, propagate, propagate_workspace_len};
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::synthetic::{EmbryoProcess, SnapshotDesign, snapshots_workspace_len};
 use morphosde_core::train::fit::{
@@ -516,6 +517,73 @@ fn fit_case(tracked: bool) -> String {
         .done()
 }
 
+/// The explicit propagated estimator along the small model's flow, from
+/// given moments and from single pairs.
+fn propagated_case() -> String {
+    let config = small_config();
+    let layout = Layout::new(&config).unwrap();
+    let mut params = vec![0.0f32; layout.len];
+    layout.init(config.seed, &mut params).unwrap();
+    let learned = Learned::new(&config, &params).unwrap();
+    let (rows, d, substeps) = (3, 2, 4);
+    let z = data(rows * d, 8, 1.0);
+    let t = [0.0f32, 0.3, 0.6];
+    let h = [0.2f32, 0.3, 0.25];
+    let y: Vec<f32> = z
+        .iter()
+        .zip(data(rows * d, 9, 0.2))
+        .map(|(a, e)| a + e)
+        .collect();
+    let moments = [
+        0.5f32, 0.1, 0.1, 0.3, 1.0, -0.2, -0.2, 0.4, 0.2, 0.05, 0.05, 0.6,
+    ];
+    let nodes = substeps + 1;
+    let (mut states, mut props) = (vec![0.0; rows * nodes * d], vec![0.0; rows * nodes * d * d]);
+    let mut ws = vec![0.0; propagate_workspace_len(&learned, rows)];
+    propagate(
+        &learned,
+        &z,
+        &t,
+        &h,
+        substeps,
+        &mut states,
+        &mut props,
+        &mut ws,
+    )
+    .unwrap();
+    let flow: Vec<f32> = (0..rows)
+        .flat_map(|r| states[(r * nodes + substeps) * d..][..d].to_vec())
+        .collect();
+    let mut pair_moments = vec![0.0f32; rows * d * d];
+    for r in 0..rows {
+        for a in 0..d {
+            let ra = y[r * d + a] - flow[r * d + a];
+            for c in 0..d {
+                let rc = y[r * d + c] - flow[r * d + c];
+                pair_moments[r * d * d + a * d + c] = ra * rc / h[r];
+            }
+        }
+    }
+    let map = Propagation::new(d, substeps, &h, &props).unwrap();
+    let mut est_ws = vec![0.0; map.explicit_diffusion_workspace_len()];
+    let (mut from_moments, mut from_pairs) = (vec![0.0; rows * d * d], vec![0.0; rows * d * d]);
+    map.explicit_diffusion(&moments, &mut from_moments, &mut est_ws)
+        .unwrap();
+    map.explicit_diffusion(&pair_moments, &mut from_pairs, &mut est_ws)
+        .unwrap();
+    Json::default()
+        .field("z", floats(&z))
+        .field("t", floats(&t))
+        .field("h", floats(&h))
+        .field("substeps", substeps.to_string())
+        .field("y", floats(&y))
+        .field("moments", floats(&moments))
+        .field("flow", floats(&flow))
+        .field("from_moments", floats(&from_moments))
+        .field("from_pairs", floats(&from_pairs))
+        .done()
+}
+
 fn expected() -> String {
     Json::default()
         .field(
@@ -527,6 +595,7 @@ fn expected() -> String {
         .field("sample", sample_case())
         .field("metrics", metrics_case())
         .field("uot", format!("[{}, {}]", uot_case(false), uot_case(true)))
+        .field("propagated", propagated_case())
         .field("fit", format!("[{}, {}]", fit_case(true), fit_case(false)))
         .done()
 }

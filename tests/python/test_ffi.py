@@ -937,6 +937,103 @@ class DiffusionSpectrum(CallCase):
         self.assertNotEqual(w[0], 55.0)
 
 
+class PropagatedDiffusion(CallCase):
+    @needs_expected
+    def test_equals_rust_core(self):
+        c = EXPECTED["propagated"]
+        model = LIB.model_new(small_model_config())
+        for fill in (0.0, NAN):
+            est, flow = model.propagated_diffusion(c["z"], c["t"], c["h"], c["substeps"], moments=c["moments"],
+                                                   workspace_fill=fill)
+            self.assertEqual((est, flow), (c["from_moments"], c["flow"]))
+            est, _ = model.propagated_diffusion(c["z"], c["t"], c["h"], c["substeps"], y=c["y"], workspace_fill=fill)
+            self.assertEqual(est, c["from_pairs"])
+
+    def test_small_gaps_give_the_moments_back(self):
+        # M_h(D) = h D + O(h^2): at h = 1e-4 the estimate is the moment itself.
+        model = LIB.model_new(small_model_config())
+        moments = [0.5, 0.1, 0.1, 0.3]
+        est, _ = model.propagated_diffusion([0.2, -0.1], [0.0], [1e-4], 2, moments=moments)
+        for got, want in zip(est, moments):
+            self.assertAlmostEqual(got, want, delta=1e-3)
+        # Symmetric PSD output even for an indefinite moment (eigenvalues clipped).
+        est, _ = model.propagated_diffusion([0.2, -0.1], [0.0], [0.1], 4, moments=[1.0, 0.0, 0.0, -1.0])
+        self.assertEqual(est[1], est[2])
+        self.assertGreaterEqual(est[0] * est[3] - est[1] * est[2], -1e-6)
+        self.assertGreaterEqual(est[0] + est[3], 0.0)
+
+    def test_bad_input(self):
+        model = LIB.model_new(small_model_config())
+        rows, d = 2, 2
+        z, _ = morphosde.floats([0.1, 0.2, 0.3, 0.4])
+        t, _ = morphosde.floats([0.0, 0.5])
+        h, _ = morphosde.floats([0.2, 0.2])
+        mom, _ = morphosde.floats([0.5, 0.1, 0.1, 0.3] * 2)
+        y, _ = morphosde.floats([0.2, 0.2, 0.4, 0.3])
+        ws_len = ctypes.c_size_t()
+        LIB.call("msde_model_propagated_diffusion_workspace_len", model.handle, rows, 4, ctypes.byref(ws_len))
+        ws = morphosde.empty(ws_len.value)
+        out, flow = morphosde.empty(8), morphosde.empty(4)
+        base = [model.handle, z, 4, t, 2, h, 2, 4, mom, 8, None, 0, out, 8, flow, 4, ws, ws_len.value]
+
+        def with_value(values, i, v):
+            values = list(values)
+            values[i] = v
+            return morphosde.floats(values)[0]
+
+        table = [
+            ({0: None}, 1, "model"),
+            ({1: None}, 1, "z"),
+            ({12: None}, 1, "d_out"),
+            ({2: 3}, 2, "z"),
+            ({6: 1}, 2, "h"),
+            ({4: 0, 2: 0, 6: 0}, 2, "t"),
+            ({9: 7}, 2, "moments"),
+            ({10: y, 11: 4}, 2, "moments"),
+            ({8: None, 9: 0}, 2, "moments"),
+            ({8: None, 9: 0, 10: y, 11: 3}, 2, "y"),
+            ({13: 7}, 2, "d_out"),
+            ({15: 3}, 2, "flow"),
+            ({1: with_value([0.1, 0.2, 0.3, 0.4], 2, NAN)}, 3, "z"),
+            ({8: with_value([0.5, 0.1, 0.1, 0.3] * 2, 5, math.inf)}, 3, "moments"),
+            ({5: with_value([0.2, 0.2], 1, 0.0)}, None, "h"),
+            ({5: with_value([0.2, 0.2], 1, NAN)}, None, "h"),
+            ({7: 0}, 4, "substeps"),
+            ({7: 1025}, 4, "substeps"),
+            ({17: ws_len.value - 1}, 5, "workspace"),
+            ({1: morphosde.floats([1e30, 1e30, 0.3, 0.4])[0], 5: morphosde.floats([1e6, 0.2])[0]}, 9, None),
+        ]
+        for over, status, word in table:
+            args = list(base)
+            for i, v in over.items():
+                args[i] = v
+            out[0], flow[0] = 55.0, 55.0
+            with self.subTest(over=list(over)):
+                with self.assertRaises(morphosde.MorphosdeError) as ctx:
+                    LIB.call("msde_model_propagated_diffusion", *args)
+                if status is not None:
+                    self.assertEqual(ctx.exception.status, status, ctx.exception)
+                else:
+                    self.assertIn(ctx.exception.status, (3, 4), ctx.exception)
+                if word:
+                    self.assertIn(word, ctx.exception.message)
+                self.assertEqual((out[0], flow[0]), (55.0, 55.0))
+        out_len = ctypes.c_size_t(9)
+        for args, status, word in [
+            ((None, 2, 4, ctypes.byref(out_len)), 1, "model"),
+            ((model.handle, 2, 0, ctypes.byref(out_len)), 4, "substeps"),
+            ((model.handle, 2, 4, None), 1, "out_len"),
+            ((model.handle, 1 << 60, 4, ctypes.byref(out_len)), 2, None),
+        ]:
+            self.assert_fails("msde_model_propagated_diffusion_workspace_len", args, status, word)
+        self.assertEqual(out_len.value, 9)
+        # Without the flow output; the model still works.
+        args = list(base)
+        args[14:16] = [None, 0]
+        LIB.call("msde_model_propagated_diffusion", *args)
+        self.assertNotEqual(out[0], 55.0)
+
+
 class Metrics(CallCase):
     @needs_expected
     def test_equal_rust_core(self):
