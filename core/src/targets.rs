@@ -28,13 +28,19 @@
 //!
 //! **Entropic blur in Option B.** An entropic plan (cost `‖x−y‖²`,
 //! regularisation `ε`) is never a sharp map: its conditional law of `y`
-//! given `x` has a spread of its own. For two balanced Gaussians of equal
-//! covariance `aI` the plan is Gaussian and, per coordinate,
-//! `Var(y | x) = ε c / (2a)` with `c/(a² − c²) = 2/ε`, i.e.
-//! `ε/2 · (1 − ε/(4a) + …)`. So Option B reads `D h + (ε/2) I` and its
-//! target carries an additive `≈ ε/(2h) · I` on top of the true rate:
-//! choose `ε ≪ 2 h λ_min(D)`, or subtract `ε/(2h)` from the diagonal
-//! (the test `plan_blur_enters_as_epsilon_over_two_h` measures it).
+//! given `x` has a spread of its own. For Gaussian clouds of per-axis
+//! variance `a` and `b` the plan is Gaussian with cross-covariance
+//! `c = (−ε + √(ε² + 16ab))/4`, so `Var(y | x) = b − c²/a`. When the noise
+//! over the gap is small against the cloud (`b = a + Dh`, `a ≫ Dh, ε`) this
+//! is `≈ ε/2` per axis whatever `D` is: Option B reads `≈ ε/(2h) · I`, the
+//! plan's blur, with `D` entering only at relative order `Dh/a`. It reads
+//! `D` exactly at `ε = 2Dh` (then `c = a`: the plan is the Schrödinger-bridge
+//! coupling of the true noise); a smaller `ε` under-reads `D` (the plan
+//! tends to a map), a larger one over-reads it. Measured on a Brownian
+//! process in `tests/plan_blur.rs`; the unit test
+//! `plan_blur_enters_as_epsilon_over_two_h` is the `D = 0` case. Training
+//! can set `ε = 2σ²h` from the learned noise between epochs
+//! ([`crate::train::fit::FitConfig::bridge_epsilon`]).
 //!
 //! Every target is then shrunk and regularised ([`shrink_target`]):
 //! `D̂ ← (1−α) D̂ + α (tr D̂ / d) I + ε_t I`.

@@ -1,6 +1,7 @@
 //! `morphosde ablate`: the same data, the same seed, one change at a time —
 //! drift-only vs drift + diffusion, full-rank vs diagonal vs low-rank head,
-//! pairwise vs plan-weighted D̂, one-step vs flow vs propagated residual —
+//! pairwise vs plan-weighted D̂ (with the relative or the bridge ε), one-step
+//! vs flow vs propagated residual —
 //! scored on the built-in process as in `demo` (held-out energy distance and sliced
 //! Wasserstein, D recovery where the truth is known). Writes a Markdown
 //! table (stdout and `--out`) and the JSON behind it.
@@ -59,6 +60,13 @@ fn variants(base: &ModelArgs, d: usize) -> Vec<(String, ModelArgs)> {
         (
             "plan-weighted D̂".into(),
             with(&|m| m.target = TargetArg::Plan),
+        ),
+        (
+            "plan-weighted D̂, bridge ε".into(),
+            with(&|m| {
+                m.target = TargetArg::Plan;
+                m.bridge_epsilon = true;
+            }),
         ),
         (
             "one-step residual (seed)".into(),

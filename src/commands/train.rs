@@ -98,6 +98,13 @@ pub struct ModelArgs {
     /// UOT ε as a fraction of the batch's median squared distance.
     #[arg(long, default_value_t = 0.05)]
     pub epsilon_relative: f64,
+    /// The bridge ε: from the second epoch on, UOT ε = 2σ²h per batch with
+    /// σ² = tr(D)/d of the learned noise (updated after every epoch; at
+    /// least 0.01 × the median): the plan becomes the Schrödinger-bridge
+    /// coupling of the learned noise, so a plan-weighted target reads D
+    /// rather than the plan's blur ≈ ε/(2h). Needs --learn_diffusion true.
+    #[arg(long)]
+    pub bridge_epsilon: bool,
     /// UOT ρ (both marginals) as a fraction of that median; "inf" = balanced.
     #[arg(long, default_value_t = 10.0)]
     pub rho_relative: f64,
@@ -204,6 +211,7 @@ impl ModelArgs {
             steps_per_epoch: self.steps_per_epoch,
             batch: self.batch,
             epsilon_relative: self.epsilon_relative as f32,
+            bridge_epsilon: self.bridge_epsilon,
             rho_relative: self.rho_relative as f32,
             track_bound: self.track_bound as f32,
             cluster,

@@ -6,6 +6,7 @@
 //! per step: sample (bin b → b+1, one cluster) → gather → UOT (+ self-edge bound
 //!           on tracked pairs) → minibatch (teachers, masses, plan) → learner step
 //! per epoch: validation loss on fixed batches → early stopping, best kept
+//!            (→ the learned noise level, for the bridge ε: FitConfig::bridge_epsilon)
 //! ```
 //!
 //! The learner (the model with its optimiser, see [`Learner`]) sees only
@@ -25,7 +26,8 @@ use super::step::{AdamState, Batch, batch_loss, train_step, train_step_workspace
 use crate::cluster::{self, ClusterConfig};
 use crate::error::{Arena, Detail, Error, ErrorKind, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
-use crate::model::{Config, Layout, TargetMode};
+use crate::integrate::Dynamics;
+use crate::model::{Config, Layout, Learned, TargetMode};
 use crate::rng::{Family, Rng};
 use crate::sampler::{Binning, MinibatchIndex, SampleConfig, index_workspace_len};
 use crate::uot::{
@@ -93,6 +95,19 @@ pub trait Learner<F: Float> {
     ) -> Result<Losses<F>>;
     /// Remember the current parameters as the best so far.
     fn keep_best(&mut self);
+    /// Workspace elements [`Learner::noise_variance`] needs for `rows`
+    /// states.
+    fn noise_variance_workspace_len(&self, rows: usize) -> usize {
+        let _ = rows;
+        0
+    }
+    /// The learned noise's variance rate per axis, `tr(D)/d`, averaged over
+    /// the states `z` (`rows×d`) at times `t`; `None` when nothing is
+    /// learned about the noise (the default).
+    fn noise_variance(&self, z: &[F], t: &[F], ws: &mut [F]) -> Result<Option<F>> {
+        let _ = (z, t, ws);
+        Ok(None)
+    }
     /// Go back to the remembered parameters.
     fn restore_best(&mut self);
 }
@@ -110,6 +125,16 @@ pub struct FitConfig<F> {
     pub min_points: usize,
     /// ε as a fraction of the batch's median squared distance (> 0).
     pub epsilon_relative: F,
+    /// The bridge ε: from the second epoch on, each batch's ε is `2σ²h`
+    /// (`h` its frame gap, at least [`BRIDGE_EPSILON_FLOOR`] × its median
+    /// squared distance), with `σ² = tr(D_θ)/d` of the learned noise
+    /// averaged over a fixed sample of training rows after every epoch: the
+    /// entropic plan is then the Schrödinger-bridge coupling of the learned
+    /// noise, and a plan-weighted target reads `D` instead of the plan's
+    /// blur `≈ ε/(2h)` (see [`crate::targets`]). Needs a learner that
+    /// reports its noise ([`Learner::noise_variance`]); without one, or
+    /// when `false` (the default), `epsilon_relative` applies throughout.
+    pub bridge_epsilon: bool,
     /// ρ (both sides) as a fraction of that median; `∞` = balanced.
     pub rho_relative: F,
     /// Self-edge bound `β` on tracked pairs (`Π_ij ≥ β·min(a_i, b_j)`).
@@ -140,6 +165,7 @@ impl<F: Float> FitConfig<F> {
             batch: 128,
             min_points: 16,
             epsilon_relative: F::from_f64(0.05),
+            bridge_epsilon: false,
             rho_relative: F::from_f64(10.0),
             track_bound: F::from_f64(0.5),
             uot_tol: F::from_f64(1e-4),
@@ -233,6 +259,10 @@ pub struct FitWorkspaceLen {
     pub indices: usize,
 }
 
+/// Smallest bridge ε ([`FitConfig::bridge_epsilon`]) as a fraction of the
+/// batch's median squared distance (the Sinkhorn solver's comfortable range).
+pub const BRIDGE_EPSILON_FLOOR: f64 = 0.01;
+
 /// Per-batch float scratch: gathered clouds, UOT outputs, solver, median
 /// and learner workspaces.
 fn batch_floats(b: usize, d: usize, learner_len: usize) -> usize {
@@ -256,9 +286,11 @@ pub fn fit_workspace_len<F: Float, L: Learner<F>>(
     let b = cfg.batch;
     let cl = cluster::workspace_len(n, d, &cfg.cluster)?;
     let nd = checked_mul(n, d, "n")?;
+    let noise = b * d + b + learner.noise_variance_workspace_len(b);
     let scratch = cl
         .floats
-        .max(batch_floats(b, d, learner.workspace_len(b, b)));
+        .max(batch_floats(b, d, learner.workspace_len(b, b)))
+        .max(noise);
     Ok(FitWorkspaceLen {
         floats: nd + n + index_workspace_len(n).floats + scratch,
         indices: 2 * n + index_workspace_len(n).indices + cl.indices + 4 * b,
@@ -413,6 +445,7 @@ pub fn fit<F: Float, L: Learner<F>>(
         d,
         scratch,
         ints: batch_ints,
+        noise_variance: None,
     };
     let mut best = (F::INFINITY, 0usize, None);
     let mut stale = 0;
@@ -475,6 +508,9 @@ pub fn fit<F: Float, L: Learner<F>>(
             whole_bins: whole,
             best_epoch: best.1,
         };
+        if cfg.bridge_epsilon {
+            stepper.noise_variance = stepper.learned_noise(learner, zs, ts, n_train)?;
+        }
         let go_on = progress(&report) == Control::Continue;
         if !go_on || (validating && stale > cfg.patience) {
             stopped_early = epoch + 1 < cfg.epochs;
@@ -524,9 +560,36 @@ struct BatchStepper<'w, 'c, F> {
     d: usize,
     scratch: &'w mut [F],
     ints: &'w mut [u32],
+    /// `σ² = tr(D_θ)/d` for the bridge ε (`None`: `epsilon_relative`).
+    noise_variance: Option<F>,
 }
 
 impl<F: Float> BatchStepper<'_, '_, F> {
+    /// The learner's `tr(D)/d` averaged over `min(batch, n_train)` training
+    /// rows evenly spaced in the training block (`zs`, `ts`); `None` when
+    /// the learner reports none or it is not finite and positive.
+    fn learned_noise<L: Learner<F>>(
+        &mut self,
+        learner: &L,
+        zs: &[F],
+        ts: &[F],
+        n_train: usize,
+    ) -> Result<Option<F>> {
+        let (d, rows) = (self.d, self.cfg.batch.min(n_train));
+        let mut arena = Arena::new(&mut *self.scratch);
+        let z = arena.take(rows * d)?;
+        let t = arena.take(rows)?;
+        for i in 0..rows {
+            let r = i * n_train / rows;
+            z[i * d..(i + 1) * d].copy_from_slice(&zs[r * d..(r + 1) * d]);
+            t[i] = ts[r];
+        }
+        let ws = arena.take(learner.noise_variance_workspace_len(rows))?;
+        Ok(learner
+            .noise_variance(z, t, ws)?
+            .filter(|&s| s.is_finite() && s > F::ZERO))
+    }
+
     /// One batch; `Ok(None)` when it was skipped (UOT not converged, or a
     /// failed step), else the losses and whether it used whole bins.
     #[allow(clippy::too_many_arguments)]
@@ -565,7 +628,11 @@ impl<F: Float> BatchStepper<'_, '_, F> {
         if median.is_nan() || median <= F::ZERO {
             return Ok(None);
         }
-        let mut ucfg = UotConfig::new(self.cfg.epsilon_relative * median);
+        let epsilon = match self.noise_variance {
+            Some(s2) => (F::TWO * s2 * h).max(F::from_f64(BRIDGE_EPSILON_FLOOR) * median),
+            None => self.cfg.epsilon_relative * median,
+        };
+        let mut ucfg = UotConfig::new(epsilon);
         let rho = self.cfg.rho_relative * median;
         ucfg.rho_source = rho;
         ucfg.rho_target = rho;
@@ -809,6 +876,32 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
     fn restore_best(&mut self) {
         self.params.copy_from_slice(self.best);
     }
+
+    fn noise_variance_workspace_len(&self, rows: usize) -> usize {
+        match Layout::new(self.config) {
+            Ok(layout) if layout.head.is_some() => {
+                rows * layout.d * (1 + layout.q) + layout.infer_workspace_len(rows)
+            }
+            _ => 0,
+        }
+    }
+
+    /// `tr(L Lᵀ)/d` (the squared entries of `L`) averaged over the states.
+    fn noise_variance(&self, z: &[F], t: &[F], ws: &mut [F]) -> Result<Option<F>> {
+        let model = Learned::new(self.config, self.params)?;
+        if model.layout.head.is_none() || t.is_empty() {
+            return Ok(None);
+        }
+        let (rows, d, q) = (t.len(), model.dim(), model.noise_dim());
+        check_len(z, checked_mul(rows, d, "z")?, "z")?;
+        let mut arena = Arena::new(ws);
+        let f = arena.take(rows * d)?;
+        let l = arena.take(rows * d * q)?;
+        let rest = arena.take(model.workspace_len(rows))?;
+        model.drift_and_factor(z, t, f, l, rest);
+        let sum = l.iter().fold(F::ZERO, |s, &v| s + v * v);
+        Ok(Some(sum / F::from_usize(rows * d)))
+    }
 }
 
 #[cfg(test)]
@@ -827,6 +920,11 @@ mod tests {
         script: Vec<f64>,
         best_marks: Vec<usize>,
         restored: bool,
+        /// Reported `tr(D)/d`, the ε of each training step with its epoch,
+        /// and the number of noise queries.
+        noise: Option<f64>,
+        epsilons: Vec<(usize, f64)>,
+        noise_calls: core::cell::Cell<usize>,
     }
 
     impl Learner<f64> for Probe {
@@ -836,12 +934,13 @@ mod tests {
         fn step(
             &mut self,
             b: &Minibatch<'_, f64>,
-            _epoch: usize,
+            epoch: usize,
             ws: &mut [f64],
         ) -> Result<Losses<f64>> {
             assert!(ws.len() >= b.n);
             check_batch(b, self.d);
             self.steps += 1;
+            self.epsilons.push((epoch, b.epsilon));
             Ok(Losses {
                 drift: 1.0,
                 diffusion: 0.0,
@@ -868,6 +967,15 @@ mod tests {
         }
         fn restore_best(&mut self) {
             self.restored = true;
+        }
+        fn noise_variance_workspace_len(&self, rows: usize) -> usize {
+            rows
+        }
+        fn noise_variance(&self, z: &[f64], t: &[f64], ws: &mut [f64]) -> Result<Option<f64>> {
+            assert_eq!((z.len(), ws.len()), (2 * t.len(), t.len()));
+            assert!(z.iter().chain(t).all(|v| v.is_finite()));
+            self.noise_calls.set(self.noise_calls.get() + 1);
+            Ok(self.noise)
         }
     }
 
@@ -923,6 +1031,14 @@ mod tests {
         cfg: &FitConfig<f64>,
         script: Vec<f64>,
     ) -> (Result<FitReport<f64>>, Probe, Vec<EpochReport<f64>>) {
+        run_with_noise(cfg, script, None)
+    }
+
+    fn run_with_noise(
+        cfg: &FitConfig<f64>,
+        script: Vec<f64>,
+        noise: Option<f64>,
+    ) -> (Result<FitReport<f64>>, Probe, Vec<EpochReport<f64>>) {
         let (z, t, track) = dataset();
         let data = Observations {
             z: &z,
@@ -937,6 +1053,9 @@ mod tests {
             script,
             best_marks: vec![],
             restored: false,
+            noise,
+            epsilons: vec![],
+            noise_calls: core::cell::Cell::new(0),
         };
         let need = fit_workspace_len(t.len(), 2, cfg, &probe).unwrap_or(FitWorkspaceLen {
             floats: 0,
@@ -991,5 +1110,87 @@ mod tests {
         let mut bad = config();
         bad.epsilon_relative = f64::NAN;
         assert!(run(&bad, vec![1.0; 6]).0.is_err());
+    }
+
+    #[test]
+    fn bridge_epsilon_is_two_sigma_squared_h_from_the_second_epoch() {
+        let mut cfg = config();
+        cfg.validation_fraction = 0.0;
+        cfg.epochs = 3;
+        // Off: the learner's noise is never asked for.
+        let (_, off, _) = run_with_noise(&cfg, vec![1.0; 3], Some(0.1));
+        assert_eq!(off.noise_calls.get(), 0);
+        cfg.bridge_epsilon = true;
+        let (r, on, _) = run_with_noise(&cfg, vec![1.0; 3], Some(0.1));
+        r.unwrap();
+        assert_eq!(on.noise_calls.get(), 3);
+        // Epoch 0 as without the option (ε relative to each batch's median),
+        // then 2 · 0.1 · h with h = 0.2 on every batch.
+        let (first, later): (Vec<&(usize, f64)>, Vec<_>) =
+            on.epsilons.iter().partition(|e| e.0 == 0);
+        assert_eq!((first.len(), later.len()), (5, 10));
+        let before: Vec<_> = off.epsilons.iter().filter(|e| e.0 == 0).collect();
+        assert_eq!(first, before);
+        assert!(
+            later.iter().all(|e| (e.1 - 0.04).abs() < 1e-12),
+            "{later:?}"
+        );
+        // A learner without noise (None) keeps the relative ε throughout.
+        let (_, none, _) = run_with_noise(&cfg, vec![1.0; 3], None);
+        assert_eq!(none.epsilons, off.epsilons);
+    }
+
+    #[test]
+    fn model_learner_reports_the_mean_trace_of_its_noise_per_axis() {
+        // No hidden layer, no time features, zero head weights: L is the
+        // constant lower-triangular [[softplus(b0) + ε, 0], [b1, softplus(b2) + ε]].
+        let config = Config {
+            d: 2,
+            depth: 0,
+            time_features: 0,
+            learn_diffusion: true,
+            ..Config::default()
+        };
+        let layout = Layout::new(&config).unwrap();
+        let mut params = vec![0.0f64; layout.len];
+        let raw = [0.3, -0.4, -1.0];
+        params[layout.diff_b.range()].copy_from_slice(&raw);
+        let sp = |x: f64| libm::log1p(libm::exp(x)) + config.diffusion_epsilon;
+        let trace = sp(raw[0]).powi(2) + raw[1] * raw[1] + sp(raw[2]).powi(2);
+        let (mut best, mut m, mut v) = (params.clone(), params.clone(), params.clone());
+        let adam = AdamState {
+            m: &mut m,
+            v: &mut v,
+            steps: 0,
+        };
+        let learner = ModelLearner::new(&config, &mut params, &mut best, adam).unwrap();
+        let (z, t) = ([0.5, -1.0, 2.0, 0.1, 0.0, 3.0], [0.0, 0.2, 0.4]);
+        let mut ws = vec![f64::NAN; learner.noise_variance_workspace_len(3)];
+        let got = learner.noise_variance(&z, &t, &mut ws).unwrap().unwrap();
+        assert!(
+            (got - trace / 2.0).abs() < 1e-12,
+            "{got} vs {}",
+            trace / 2.0
+        );
+        // Drift-only: nothing to report.
+        let config = Config {
+            learn_diffusion: false,
+            ..config
+        };
+        let len = Layout::new(&config).unwrap().len;
+        let (mut p, mut b, mut m, mut v) = (
+            vec![0.0; len],
+            vec![0.0; len],
+            vec![0.0; len],
+            vec![0.0; len],
+        );
+        let adam = AdamState {
+            m: &mut m,
+            v: &mut v,
+            steps: 0,
+        };
+        let learner = ModelLearner::new(&config, &mut p, &mut b, adam).unwrap();
+        assert_eq!(learner.noise_variance_workspace_len(3), 0);
+        assert_eq!(learner.noise_variance(&z, &t, &mut []).unwrap(), None);
     }
 }
