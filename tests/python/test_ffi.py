@@ -1065,5 +1065,19 @@ class Metrics(CallCase):
         self.assertEqual(out.value, -1.0)
 
 
+class TrainAndSampleScript(unittest.TestCase):
+    def test_script_trains_and_samples(self):
+        import subprocess
+
+        script = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "python", "train_and_sample.py")
+        env = dict(os.environ, MORPHOSDE_LIB=LIB.path)
+        run = subprocess.run([sys.executable, script], capture_output=True, text=True, env=env, timeout=300)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertIn("2 clusters", run.stdout)
+        self.assertIn("sampled 64 trajectories, 0 stopped", run.stdout)
+        eigen = [line for line in run.stdout.splitlines() if line.startswith("diffusion eigenvalues")]
+        self.assertEqual(len(eigen), 1, run.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()
