@@ -18,7 +18,10 @@
  *   workspace contents are garbage before and after a call and the library
  *   keeps no pointer to any caller buffer after returning. Buffers passed to
  *   one call must not overlap unless documented. Handles (msde_*_new /
- *   msde_*_free, std builds only) own their memory; free accepts NULL.
+ *   msde_*_free) own their memory; free accepts NULL. They exist only in
+ *   the std build of the library (the default) and are declared only when
+ *   MSDE_STD is defined before this header is included (pkg-config's
+ *   Cflags define it); the no_std build offers the caller-memory calls.
  * - Threads: no global mutable state; every call is reentrant. An object
  *   passed as a const pointer may be shared by threads; one passed as a
  *   mutable pointer must be used by one thread at a time.
@@ -1389,6 +1392,7 @@ msde_status msde_model_drift_factor(const struct msde_model *model,
                                     size_t workspace_len,
                                     struct msde_error *err);
 
+#if defined(MSDE_STD)
 /**
  * std only: msde_model_init on the heap. Free with msde_model_free.
  *
@@ -1398,7 +1402,9 @@ msde_status msde_model_drift_factor(const struct msde_model *model,
 msde_status msde_model_new(const struct msde_model_config *config,
                            struct msde_model **out,
                            struct msde_error *err);
+#endif
 
+#if defined(MSDE_STD)
 /**
  * std only: msde_model_load on the heap. Free with msde_model_free.
  *
@@ -1409,7 +1415,9 @@ msde_status msde_model_load_new(const uint8_t *bytes,
                                 size_t bytes_len,
                                 struct msde_model **out,
                                 struct msde_error *err);
+#endif
 
+#if defined(MSDE_STD)
 /**
  * std only: frees a model from msde_model_new or msde_model_load_new.
  * NULL is accepted (nothing happens); so is a model in caller memory
@@ -1419,6 +1427,7 @@ msde_status msde_model_load_new(const uint8_t *bytes,
  * `model` NULL or a live model of this library, not used afterwards.
  */
 void msde_model_free(struct msde_model *model);
+#endif
 
 /**
  * Workspace (floats) msde_model_propagated_diffusion needs for `rows`
@@ -1639,6 +1648,7 @@ msde_status msde_trainer_step(struct msde_trainer *trainer,
                               struct msde_step_loss *loss,
                               struct msde_error *err);
 
+#if defined(MSDE_STD)
 /**
  * std only: msde_trainer_init on the heap. Free with msde_trainer_free.
  *
@@ -1650,7 +1660,9 @@ msde_status msde_trainer_new(const struct msde_model *model,
                              size_t m_max,
                              struct msde_trainer **out,
                              struct msde_error *err);
+#endif
 
+#if defined(MSDE_STD)
 /**
  * std only: frees a trainer from msde_trainer_new (and the model
  * msde_trainer_model returned for it). NULL is accepted; a trainer in
@@ -1660,6 +1672,7 @@ msde_status msde_trainer_new(const struct msde_model *model,
  * `trainer` NULL or a live trainer of this library, unused afterwards.
  */
 void msde_trainer_free(struct msde_trainer *trainer);
+#endif
 
 /**
  * Fills *out with the defaults for regularisation epsilon: balanced

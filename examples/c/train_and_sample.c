@@ -156,6 +156,22 @@ int main(void) {
     printf("sampled %d trajectories, %u stopped; mean at t=1: %.3f %.3f (OU truth %.3f)\n", TRAJ,
            (unsigned)report.stopped, (double)mean[0], (double)mean[1], (double)expf(-1.0f));
 
+#if defined(MSDE_STD)
+    /* std build: the same model as a heap handle (msde_model_new / _free). */
+    {
+        msde_model *heap = NULL;
+        float f_heap[D];
+        if (check(msde_model_new(&cfg, &heap, &err), &err, "heap model")) return 1;
+        if (check(msde_model_drift(heap, probe, D, &probe_t, 1, 1, f_heap, D, sample_ws, ws_len, &err), &err,
+                  "heap drift"))
+            return 1;
+        msde_model_free(heap);
+        msde_model_free(NULL);
+        printf("heap model (MSDE_STD): untrained drift at (1, 0): %.3f %.3f\n", (double)f_heap[0],
+               (double)f_heap[1]);
+    }
+#endif
+
     /* Misuse is reported, never a crash: gaps h one entry short. */
     batch.h_len = N - 1;
     msde_trainer_step(trainer, 0, &batch, &loss, &err);

@@ -21,7 +21,8 @@ fn build_and_run(name: &str, cpp: bool) -> String {
     let exe = out_dir.join(format!("{name}{}", if cpp { "_cpp" } else { "_c" }));
     let mut cmd = build.to_command();
     if cpp {
-        cmd.args(["-x", "c++", "-std=c++11"]);
+        // The C++ build also declares the std-only handle calls.
+        cmd.args(["-x", "c++", "-std=c++11", "-DMSDE_STD"]);
     } else {
         cmd.arg("-std=c99");
     }
@@ -76,6 +77,8 @@ fn train_and_sample_in_c_and_cpp() {
     for cpp in [false, true] {
         let out = build_and_run("train_and_sample", cpp);
         assert!(out.contains("trained 150 steps"), "{out}");
+        // The std-only calls are declared (and used) only with MSDE_STD.
+        assert_eq!(out.contains("heap model (MSDE_STD)"), cpp, "{out}");
         assert!(out.contains("sampled 64 trajectories, 0 stopped"), "{out}");
         assert!(
             out.contains("short h: bad dimension (2): h: length does not match"),
@@ -93,4 +96,70 @@ fn fit_snapshots_in_c_and_cpp() {
         assert!(out.contains("2 clusters"), "{out}");
         assert!(out.contains("sampled 64 trajectories, 0 stopped"), "{out}");
     }
+}
+
+/// ffi/install.sh lays out a prefix (static and shared library with its
+/// SONAME link, header, morphosde.pc), and a C program builds from
+/// `pkg-config --cflags --libs morphosde` alone, links the shared library
+/// and runs with the std-only calls declared (the .pc defines MSDE_STD).
+#[test]
+fn installed_prefix_builds_through_pkg_config() {
+    let prefix = std::env::temp_dir().join(format!("msde-prefix-{}", std::process::id()));
+    let status = Command::new("sh")
+        .arg(root().join("ffi/install.sh"))
+        .arg(&prefix)
+        .arg(library_dir())
+        .status()
+        .expect("cannot run sh");
+    assert!(status.success(), "ffi/install.sh failed");
+    let lib = prefix.join("lib");
+    for f in ["libmorphosde.a", "libmorphosde.so", "libmorphosde.so.1"] {
+        assert!(lib.join(f).exists(), "{f} not installed");
+    }
+    assert!(prefix.join("include/morphosde.h").exists());
+    let pc = std::fs::read_to_string(lib.join("pkgconfig/morphosde.pc")).unwrap();
+    assert!(
+        pc.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))),
+        "{pc}"
+    );
+    let pkg_config = |args: &[&str]| {
+        Command::new("pkg-config")
+            .args(args)
+            .env("PKG_CONFIG_PATH", lib.join("pkgconfig"))
+            .output()
+    };
+    let Ok(flags) = pkg_config(&["--cflags", "--libs", "morphosde"]) else {
+        eprintln!(
+            "pkg-config is not installed: the pkg-config build is skipped (.ci/run installs it)"
+        );
+        let _ = std::fs::remove_dir_all(&prefix);
+        return;
+    };
+    assert!(flags.status.success(), "pkg-config failed: {flags:?}");
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    let compiler = cc::Build::new()
+        .cargo_metadata(false)
+        .opt_level(0)
+        .target(env!("MSDE_TARGET"))
+        .host(env!("MSDE_TARGET"))
+        .try_get_compiler()
+        .expect("no C compiler found");
+    let exe = prefix.join("train_and_sample");
+    let mut cmd = compiler.to_command();
+    cmd.args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .arg(root().join("examples/c/train_and_sample.c"))
+        .args(flags.split_whitespace())
+        .arg("-lm")
+        .arg("-o")
+        .arg(&exe);
+    assert!(cmd.status().unwrap().success(), "build failed: {cmd:?}");
+    let out = Command::new(&exe)
+        .env("LD_LIBRARY_PATH", &lib)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("heap model (MSDE_STD)"), "{stdout}");
+    assert!(stdout.contains("trained 150 steps"), "{stdout}");
+    std::fs::remove_dir_all(&prefix).unwrap();
 }
