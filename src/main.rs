@@ -37,7 +37,8 @@ enum Command {
     Train(Box<commands::train::TrainArgs>),
     /// The whole job on the built-in embryo-like dataset (no download).
     Demo(Box<commands::demo::DemoArgs>),
-    /// The learned drift f and D = L Lᵀ at given points and times (CSV).
+    /// The learned drift f and D = L Lᵀ at given points and times (CSV);
+    /// with --estimate, D estimated from tracked pairs three ways beside it.
     Field(commands::field::FieldArgs),
     /// One change at a time on the built-in dataset; a table of scores.
     Ablate(Box<commands::ablate::AblateArgs>),
