@@ -1,11 +1,16 @@
 //! The propagated diffusion target's cost (issue 8): one train step at
 //! d = 16, batch 256, encoder 3×128, full-rank head, 4 substeps, with the
 //! seed's one-step residual, the flow residual and the propagated loss (`D_θ`
-//! along the substep states, the default, and at `z_t`); and
-//! `propagate` alone on the learned model (its 16 forward-mode Jacobian
-//! passes of 16 tangents each are the bulk of the propagated step).
+//! along the substep states, the default, and at `z_t`); and `propagate`
+//! alone on the learned model (its 16 forward-mode Jacobian passes of 16
+//! tangents each are the bulk of the propagated step).
 //!
-//! `cargo bench --bench propagated`; compare the medians in one run.
+//! `cargo bench --bench propagated` first prints the cost of each step
+//! relative to the one-step step, measured interleaved (one step of each
+//! variant per round, the median of the per-round ratios over 21 rounds, so
+//! load from neighbours hits every variant alike), then runs criterion.
+//! `RAYON_NUM_THREADS=1` gives the single-core ratios (`propagate` runs its
+//! row blocks in parallel; the rest of a step is sequential).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use morphosde_core::model::{Config, Layout, Learned, Residual};
@@ -13,11 +18,22 @@ use morphosde_core::propagate::{DiffusionAt, propagate, propagate_workspace_len}
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::train::{AdamState, Batch, train_step_diffusion_at, train_step_workspace_len};
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const D: usize = 16;
 const N: usize = 256;
 const SUBSTEPS: usize = 4;
+
+const VARIANTS: [(&str, Residual, DiffusionAt); 4] = [
+    ("one_step", Residual::OneStep, DiffusionAt::Path),
+    ("flow", Residual::Flow, DiffusionAt::Path),
+    ("propagated", Residual::Propagated, DiffusionAt::Path),
+    (
+        "propagated_d_at_start",
+        Residual::Propagated,
+        DiffusionAt::Constant,
+    ),
+];
 
 fn config(residual: Residual) -> Config {
     Config {
@@ -32,64 +48,142 @@ fn config(residual: Residual) -> Config {
     }
 }
 
-fn bench(c: &mut Criterion) {
-    let mut data = vec![0.0f32; 3 * N * D];
-    Rng::stream(1, Family::Data, 0).fill_normal(&mut data);
-    let (x, rest) = data.split_at(N * D);
-    let (v, y) = rest.split_at(N * D);
-    let t: Vec<f32> = (0..N).map(|i| 0.01 * i as f32).collect();
-    let h = vec![0.2f32; N];
-    let mass = vec![1.0f32; N];
-    let batch = Batch {
-        x,
-        t: &t,
-        h: &h,
-        v_hat: v,
-        mass: &mass,
-        y,
-        plan: &[],
-    };
-    let mut group = c.benchmark_group("train_step_d16_n256");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(5));
-    for (name, residual, at) in [
-        ("one_step", Residual::OneStep, DiffusionAt::Path),
-        ("flow", Residual::Flow, DiffusionAt::Path),
-        ("propagated", Residual::Propagated, DiffusionAt::Path),
-        (
-            "propagated_d_at_start",
-            Residual::Propagated,
-            DiffusionAt::Constant,
-        ),
-    ] {
+/// The batch's data: sources, velocities, matched end points, times, gaps
+/// and masses.
+struct Data {
+    x: Vec<f32>,
+    v: Vec<f32>,
+    y: Vec<f32>,
+    t: Vec<f32>,
+    h: Vec<f32>,
+    mass: Vec<f32>,
+}
+
+impl Data {
+    fn new() -> Self {
+        let mut data = vec![0.0f32; 3 * N * D];
+        Rng::stream(1, Family::Data, 0).fill_normal(&mut data);
+        Data {
+            x: data[..N * D].to_vec(),
+            v: data[N * D..2 * N * D].to_vec(),
+            y: data[2 * N * D..].to_vec(),
+            t: (0..N).map(|i| 0.01 * i as f32).collect(),
+            h: vec![0.2f32; N],
+            mass: vec![1.0f32; N],
+        }
+    }
+
+    fn batch(&self) -> Batch<'_, f32> {
+        Batch {
+            x: &self.x,
+            t: &self.t,
+            h: &self.h,
+            v_hat: &self.v,
+            mass: &self.mass,
+            y: &self.y,
+            plan: &[],
+        }
+    }
+}
+
+/// One variant's model, optimiser state and workspace.
+struct Stepper {
+    config: Config,
+    at: DiffusionAt,
+    params: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    ws: Vec<f32>,
+}
+
+impl Stepper {
+    fn new(residual: Residual, at: DiffusionAt) -> Self {
         let config = config(residual);
         let layout = Layout::new(&config).unwrap();
         let mut params = vec![0.0f32; layout.len];
         layout.init(1, &mut params).unwrap();
-        let (mut m, mut vv) = (vec![0.0f32; layout.len], vec![0.0f32; layout.len]);
-        let mut ws = vec![0.0f32; train_step_workspace_len(&config, N, 0).unwrap()];
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let mut adam = AdamState {
-                    m: &mut m,
-                    v: &mut vv,
-                    steps: 0,
-                };
-                black_box(
-                    train_step_diffusion_at(
-                        &config,
-                        1,
-                        at,
-                        &batch,
-                        &mut params,
-                        &mut adam,
-                        &mut ws,
-                    )
-                    .unwrap(),
-                )
-            })
-        });
+        Stepper {
+            config,
+            at,
+            params,
+            m: vec![0.0; layout.len],
+            v: vec![0.0; layout.len],
+            ws: vec![0.0; train_step_workspace_len(&config, N, 0).unwrap()],
+        }
+    }
+
+    fn step(&mut self, batch: &Batch<'_, f32>) -> f32 {
+        let mut adam = AdamState {
+            m: &mut self.m,
+            v: &mut self.v,
+            steps: 0,
+        };
+        let loss = train_step_diffusion_at(
+            &self.config,
+            1,
+            self.at,
+            batch,
+            &mut self.params,
+            &mut adam,
+            &mut self.ws,
+        )
+        .unwrap();
+        loss.total
+    }
+}
+
+/// Prints each variant's step time over the one-step step's, interleaved.
+fn side_by_side(_: &mut Criterion) {
+    let data = Data::new();
+    let batch = data.batch();
+    let mut steppers: Vec<Stepper> = VARIANTS
+        .iter()
+        .map(|&(_, residual, at)| Stepper::new(residual, at))
+        .collect();
+    for s in &mut steppers {
+        black_box(s.step(&batch));
+    }
+    let rounds = 21;
+    let mut ratios = vec![Vec::new(); VARIANTS.len()];
+    let mut base = Vec::new();
+    for _ in 0..rounds {
+        let mut times = Vec::new();
+        for s in &mut steppers {
+            let start = Instant::now();
+            black_box(s.step(&batch));
+            times.push(start.elapsed().as_secs_f64());
+        }
+        base.push(times[0]);
+        for (r, &t) in ratios.iter_mut().zip(&times) {
+            r.push(t / times[0]);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "side by side, {rounds} rounds, RAYON_NUM_THREADS={}, load {}",
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into()),
+        load.split_whitespace().next().unwrap_or("?")
+    );
+    println!("  one_step median {:.2} ms", 1e3 * median(&mut base));
+    for ((name, _, _), r) in VARIANTS.iter().zip(&mut ratios) {
+        println!("  {name:<24} {:6.2}× one_step", median(r));
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let data = Data::new();
+    let batch = data.batch();
+    let mut group = c.benchmark_group("train_step_d16_n256");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    for (name, residual, at) in VARIANTS {
+        let mut stepper = Stepper::new(residual, at);
+        group.bench_function(name, |b| b.iter(|| black_box(stepper.step(&batch))));
     }
     let config = config(Residual::Propagated);
     let layout = Layout::new(&config).unwrap();
@@ -103,9 +197,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             propagate(
                 &model,
-                x,
-                &t,
-                &h,
+                &data.x,
+                &data.t,
+                &data.h,
                 SUBSTEPS,
                 &mut states,
                 &mut props,
@@ -118,5 +212,5 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, side_by_side, bench);
 criterion_main!(benches);

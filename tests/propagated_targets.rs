@@ -153,7 +153,7 @@ struct Errors {
     sampling: f64,
 }
 
-fn measure<S: DriftJacobian<f64>>(process: &S, z0: &[f64], t0: f64, seed: u64) -> Errors {
+fn measure<S: DriftJacobian<f64> + Sync>(process: &S, z0: &[f64], t0: f64, seed: u64) -> Errors {
     let d = process.dim();
     let dd = d * d;
     let mut ws =

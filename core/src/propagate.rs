@@ -37,6 +37,7 @@ use crate::float::Float;
 use crate::integrate::{Dynamics, rk4_stage};
 use crate::linalg::gemm::matmul_acc;
 use crate::linalg::{nearest_psd_in_place, solve_in_place};
+use crate::par::for_each_chunk3;
 
 /// A drift whose Jacobian can be evaluated with it: what [`propagate`]
 /// needs. Same shape conventions as [`Dynamics`]; callers guarantee the
@@ -108,16 +109,35 @@ pub fn node_times<F: Float>(t: &[F], h: &[F], substeps: usize, out: &mut [F]) ->
     Ok(())
 }
 
+/// Rows [`propagate`] integrates together: a block's stage buffers and the
+/// Jacobian pass's tangents (`block·d×width` for the learned model) stay in
+/// the L2 cache. With the `std` feature the blocks run in parallel, each on
+/// its own part of the workspace. Results depend on neither the block size
+/// nor the thread count: rows are independent and each row's arithmetic is
+/// the same in any block.
+pub const PROPAGATE_BLOCK_ROWS: usize = 32;
+
 /// Workspace elements [`propagate`] needs for `rows` states.
 pub fn propagate_workspace_len<F: Float, S: DriftJacobian<F>>(dynamics: &S, rows: usize) -> usize {
-    propagate_scratch_len(dynamics.dim(), rows)
-        .saturating_add(dynamics.jacobian_workspace_len(rows))
+    propagate_workspace_len_for(
+        dynamics.dim(),
+        rows,
+        dynamics.jacobian_workspace_len(rows.min(PROPAGATE_BLOCK_ROWS)),
+    )
 }
 
-/// The part of [`propagate_workspace_len`] that is [`propagate`]'s own (the
-/// rest is the dynamics' [`DriftJacobian::jacobian_workspace_len`]), for
-/// callers that size a workspace before the dynamics exist.
-pub fn propagate_scratch_len(d: usize, rows: usize) -> usize {
+/// [`propagate_workspace_len`] from the state dimension `d` and the
+/// dynamics' [`DriftJacobian::jacobian_workspace_len`] for one block of
+/// `min(rows, PROPAGATE_BLOCK_ROWS)` rows, for callers that size a
+/// workspace before the dynamics exist.
+pub fn propagate_workspace_len_for(d: usize, rows: usize, block_jacobian_len: usize) -> usize {
+    rows.div_ceil(PROPAGATE_BLOCK_ROWS).saturating_mul(
+        block_scratch_len(d, rows.min(PROPAGATE_BLOCK_ROWS)).saturating_add(block_jacobian_len),
+    )
+}
+
+/// [`propagate`]'s own scratch for a block of `rows` states.
+fn block_scratch_len(d: usize, rows: usize) -> usize {
     let rd = rows.saturating_mul(d);
     // Current state, four stage slopes and the stage state; stage times;
     // Jacobian, stage slope, stage matrix and slope sum of the variational
@@ -144,7 +164,7 @@ pub fn propagate_scratch_len(d: usize, rows: usize) -> usize {
 /// workspace; a flow that leaves the finite range is
 /// [`ErrorKind::NumericalFailure`] (outputs are then garbage).
 #[allow(clippy::too_many_arguments)]
-pub fn propagate<F: Float, S: DriftJacobian<F>>(
+pub fn propagate<F: Float, S: DriftJacobian<F> + Sync>(
     dynamics: &S,
     z: &[F],
     t: &[F],
@@ -180,6 +200,58 @@ pub fn propagate<F: Float, S: DriftJacobian<F>>(
         propagate_workspace_len(dynamics, rows),
         "workspace",
     )?;
+    let block = rows.min(PROPAGATE_BLOCK_ROWS);
+    let block_ws = block_scratch_len(d, block) + dynamics.jacobian_workspace_len(block);
+    let blocks = rows.div_ceil(PROPAGATE_BLOCK_ROWS);
+    for_each_chunk3(
+        (states, block * nodes * d),
+        (propagators, block * nodes * dd),
+        (&mut workspace[..blocks * block_ws], block_ws),
+        |k, states, propagators, workspace| {
+            let rows = k * block..(k * block + block).min(rows);
+            propagate_block(
+                dynamics,
+                &z[rows.start * d..rows.end * d],
+                &t[rows.clone()],
+                &h[rows],
+                substeps,
+                states,
+                propagators,
+                workspace,
+            );
+        },
+    );
+    if states
+        .iter()
+        .chain(propagators.iter())
+        .any(|x| !x.is_finite())
+    {
+        return Err(Error::new(
+            ErrorKind::NumericalFailure,
+            "dynamics",
+            "the flow or its Jacobian left the finite range over the gap",
+        ));
+    }
+    Ok(())
+}
+
+/// [`propagate`] on one block of rows (inputs checked by the caller;
+/// `workspace` holds [`block_scratch_len`] and the dynamics' Jacobian
+/// workspace for the block).
+#[allow(clippy::too_many_arguments)]
+fn propagate_block<F: Float, S: DriftJacobian<F>>(
+    dynamics: &S,
+    z: &[F],
+    t: &[F],
+    h: &[F],
+    substeps: usize,
+    states: &mut [F],
+    propagators: &mut [F],
+    workspace: &mut [F],
+) {
+    let (d, rows, nodes) = (dynamics.dim(), t.len(), substeps + 1);
+    let (dd, len) = (d * d, t.len() * d);
+    let mat_len = rows * dd;
     let (cur, rest) = workspace.split_at_mut(len);
     let (k1, rest) = rest.split_at_mut(len);
     let (k2, rest) = rest.split_at_mut(len);
@@ -260,18 +332,6 @@ pub fn propagate<F: Float, S: DriftJacobian<F>>(
             transition.copy_from_slice(tmp);
         }
     }
-    if states
-        .iter()
-        .chain(propagators.iter())
-        .any(|x| !x.is_finite())
-    {
-        return Err(Error::new(
-            ErrorKind::NumericalFailure,
-            "dynamics",
-            "the flow or its Jacobian left the finite range over the gap",
-        ));
-    }
-    Ok(())
 }
 
 /// Where the diffusion rate `D` of the propagated map is evaluated.
@@ -848,7 +908,7 @@ mod tests {
 
     /// Propagates `rows` start states through `dynamics`; returns states and
     /// propagators.
-    fn run<F: Float, S: DriftJacobian<F>>(
+    fn run<F: Float, S: DriftJacobian<F> + Sync>(
         dynamics: &S,
         z: &[F],
         t: &[F],
@@ -988,6 +1048,33 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn blocks_and_threads_do_not_change_the_learned_models_propagators() {
+        // 70 rows: two full blocks and a short one (in parallel with std),
+        // against each row alone; f32 through the layer kernels.
+        let config = crate::model::Config {
+            d: 3,
+            depth: 2,
+            width: 20,
+            ..crate::model::Config::default()
+        };
+        let layout = crate::model::Layout::new(&config).unwrap();
+        let mut params = std::vec![0.0f32; layout.len];
+        layout.init(7, &mut params).unwrap();
+        let model = crate::model::Learned::new(&config, &params).unwrap();
+        let rows = 2 * PROPAGATE_BLOCK_ROWS + 6;
+        let mut z = std::vec![0.0f32; rows * 3];
+        Rng::stream(3, Family::Data, 0).fill_normal(&mut z);
+        let t: std::vec::Vec<f32> = (0..rows).map(|i| 0.01 * i as f32).collect();
+        let h: std::vec::Vec<f32> = (0..rows).map(|i| 0.1 + 0.002 * i as f32).collect();
+        let (states, props) = run(&model, &z, &t, &h, 4);
+        for r in [0, PROPAGATE_BLOCK_ROWS - 1, PROPAGATE_BLOCK_ROWS, rows - 1] {
+            let (s1, p1) = run(&model, &z[r * 3..r * 3 + 3], &t[r..r + 1], &h[r..r + 1], 4);
+            assert_eq!(&states[r * 15..(r + 1) * 15], &s1[..], "row {r}");
+            assert_eq!(&props[r * 45..(r + 1) * 45], &p1[..], "row {r}");
         }
     }
 

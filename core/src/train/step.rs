@@ -21,7 +21,9 @@ use crate::linalg::gemm::matmul_acc;
 use crate::loss::{diffusion_loss, drift_loss, mass_weights};
 use crate::model::{Config, Layout, Learned, Residual, TargetMode};
 use crate::optim::{Adam, clip_grad_norm};
-use crate::propagate::{DiffusionAt, Propagation, propagate, propagate_scratch_len};
+use crate::propagate::{
+    DiffusionAt, PROPAGATE_BLOCK_ROWS, Propagation, propagate, propagate_workspace_len_for,
+};
 use crate::targets::{pairwise_targets, plan_weighted_targets, predict_one_step};
 
 /// A prepared minibatch of `n` sources (plain row-major slices).
@@ -123,8 +125,7 @@ fn propagated_len(config: &Config, layout: &Layout, n: usize) -> usize {
     // and the map's scratch.
     nodes * d
         + nodes * d * d
-        + propagate_scratch_len(d, n)
-        + layout.jacobian_workspace_len(n)
+        + propagate_flow_len(layout, n)
         + later * d
         + later
         + layout.cache_len(later)
@@ -135,6 +136,15 @@ fn propagated_len(config: &Config, layout: &Layout, n: usize) -> usize {
         + layout.backward_workspace_len(later)
         + d * q
         + 2 * d * d
+}
+
+/// [`propagate`]'s workspace for the learned model and `n` sources.
+fn propagate_flow_len(layout: &Layout, n: usize) -> usize {
+    propagate_workspace_len_for(
+        layout.d,
+        n,
+        layout.jacobian_workspace_len(n.min(PROPAGATE_BLOCK_ROWS)),
+    )
 }
 
 /// Splits [`propagated_len`]'s scratch into the node states, the
@@ -455,7 +465,7 @@ impl<'a, F> PropagatedBuffers<'a, F> {
         let later = n * config.flow_substeps;
         let mut arena = Arena::new(rest);
         Ok(PropagatedBuffers {
-            flow_ws: arena.take(propagate_scratch_len(d, n) + layout.jacobian_workspace_len(n))?,
+            flow_ws: arena.take(propagate_flow_len(layout, n))?,
             later_states: arena.take(later * d)?,
             later_times: arena.take(later)?,
             later_cache: arena.take(layout.cache_len(later))?,
