@@ -266,3 +266,66 @@ fn uot_solve_does_not_allocate() {
         assert!(report.unwrap().converged);
     }
 }
+
+/// The propagated step over several row blocks of `propagate` (run in
+/// parallel), with `D_θ` along the path and at `z_t`: counted on a pool
+/// worker after a warm-up call, as for the UOT solver (rayon may allocate
+/// when a pool starts or when an outside thread injects jobs).
+#[test]
+fn propagated_step_over_parallel_blocks_does_not_allocate() {
+    use morphosde_core::model::{Config, Layout, Residual};
+    use morphosde_core::propagate::{DiffusionAt, PROPAGATE_BLOCK_ROWS};
+    use morphosde_core::train::{
+        AdamState, Batch, train_step_diffusion_at, train_step_workspace_len,
+    };
+    let (n, d) = (2 * PROPAGATE_BLOCK_ROWS + 6, 3);
+    let mut data = vec![0.0f32; 3 * n * d];
+    Rng::stream(2, Family::Data, 0).fill_normal(&mut data);
+    let (x, rest) = data.split_at(n * d);
+    let (v, y) = rest.split_at(n * d);
+    let t = vec![0.5f32; n];
+    let h = vec![0.2f32; n];
+    let mass = vec![1.0f32; n];
+    let batch = Batch {
+        x,
+        t: &t,
+        h: &h,
+        v_hat: v,
+        mass: &mass,
+        y,
+        plan: &[],
+    };
+    let config = Config {
+        d,
+        depth: 2,
+        width: 16,
+        learn_diffusion: true,
+        residual: Residual::Propagated,
+        ..Config::default()
+    };
+    let layout = Layout::new(&config).unwrap();
+    let mut params = vec![0.0f32; layout.len];
+    layout.init(3, &mut params).unwrap();
+    let (mut am, mut av) = (vec![0.0f32; layout.len], vec![0.0f32; layout.len]);
+    let mut ws = vec![0.0f32; train_step_workspace_len(&config, n, 0).unwrap()];
+    let mut step = |at: DiffusionAt| {
+        let mut adam = AdamState {
+            m: &mut am,
+            v: &mut av,
+            steps: 0,
+        };
+        train_step_diffusion_at(&config, 0, at, &batch, &mut params, &mut adam, &mut ws).unwrap();
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (count, ()) = pool.install(|| {
+        step(DiffusionAt::Path);
+        count_allocations(|| {
+            step(DiffusionAt::Path);
+            step(DiffusionAt::Constant);
+        })
+    });
+    assert_eq!(count, 0);
+}

@@ -203,24 +203,38 @@ pub fn propagate<F: Float, S: DriftJacobian<F> + Sync>(
     let block = rows.min(PROPAGATE_BLOCK_ROWS);
     let block_ws = block_scratch_len(d, block) + dynamics.jacobian_workspace_len(block);
     let blocks = rows.div_ceil(PROPAGATE_BLOCK_ROWS);
-    for_each_chunk3(
-        (states, block * nodes * d),
-        (propagators, block * nodes * dd),
-        (&mut workspace[..blocks * block_ws], block_ws),
-        |k, states, propagators, workspace| {
-            let rows = k * block..(k * block + block).min(rows);
-            propagate_block(
-                dynamics,
-                &z[rows.start * d..rows.end * d],
-                &t[rows.clone()],
-                &h[rows],
-                substeps,
-                states,
-                propagators,
-                workspace,
-            );
-        },
-    );
+    if blocks == 1 {
+        // One block: no parallel loop (and none of its job bookkeeping).
+        propagate_block(
+            dynamics,
+            z,
+            t,
+            h,
+            substeps,
+            states,
+            propagators,
+            &mut workspace[..block_ws],
+        );
+    } else {
+        for_each_chunk3(
+            (states, block * nodes * d),
+            (propagators, block * nodes * dd),
+            (&mut workspace[..blocks * block_ws], block_ws),
+            |k, states, propagators, workspace| {
+                let rows = k * block..(k * block + block).min(rows);
+                propagate_block(
+                    dynamics,
+                    &z[rows.start * d..rows.end * d],
+                    &t[rows.clone()],
+                    &h[rows],
+                    substeps,
+                    states,
+                    propagators,
+                    workspace,
+                );
+            },
+        );
+    }
     if states
         .iter()
         .chain(propagators.iter())
