@@ -134,6 +134,8 @@ pub struct FitConfig<F> {
     /// blur `≈ ε/(2h)` (see [`crate::targets`]). Needs a learner that
     /// reports its noise ([`Learner::noise_variance`]); without one, or
     /// when `false` (the default), `epsilon_relative` applies throughout.
+    /// Validation batches use the same ε, so the validation losses of two
+    /// epochs then also differ by their ε (their plans and teachers).
     pub bridge_epsilon: bool,
     /// ρ (both sides) as a fraction of that median; `∞` = balanced.
     pub rho_relative: F,
@@ -725,7 +727,9 @@ pub const TRACKED_ONLY_MIN: usize = 16;
 /// every source is used, matched to its partner or to a target drawn from
 /// its plan row (`j ~ Π_i· / r_i`, stream `(seed, Minibatch, 2⁴⁰ + key)`),
 /// which keeps the spread that barycentric targets would average away but
-/// adds the plan's entropic blur (about `ε/(2h)·I`) to `D̂`. Drift-only
+/// makes `D̂` read the plan's entropic spread (about `ε/(2h)·I` in place of
+/// `D` when the cloud is wide against the noise, see [`crate::targets`]).
+/// Drift-only
 /// training always uses every source.
 pub struct ModelLearner<'a, F> {
     pub config: &'a Config,
@@ -768,8 +772,8 @@ impl<'a, F: Float> ModelLearner<'a, F> {
         let pairwise = self.config.target_mode == TargetMode::Pairwise;
         let tracked = batch.pairs.len() / 2;
         // Enough tracked pairs: the diffusion targets come from them alone
-        // (an untracked match drawn from the plan carries its entropic blur,
-        // about ε/(2h)·I, into D̂).
+        // (an untracked match drawn from the plan carries its entropic
+        // spread, about ε/(2h)·I, into D̂).
         let tracked_only = pairwise
             && self.config.learn_diffusion
             && tracked >= TRACKED_ONLY_MIN.max(self.config.k_neighbours + 1);
