@@ -8,7 +8,9 @@
 //! `cargo bench --bench propagated` first prints the cost of each step
 //! relative to the one-step step, measured interleaved (one step of each
 //! variant per round, the median of the per-round ratios over 21 rounds, so
-//! load from neighbours hits every variant alike), then runs criterion.
+//! load from neighbours hits every variant alike), in wall time and in
+//! process CPU time (all threads), then runs criterion (`-- nomatch` skips
+//! it).
 //! `RAYON_NUM_THREADS=1` gives the single-core ratios (`propagate` runs its
 //! row blocks in parallel; the rest of a step is sequential).
 
@@ -132,7 +134,21 @@ impl Stepper {
     }
 }
 
-/// Prints each variant's step time over the one-step step's, interleaved.
+/// CPU time of the whole process so far (ns), summed over its threads
+/// from `/proc/self/task/*/schedstat` (0 where that is missing): unlike wall
+/// time it does not count the time neighbours hold the cores.
+fn process_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Prints each variant's step time over the one-step step's, interleaved,
+/// in wall time and in process CPU time.
 fn side_by_side(_: &mut Criterion) {
     let data = Data::new();
     let batch = data.batch();
@@ -144,18 +160,21 @@ fn side_by_side(_: &mut Criterion) {
         black_box(s.step(&batch));
     }
     let rounds = 21;
-    let mut ratios = vec![Vec::new(); VARIANTS.len()];
+    let mut wall = vec![Vec::new(); VARIANTS.len()];
+    let mut cpu = vec![Vec::new(); VARIANTS.len()];
     let mut base = Vec::new();
     for _ in 0..rounds {
         let mut times = Vec::new();
         for s in &mut steppers {
-            let start = Instant::now();
+            let (start, start_cpu) = (Instant::now(), process_cpu_ns());
             black_box(s.step(&batch));
-            times.push(start.elapsed().as_secs_f64());
+            let cpu_ns = process_cpu_ns().saturating_sub(start_cpu);
+            times.push((start.elapsed().as_secs_f64(), cpu_ns as f64));
         }
-        base.push(times[0]);
-        for (r, &t) in ratios.iter_mut().zip(&times) {
-            r.push(t / times[0]);
+        base.push(times[0].0);
+        for ((w, c), &(t, ns)) in wall.iter_mut().zip(&mut cpu).zip(&times) {
+            w.push(t / times[0].0);
+            c.push(ns / times[0].1);
         }
     }
     let median = |v: &mut Vec<f64>| {
@@ -168,9 +187,10 @@ fn side_by_side(_: &mut Criterion) {
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into()),
         load.split_whitespace().next().unwrap_or("?")
     );
-    println!("  one_step median {:.2} ms", 1e3 * median(&mut base));
-    for ((name, _, _), r) in VARIANTS.iter().zip(&mut ratios) {
-        println!("  {name:<24} {:6.2}× one_step", median(r));
+    println!("  one_step median {:.2} ms wall", 1e3 * median(&mut base));
+    println!("  {:<24} {:>8} {:>8}", "step / one_step", "wall", "cpu");
+    for (((name, _, _), w), c) in VARIANTS.iter().zip(&mut wall).zip(&mut cpu) {
+        println!("  {name:<24} {:7.2}× {:7.2}×", median(w), median(c));
     }
 }
 
