@@ -19,7 +19,7 @@ pub struct AblateArgs {
     #[arg(long, default_value_t = 2)]
     pub d: usize,
     /// Embryos observed per bin.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 1000)]
     pub per_bin: usize,
     /// Markdown table output (the JSON goes beside it, `.json`).
     #[arg(long, default_value = "ablation.md")]

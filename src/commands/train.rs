@@ -73,6 +73,19 @@ pub struct ModelArgs {
     /// Residual the target is built from.
     #[arg(long, value_enum, default_value_t = ResidualArg::Flow)]
     pub residual: ResidualArg,
+    /// RK4 substeps of the flow over one frame gap (flow and propagated
+    /// residuals).
+    #[arg(long, default_value_t = 4)]
+    pub flow_substeps: usize,
+    /// Pairwise target: residuals averaged over each source's k nearest
+    /// sources (counting itself; 1 = its own residual, the network does the
+    /// smoothing).
+    #[arg(long, default_value_t = 1)]
+    pub k_neighbours: usize,
+    /// Shrinkage α of each target towards its isotropic part,
+    /// D̂ ← (1−α) D̂ + α (tr D̂/d) I.
+    #[arg(long, default_value_t = 0.0)]
+    pub shrinkage: f64,
     /// Encoder hidden layers and width.
     #[arg(long, default_value_t = 3)]
     pub depth: usize,
@@ -122,9 +135,20 @@ pub struct ModelArgs {
     /// Fraction of embryos held out for validation and early stopping.
     #[arg(long, default_value_t = 0.15)]
     pub validation_fraction: f64,
-    /// Epochs without a better validation loss before stopping.
+    /// Epochs whose validation loss is worse than the best by more than
+    /// the tolerance before stopping.
     #[arg(long, default_value_t = 8)]
     pub patience: usize,
+    /// Relative tolerance of the model choice: the kept model is the latest
+    /// whose validation loss is within (1 + tolerance)·best (the loss is
+    /// mostly the teachers' noise, flat within a few percent, while D keeps
+    /// improving).
+    #[arg(long, default_value_t = 0.05)]
+    pub validation_tolerance: f64,
+    /// Learning rate of the last epoch as a fraction of the first (cosine
+    /// decay; 1 = constant).
+    #[arg(long, default_value_t = 0.1)]
+    pub final_learning_rate: f64,
     /// Seed of everything random (initialisation, batches, clustering).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -196,6 +220,9 @@ impl ModelArgs {
                 ResidualArg::Flow => Residual::Flow,
                 ResidualArg::Propagated => Residual::Propagated,
             },
+            flow_substeps: self.flow_substeps,
+            k_neighbours: self.k_neighbours,
+            shrinkage: self.shrinkage,
             learning_rate: self.learning_rate,
             seed: self.seed,
             ..Config::default()
@@ -217,6 +244,8 @@ impl ModelArgs {
             cluster,
             validation_fraction: self.validation_fraction as f32,
             patience: self.patience,
+            validation_tolerance: self.validation_tolerance as f32,
+            final_learning_rate: self.final_learning_rate as f32,
             seed: self.seed,
             ..FitConfig::new()
         }
