@@ -167,6 +167,7 @@ fn sizes(
             v: &mut [],
             steps: 0,
         },
+        learning_rate: config.learning_rate,
     };
     let need = fit_workspace_len(n, config.d, fit_cfg, &sizing)?;
     let too_big = || Error::bad_dim("n", "too many observations");

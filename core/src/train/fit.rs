@@ -538,7 +538,7 @@ pub fn fit<F: Float, L: Learner<F>>(
         if epoch < learner.settled_from() {
             // Still warming up: the latest parameters stand in for the best
             // until a settled epoch replaces them.
-            best = (F::INFINITY, epoch, None);
+            best = (F::INFINITY, epoch, validation);
             learner.keep_best();
         } else if score.is_finite() && score <= lowest * (F::ONE + cfg.validation_tolerance) {
             lowest = lowest.min(score);
@@ -792,8 +792,9 @@ pub struct ModelLearner<'a, F> {
     pub params: &'a mut [F],
     pub best: &'a mut [F],
     pub adam: AdamState<'a, F>,
-    /// The config the steps use: `config` with the scheduled learning rate.
-    scheduled: Config,
+    /// The learning rate the steps use: `config`'s at first, then as
+    /// [`fit`]'s schedule sets it.
+    pub learning_rate: f64,
 }
 
 impl<'a, F: Float> ModelLearner<'a, F> {
@@ -816,7 +817,7 @@ impl<'a, F: Float> ModelLearner<'a, F> {
             params,
             best,
             adam,
-            scheduled: *config,
+            learning_rate: config.learning_rate,
         })
     }
 
@@ -902,8 +903,12 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
 
     fn step(&mut self, batch: &Minibatch<'_, F>, epoch: usize, ws: &mut [F]) -> Result<Losses<F>> {
         let (b, rest) = self.prepare(batch, ws)?;
+        let scheduled = Config {
+            learning_rate: self.learning_rate,
+            ..*self.config
+        };
         let l = train_step(
-            &self.scheduled,
+            &scheduled,
             epoch as u32,
             &b,
             self.params,
@@ -953,7 +958,7 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
     }
 
     fn scale_learning_rate(&mut self, factor: f64) {
-        self.scheduled.learning_rate = self.config.learning_rate * factor;
+        self.learning_rate = self.config.learning_rate * factor;
     }
 
     fn keep_best(&mut self) {
