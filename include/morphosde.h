@@ -204,6 +204,12 @@
 #define MSDE_UOT_ONLINE 1
 
 /**
+ * Pairs msde_median_sq_distance uses exactly; above it, evenly spaced
+ * pairs of this count.
+ */
+#define MSDE_MEDIAN_SAMPLE (1 << 18)
+
+/**
  * Result of every fallible call. Values are stable across versions of the
  * same MSDE_ABI_VERSION; new values may be appended.
  */
@@ -451,6 +457,46 @@ typedef struct msde_fit_config {
      */
     struct msde_cluster_config cluster;
 } msde_fit_config;
+
+/**
+ * One epoch's summary, handed to an msde_fit_progress callback.
+ */
+typedef struct msde_fit_epoch {
+    /**
+     * 0-based epoch index.
+     */
+    size_t epoch;
+    /**
+     * Means over the epoch's training steps: total, drift, diffusion
+     * (before lambda).
+     */
+    float train_total;
+    float train_drift;
+    float train_diffusion;
+    /**
+     * Mean validation total (NaN without validation).
+     */
+    float validation_total;
+    /**
+     * Steps skipped this epoch and batches that fell back to whole bins.
+     */
+    size_t skipped;
+    size_t whole_bins;
+    /**
+     * Epoch with the best validation loss so far.
+     */
+    size_t best_epoch;
+} msde_fit_epoch;
+
+/**
+ * Progress callback of msde_trainer_fit, called after every epoch with
+ * its summary (valid during the call only) and the caller's `user`
+ * pointer. Return 0 to go on, anything else to stop training after this
+ * epoch (the call then ends as after early stopping, with MSDE_OK). It
+ * runs on the calling thread; it must not use the trainer (its state is
+ * committed when msde_trainer_fit returns) and must not unwind.
+ */
+typedef int32_t (*msde_fit_progress)(const struct msde_fit_epoch *epoch, void *user);
 
 /**
  * What msde_trainer_fit did.
@@ -987,15 +1033,18 @@ msde_status msde_fit_workspace_len(const struct msde_model *model,
  *   MSDE_FIT_EPOCH_FLOATS floats): epoch e's means at
  *   [e*MSDE_FIT_EPOCH_FLOATS ...] (train total, drift, diffusion,
  *   validation total or NaN); epochs not run (early stop) are NaN.
+ * - `progress`: optional callback after every epoch (NULL for none), with
+ *   `user` passed through; it can stop training (see msde_fit_progress).
  * - `report`: optional (NULL to skip).
  *
  * Results are bit-identical to the Rust core's fit with ModelLearner on
  * the same inputs and seeds, for any thread count.
  *
- * Errors: NULL pointers, lengths that disagree (MSDE_ERR_BAD_DIMENSION),
- * NaN/Inf in z or t, out-of-range settings, a single time bin, a held-out
- * set that leaves nothing to train on or spans one bin
- * (MSDE_ERR_BAD_CONFIG), short workspaces, clustering failures. On any
+ * Errors: NULL pointers, lengths that disagree, a single time bin
+ * (MSDE_ERR_BAD_DIMENSION), NaN/Inf in z or t, out-of-range settings,
+ * fewer observations than clusters, a held-out set that leaves nothing to
+ * train on or spans one bin (MSDE_ERR_BAD_CONFIG), short workspaces,
+ * clustering failures. On any
  * error the trainer (parameters, Adam state, step count) is unchanged and
  * no output is written.
  *
@@ -1018,6 +1067,8 @@ msde_status msde_trainer_fit(struct msde_trainer *trainer,
                              size_t index_workspace_len,
                              float *epoch_losses,
                              size_t epoch_losses_len,
+                             msde_fit_progress progress,
+                             void *user,
                              struct msde_fit_report *report,
                              struct msde_error *err);
 
@@ -1762,6 +1813,42 @@ msde_status msde_uot_solve(const float *x,
                            size_t workspace_len,
                            struct msde_uot_summary *summary,
                            struct msde_error *err);
+
+/**
+ * Workspace (floats) msde_median_sq_distance needs for n sources and m
+ * targets (min(n*m, MSDE_MEDIAN_SAMPLE)), written to *out_len.
+ *
+ * # Safety
+ * `out_len` writable.
+ */
+msde_status msde_median_sq_distance_workspace_len(size_t n,
+                                                  size_t m,
+                                                  size_t *out_len,
+                                                  struct msde_error *err);
+
+/**
+ * Median of |x_i - y_j|^2 over all pairs of x (n x d) and y (m x d)
+ * (NumPy's median: the mean of the two middle values for an even count;
+ * evenly spaced pairs above MSDE_MEDIAN_SAMPLE), written to *out: the
+ * data's squared scale, to set msde_uot_config.epsilon (and rho) relative
+ * to it, e.g. epsilon = 0.05 * median. State units squared.
+ *
+ * Errors: NULL pointers, n, m or d of 0 or lengths that disagree
+ * (MSDE_ERR_BAD_DIMENSION), NaN/Inf in x or y, a short workspace.
+ *
+ * # Safety
+ * Buffers valid for their lengths; `workspace` disjoint from x and y;
+ * `out` writable.
+ */
+msde_status msde_median_sq_distance(const float *x,
+                                    size_t x_len,
+                                    const float *y,
+                                    size_t y_len,
+                                    size_t d,
+                                    float *workspace,
+                                    size_t workspace_len,
+                                    float *out,
+                                    struct msde_error *err);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -53,6 +53,13 @@ static int check(msde_status s, const msde_error *err, const char *what) {
     return 0;
 }
 
+/* Progress callback: counts epochs; returning 0 lets training go on. */
+static int32_t on_epoch(const msde_fit_epoch *epoch, void *user) {
+    int *seen = (int *)user;
+    *seen = (int)epoch->epoch + 1;
+    return 0;
+}
+
 /* Simulates the embryos: row (b * EMBRYOS + e) is embryo e at bin b. */
 static void simulate(void) {
     unsigned rng = 2024u;
@@ -94,7 +101,7 @@ int main(void) {
     const float start[D] = {1.5f, -1.0f};
     const float end_time = 0.75f;
     float mean[D] = {0.0f, 0.0f};
-    int e, k, ok = 0;
+    int e, k, ok = 0, epochs_seen = 0;
 
     simulate();
     if (check(msde_model_config_default(&cfg, &err), &err, "config")) return 1;
@@ -141,16 +148,17 @@ int main(void) {
     {
         static float one_bin[N];
         msde_trainer_fit(trainer, &fcfg, z, N * D, one_bin, N, track, N, float_ws, float_len, index_ws, index_len,
-                         NULL, 0, NULL, &err);
+                         NULL, 0, NULL, NULL, NULL, &err);
         printf("one time bin: %s (%d)\n", msde_status_str(err.status), (int)err.status);
     }
 
     if (check(msde_trainer_fit(trainer, &fcfg, z, N * D, t, N, track, N, float_ws, float_len, index_ws, index_len,
-                               epoch_losses, EPOCHS * MSDE_FIT_EPOCH_FLOATS, &report, &err),
+                               epoch_losses, EPOCHS * MSDE_FIT_EPOCH_FLOATS, on_epoch, &epochs_seen, &report, &err),
               &err, "fit"))
         goto done;
-    printf("fit: %u epochs (best %u), %u clusters, %u train / %u held-out rows, %u steps, %u skipped\n",
-           (unsigned)report.epochs, (unsigned)report.best_epoch, (unsigned)report.clusters,
+    printf("fit: %u epochs (callback saw %d, best %u), %u clusters, %u train / %u held-out rows, %u steps, %u "
+           "skipped\n",
+           (unsigned)report.epochs, epochs_seen, (unsigned)report.best_epoch, (unsigned)report.clusters,
            (unsigned)report.train_rows, (unsigned)report.validation_rows, (unsigned)report.steps,
            (unsigned)report.skipped_steps);
     for (e = 0; e < (int)report.epochs; ++e) {
@@ -175,7 +183,7 @@ int main(void) {
     printf("sampled %d trajectories, %u stopped; mean at t=0.75: %.3f %.3f (OU truth %.3f %.3f)\n", TRAJ,
            (unsigned)sreport.stopped, (double)mean[0], (double)mean[1], (double)(1.5f * expf(-0.75f)),
            (double)(-expf(-0.75f)));
-    ok = report.epochs > 0 && sreport.stopped == 0 && isfinite(mean[0]) && isfinite(mean[1]);
+    ok = report.epochs > 0 && epochs_seen == (int)report.epochs && sreport.stopped == 0 && isfinite(mean[0]) && isfinite(mean[1]);
 
 done:
     free(float_ws);

@@ -225,6 +225,25 @@ class FitConfig(ctypes.Structure):
     ]
 
 
+class FitEpoch(ctypes.Structure):
+    """``msde_fit_epoch``: one epoch's summary given to a progress callback."""
+
+    _fields_ = [
+        ("epoch", c_size_t),
+        ("train_total", c_float),
+        ("train_drift", c_float),
+        ("train_diffusion", c_float),
+        ("validation_total", c_float),
+        ("skipped", c_size_t),
+        ("whole_bins", c_size_t),
+        ("best_epoch", c_size_t),
+    ]
+
+
+# ``msde_fit_progress``: return 0 to go on, nonzero to stop.
+FIT_PROGRESS = ctypes.CFUNCTYPE(c_int32, POINTER(FitEpoch), c_void_p)
+
+
 class FitReport(ctypes.Structure):
     """``msde_fit_report``."""
 
@@ -345,6 +364,10 @@ _SIGNATURES = {
         c_int32,
         [_FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t, c_size_t, c_uint64, _FLOAT_P, c_size_t, _FLOAT_P, _ERR_P],
     ),
+    "msde_median_sq_distance_workspace_len": (c_int32, [c_size_t, c_size_t, _SIZE_P, _ERR_P]),
+    "msde_median_sq_distance": (
+        c_int32, [_FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, _ERR_P]
+    ),
     "msde_uot_config_default": (c_int32, [c_float, POINTER(UotConfig), _ERR_P]),
     "msde_uot_workspace_len": (
         c_int32, [c_size_t, c_size_t, c_size_t, POINTER(UotConfig), c_uint32, _SIZE_P, _ERR_P]
@@ -381,7 +404,8 @@ _SIGNATURES = {
         c_int32,
         [
             c_void_p, POINTER(FitConfig), _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _U32_P, c_size_t,
-            _FLOAT_P, c_size_t, _U32_P, c_size_t, _FLOAT_P, c_size_t, POINTER(FitReport), _ERR_P,
+            _FLOAT_P, c_size_t, _U32_P, c_size_t, _FLOAT_P, c_size_t, FIT_PROGRESS, c_void_p,
+            POINTER(FitReport), _ERR_P,
         ],
     ),
 }
@@ -543,6 +567,16 @@ class Library:
         for name, value in fields.items():
             setattr(cfg, name, value)
         return cfg
+
+    def median_sq_distance(self, x, y, d):
+        """Median squared distance between the clouds x and y (the scale
+        to give UOT's epsilon relative to)."""
+        xx, nx = floats(x)
+        yy, ny = floats(y)
+        ws_len, out = c_size_t(), c_float()
+        self.call("msde_median_sq_distance_workspace_len", nx // d, ny // d, ctypes.byref(ws_len))
+        self.call("msde_median_sq_distance", xx, nx, yy, ny, d, empty(ws_len.value), ws_len.value, ctypes.byref(out))
+        return out.value
 
     def uot_solve(self, x, y, a, b, d, cfg, pairs=(), bounds=(), plan=False, workspace_fill=0.0):
         """Solves the transport from x (n*d) weighted a to y (m*d) weighted
@@ -740,11 +774,12 @@ class Trainer:
         """The model being trained (borrowed: valid while the trainer is)."""
         return Model(self.lib, self.lib._handle("msde_trainer_model", self.handle), owned=False, keep=self)
 
-    def fit(self, cfg, z, t, track=(), workspace_fill=0.0):
+    def fit(self, cfg, z, t, track=(), workspace_fill=0.0, progress=None):
         """Trains on raw snapshots ``z`` (n*d) at times ``t`` (n) with
-        optional track ids (UNTRACKED for untracked rows). Returns (per-epoch
-        losses as lists [train total, drift, diffusion, validation total],
-        FitReport)."""
+        optional track ids (UNTRACKED for untracked rows). ``progress``:
+        optional ``f(FitEpoch) -> bool`` called after every epoch, True
+        stops training. Returns (per-epoch losses as lists [train total,
+        drift, diffusion, validation total], FitReport)."""
         zz, z_len = floats(z)
         tt, n = floats(t)
         tr, tr_len = u32s(track)
@@ -752,10 +787,11 @@ class Trainer:
         fl, il = c_size_t(), c_size_t()
         self.lib.call("msde_fit_workspace_len", model, n, ctypes.byref(cfg), ctypes.byref(fl), ctypes.byref(il))
         losses, report = empty(cfg.epochs * FIT_EPOCH_FLOATS), FitReport()
+        callback = FIT_PROGRESS(lambda e, _user: int(bool(progress(e.contents)))) if progress else FIT_PROGRESS()
         self.lib.call(
             "msde_trainer_fit", self.handle, ctypes.byref(cfg), zz, z_len, tt, n, tr, tr_len,
             floats([workspace_fill] * fl.value)[0], fl.value, empty_u32(il.value), il.value,
-            losses, len(losses), ctypes.byref(report),
+            losses, len(losses), callback, None, ctypes.byref(report),
         )
         k = FIT_EPOCH_FLOATS
         return [list(losses[e * k:(e + 1) * k]) for e in range(cfg.epochs)], report

@@ -9,6 +9,7 @@ use crate::cluster::{self, msde_cluster_config};
 use crate::model::{model_ref, msde_model};
 use crate::status::{guard, msde_error, msde_status};
 use crate::train::{msde_trainer, trainer_parts};
+use core::ffi::c_void;
 use morphosde_core::Result;
 use morphosde_core::error::{Arena, Error, check_len, check_room, checked_mul};
 use morphosde_core::model::Config;
@@ -63,6 +64,35 @@ pub struct msde_fit_config {
     /// Clustering of the training rows (its seed is replaced by `seed`).
     pub cluster: msde_cluster_config,
 }
+
+/// One epoch's summary, handed to an msde_fit_progress callback.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct msde_fit_epoch {
+    /// 0-based epoch index.
+    pub epoch: usize,
+    /// Means over the epoch's training steps: total, drift, diffusion
+    /// (before lambda).
+    pub train_total: f32,
+    pub train_drift: f32,
+    pub train_diffusion: f32,
+    /// Mean validation total (NaN without validation).
+    pub validation_total: f32,
+    /// Steps skipped this epoch and batches that fell back to whole bins.
+    pub skipped: usize,
+    pub whole_bins: usize,
+    /// Epoch with the best validation loss so far.
+    pub best_epoch: usize,
+}
+
+/// Progress callback of msde_trainer_fit, called after every epoch with
+/// its summary (valid during the call only) and the caller's `user`
+/// pointer. Return 0 to go on, anything else to stop training after this
+/// epoch (the call then ends as after early stopping, with MSDE_OK). It
+/// runs on the calling thread; it must not use the trainer (its state is
+/// committed when msde_trainer_fit returns) and must not unwind.
+pub type msde_fit_progress =
+    Option<unsafe extern "C" fn(epoch: *const msde_fit_epoch, user: *mut c_void) -> i32>;
 
 /// What msde_trainer_fit did.
 #[repr(C)]
@@ -225,15 +255,18 @@ pub unsafe extern "C" fn msde_fit_workspace_len(
 ///   MSDE_FIT_EPOCH_FLOATS floats): epoch e's means at
 ///   [e*MSDE_FIT_EPOCH_FLOATS ...] (train total, drift, diffusion,
 ///   validation total or NaN); epochs not run (early stop) are NaN.
+/// - `progress`: optional callback after every epoch (NULL for none), with
+///   `user` passed through; it can stop training (see msde_fit_progress).
 /// - `report`: optional (NULL to skip).
 ///
 /// Results are bit-identical to the Rust core's fit with ModelLearner on
 /// the same inputs and seeds, for any thread count.
 ///
-/// Errors: NULL pointers, lengths that disagree (MSDE_ERR_BAD_DIMENSION),
-/// NaN/Inf in z or t, out-of-range settings, a single time bin, a held-out
-/// set that leaves nothing to train on or spans one bin
-/// (MSDE_ERR_BAD_CONFIG), short workspaces, clustering failures. On any
+/// Errors: NULL pointers, lengths that disagree, a single time bin
+/// (MSDE_ERR_BAD_DIMENSION), NaN/Inf in z or t, out-of-range settings,
+/// fewer observations than clusters, a held-out set that leaves nothing to
+/// train on or spans one bin (MSDE_ERR_BAD_CONFIG), short workspaces,
+/// clustering failures. On any
 /// error the trainer (parameters, Adam state, step count) is unchanged and
 /// no output is written.
 ///
@@ -258,6 +291,8 @@ pub unsafe extern "C" fn msde_trainer_fit(
     index_workspace_len: usize,
     epoch_losses: *mut f32,
     epoch_losses_len: usize,
+    progress: msde_fit_progress,
+    user: *mut c_void,
     report: *mut msde_fit_report,
     err: *mut msde_error,
 ) -> msde_status {
@@ -330,7 +365,22 @@ pub unsafe extern "C" fn msde_trainer_fit(
                 at.copy_from_slice(&[e.train.total, e.train.drift, e.train.diffusion, valid]);
                 skipped += e.skipped;
                 whole += e.whole_bins;
-                Control::Continue
+                let summary = msde_fit_epoch {
+                    epoch: e.epoch,
+                    train_total: e.train.total,
+                    train_drift: e.train.drift,
+                    train_diffusion: e.train.diffusion,
+                    validation_total: valid,
+                    skipped: e.skipped,
+                    whole_bins: e.whole_bins,
+                    best_epoch: e.best_epoch,
+                };
+                // SAFETY: the caller's function, given a summary that lives
+                // for the call and its own user pointer.
+                match progress {
+                    Some(f) if unsafe { f(&summary, user) } != 0 => Control::Stop,
+                    _ => Control::Continue,
+                }
             },
         )?;
         let steps = learner.adam.steps;

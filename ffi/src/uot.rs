@@ -8,7 +8,8 @@ use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;
 use morphosde_core::error::{Arena, Detail, Error, check_len, check_room, checked_mul};
 use morphosde_core::uot::{
-    TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, solve_uot, uot_workspace_len,
+    MEDIAN_SAMPLE, TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem,
+    median_sq_distance, median_sq_distance_workspace_len, solve_uot, uot_workspace_len,
 };
 
 /// msde_uot_config.mode: the n*m kernel is stored (fastest; n*m floats of
@@ -329,6 +330,69 @@ pub unsafe extern "C" fn msde_uot_solve(
                 absorptions: report.absorptions,
             };
         }
+        Ok(())
+    })
+}
+
+/// Pairs msde_median_sq_distance uses exactly; above it, evenly spaced
+/// pairs of this count.
+pub const MSDE_MEDIAN_SAMPLE: usize = 1 << 18;
+const _: () = assert!(MSDE_MEDIAN_SAMPLE == MEDIAN_SAMPLE);
+
+/// Workspace (floats) msde_median_sq_distance needs for n sources and m
+/// targets (min(n*m, MSDE_MEDIAN_SAMPLE)), written to *out_len.
+///
+/// # Safety
+/// `out_len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn msde_median_sq_distance_workspace_len(
+    n: usize,
+    m: usize,
+    out_len: *mut usize,
+    err: *mut msde_error,
+) -> msde_status {
+    guard(err, || {
+        let out = unsafe { value_out(out_len, "out_len") }?;
+        *out = median_sq_distance_workspace_len(n, m);
+        Ok(())
+    })
+}
+
+/// Median of |x_i - y_j|^2 over all pairs of x (n x d) and y (m x d)
+/// (NumPy's median: the mean of the two middle values for an even count;
+/// evenly spaced pairs above MSDE_MEDIAN_SAMPLE), written to *out: the
+/// data's squared scale, to set msde_uot_config.epsilon (and rho) relative
+/// to it, e.g. epsilon = 0.05 * median. State units squared.
+///
+/// Errors: NULL pointers, n, m or d of 0 or lengths that disagree
+/// (MSDE_ERR_BAD_DIMENSION), NaN/Inf in x or y, a short workspace.
+///
+/// # Safety
+/// Buffers valid for their lengths; `workspace` disjoint from x and y;
+/// `out` writable.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn msde_median_sq_distance(
+    x: *const f32,
+    x_len: usize,
+    y: *const f32,
+    y_len: usize,
+    d: usize,
+    workspace: *mut f32,
+    workspace_len: usize,
+    out: *mut f32,
+    err: *mut msde_error,
+) -> msde_status {
+    guard(err, || {
+        let x = unsafe { input(x, x_len, "x") }?;
+        let y = unsafe { input(y, y_len, "y") }?;
+        let ws = unsafe { output(workspace, workspace_len, "workspace") }?;
+        let out = unsafe { value_out(out, "out") }?;
+        if d == 0 {
+            return Err(Error::bad_dim("d", "must be at least 1"));
+        }
+        let (n, m) = (x.len() / d, y.len() / d);
+        *out = median_sq_distance(x, y, n, m, d, ws)?;
         Ok(())
     })
 }

@@ -93,6 +93,7 @@ fn fit_snapshots_in_c_and_cpp() {
         let out = build_and_run("fit_snapshots", cpp);
         assert!(out.contains("one time bin: bad "), "{out}");
         assert!(out.contains("fit: "), "{out}");
+        assert!(out.contains("(callback saw "), "{out}");
         assert!(out.contains("2 clusters"), "{out}");
         assert!(out.contains("sampled 64 trajectories, 0 stopped"), "{out}");
     }

@@ -25,7 +25,8 @@ use morphosde_core::train::fit::{
 };
 use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
 use morphosde_core::uot::{
-    TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, solve_uot, uot_workspace_len,
+    TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, median_sq_distance,
+    median_sq_distance_workspace_len, solve_uot, uot_workspace_len,
 };
 use std::fmt::Write;
 use std::process::Command;
@@ -379,7 +380,10 @@ fn uot_case(online: bool) -> String {
     )
     .unwrap();
     assert!(r.converged);
+    let mut median_ws = vec![0.0; median_sq_distance_workspace_len(n, m)];
+    let median = median_sq_distance(&x, &y, n, m, d, &mut median_ws).unwrap();
     Json::default()
+        .field("median", float(median))
         .field("x", floats(&x))
         .field("y", floats(&y))
         .field("a", floats(&a))

@@ -597,6 +597,30 @@ class Uot(CallCase):
                                  else case["self_edge_bound"] * min(case["a"][i], case["b"][j]))
                         self.assertGreaterEqual(r["plan"][i * m + j], f32(bound) * (1 - 1e-6))
 
+    def test_median_sq_distance(self):
+        # Squared distances 1, 4, 9 (odd count) and 1, 4 (even: the mean).
+        self.assertEqual(LIB.median_sq_distance([0.0], [1.0, 2.0, 3.0], 1), 4.0)
+        self.assertEqual(LIB.median_sq_distance([0.0], [1.0, 2.0], 1), 2.5)
+        if EXPECTED:
+            for case in EXPECTED["uot"]:
+                self.assertEqual(LIB.median_sq_distance(case["x"], case["y"], case["d"]), case["median"])
+        x, _ = morphosde.floats([0.0, 1.0, 2.0, 3.0])
+        nan, _ = morphosde.floats([0.0, NAN])
+        ws = morphosde.empty(4)
+        out = ctypes.c_float(-1.0)
+        for args, status, word in [
+            ((None, 4, x, 4, 2, ws, 4), 1, "x"),
+            ((x, 4, x, 3, 2, ws, 4), 2, "y"),
+            ((x, 4, x, 4, 0, ws, 4), 2, "d"),
+            ((x, 0, x, 4, 2, ws, 4), 2, "n"),
+            ((nan, 2, x, 4, 2, ws, 4), 3, "x"),
+            ((x, 4, x, 4, 2, ws, 3), 5, None),
+        ]:
+            self.assert_fails("msde_median_sq_distance", args + (ctypes.byref(out),), status, word)
+        self.assert_fails("msde_median_sq_distance", (x, 4, x, 4, 2, ws, 4, None), 1, "out")
+        self.assert_fails("msde_median_sq_distance_workspace_len", (2, 2, None), 1, "out_len")
+        self.assertEqual(out.value, -1.0)
+
     def test_bad_input(self):
         c = self.SMALL
         n, m, d = 3, 2, 2
@@ -762,6 +786,19 @@ class Fit(CallCase):
                 )
                 self.assertEqual(report.best_validation, losses[report.best_epoch][3])
                 self.assertEqual(report.clusters, case["clusters"])
+                # A progress callback sees the same epochs, and stopping it
+                # after epoch 1 gives the same first two epochs.
+                seen = []
+                again = LIB.model_new(small_model_config()).trainer(n_max=1)
+                early, stopped = again.fit(
+                    fit_config(case), case["z"], case["t"], case["track"],
+                    progress=lambda e: seen.append(
+                        [e.train_total, e.train_drift, e.train_diffusion, e.validation_total]) or e.epoch == 1,
+                )
+                self.assertEqual(repr(seen), repr(losses[:2]))
+                self.assertEqual(repr(early[:2]), repr(losses[:2]))
+                self.assertTrue(all(math.isnan(x) for epoch in early[2:] for x in epoch))
+                self.assertEqual((stopped.epochs, stopped.stopped_early), (2, 1))
                 # The trained model samples.
                 out, stop, _ = trainer.model().sample(
                     LIB.sample_config(morphosde.SAMPLE_EULER_MARUYAMA, seed=1), [0.0, 0.0], 0.0, [0.2, 0.4], 8
@@ -819,7 +856,7 @@ class Fit(CallCase):
             (dict(losses_len=len(losses) - 1), 2, "epoch_losses"),
             (dict(z=replace(z, 7, NAN)), 3, "z"),
             (dict(t=replace(t, 3, math.inf)), 3, "t"),
-            (dict(t=one_bin), None, None),
+            (dict(t=one_bin), 2, "single time bin"),
             # Fewer observations than clusters.
             (dict(t=few_t, t_len=few, z_len=2 * few, track_len=0, cfg=cfg_with(cluster_k=3)), None, "k"),
             (dict(cfg=cfg_with(epochs=0)), 4, "epochs"),
@@ -841,7 +878,7 @@ class Fit(CallCase):
             report.epochs = 999
             with self.subTest(over=list(over)):
                 with self.assertRaises(morphosde.MorphosdeError) as ctx:
-                    LIB.call("msde_trainer_fit", *([args[k] for k in order] + [ctypes.byref(report)]))
+                    LIB.call("msde_trainer_fit", *([args[k] for k in order] + [morphosde.FIT_PROGRESS(), None, ctypes.byref(report)]))
                 if status is not None:
                     self.assertEqual(ctx.exception.status, status, ctx.exception)
                 else:
