@@ -8,11 +8,10 @@
 //! `cargo bench --bench propagated` first prints the cost of each step
 //! relative to the one-step step, measured interleaved (one step of each
 //! variant per round, the median of the per-round ratios over 21 rounds, so
-//! load from neighbours hits every variant alike), in wall time and in
-//! process CPU time (all threads), then runs criterion (`-- nomatch` skips
-//! it).
-//! `RAYON_NUM_THREADS=1` gives the single-core ratios (`propagate` runs its
-//! row blocks in parallel; the rest of a step is sequential).
+//! load from neighbours hits every variant alike), in wall time and, with
+//! `RAYON_NUM_THREADS=1`, in the measuring thread's CPU time (the single-core
+//! ratios; `propagate` runs its row blocks in parallel, the rest of a step
+//! is sequential), then runs criterion (`-- nomatch` skips it).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use morphosde_core::model::{Config, Layout, Learned, Residual};
@@ -134,22 +133,76 @@ impl Stepper {
     }
 }
 
-/// CPU time of the whole process so far (ns), summed over its threads
-/// from `/proc/self/task/*/schedstat` (0 where that is missing): unlike wall
-/// time it does not count the time neighbours hold the cores.
-fn process_cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+/// `propagate` alone on the learned model of the propagated step.
+struct Flow {
+    config: Config,
+    params: Vec<f32>,
+    states: Vec<f32>,
+    props: Vec<f32>,
+    ws: Vec<f32>,
+}
+
+impl Flow {
+    fn new() -> Self {
+        let config = config(Residual::Propagated);
+        let layout = Layout::new(&config).unwrap();
+        let mut params = vec![0.0f32; layout.len];
+        layout.init(1, &mut params).unwrap();
+        let model = Learned::new(&config, &params).unwrap();
+        let ws = vec![0.0f32; propagate_workspace_len(&model, N)];
+        Flow {
+            config,
+            params,
+            states: vec![0.0; N * (SUBSTEPS + 1) * D],
+            props: vec![0.0; N * (SUBSTEPS + 1) * D * D],
+            ws,
+        }
+    }
+
+    fn run(&mut self, data: &Data) -> f32 {
+        let model = Learned::new(&self.config, &self.params).unwrap();
+        propagate(
+            &model,
+            &data.x,
+            &data.t,
+            &data.h,
+            SUBSTEPS,
+            &mut self.states,
+            &mut self.props,
+            &mut self.ws,
+        )
+        .unwrap();
+        self.props[0]
+    }
+}
+
+/// CPU time of the calling thread so far (ns), from
+/// `/proc/thread-self/schedstat` (0 where that is missing): unlike wall time
+/// it does not count the time neighbours hold the core.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Prints each variant's step time over the one-step step's, interleaved,
-/// in wall time and in process CPU time.
+/// in wall time and, on one thread, in the thread's CPU time. Runs inside a
+/// rayon pool of `RAYON_NUM_THREADS` (default: all cores), so with one
+/// thread every block of `propagate` runs on the measuring thread.
 fn side_by_side(_: &mut Criterion) {
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(side_by_side_in_pool);
+}
+
+fn side_by_side_in_pool() {
     let data = Data::new();
     let batch = data.batch();
     let mut steppers: Vec<Stepper> = VARIANTS
@@ -159,18 +212,32 @@ fn side_by_side(_: &mut Criterion) {
     for s in &mut steppers {
         black_box(s.step(&batch));
     }
+    let mut flow = Flow::new();
     let rounds = 21;
-    let mut wall = vec![Vec::new(); VARIANTS.len()];
-    let mut cpu = vec![Vec::new(); VARIANTS.len()];
+    let names: Vec<&str> = VARIANTS
+        .iter()
+        .map(|v| v.0)
+        .chain(["propagate_only"])
+        .collect();
+    let mut wall = vec![Vec::new(); names.len()];
+    let mut cpu = vec![Vec::new(); names.len()];
     let mut base = Vec::new();
     for _ in 0..rounds {
         let mut times = Vec::new();
-        for s in &mut steppers {
-            let (start, start_cpu) = (Instant::now(), process_cpu_ns());
-            black_box(s.step(&batch));
-            let cpu_ns = process_cpu_ns().saturating_sub(start_cpu);
+        let mut timed = |run: &mut dyn FnMut()| {
+            let (start, start_cpu) = (Instant::now(), thread_cpu_ns());
+            run();
+            let cpu_ns = thread_cpu_ns().saturating_sub(start_cpu);
             times.push((start.elapsed().as_secs_f64(), cpu_ns as f64));
+        };
+        for s in &mut steppers {
+            timed(&mut || {
+                black_box(s.step(&batch));
+            });
         }
+        timed(&mut || {
+            black_box(flow.run(&data));
+        });
         base.push(times[0].0);
         for ((w, c), &(t, ns)) in wall.iter_mut().zip(&mut cpu).zip(&times) {
             w.push(t / times[0].0);
@@ -182,15 +249,19 @@ fn side_by_side(_: &mut Criterion) {
         v[v.len() / 2]
     };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let threads = rayon::current_num_threads();
     println!(
-        "side by side, {rounds} rounds, RAYON_NUM_THREADS={}, load {}",
-        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into()),
+        "side by side, {rounds} rounds, {threads} thread(s), load {}",
         load.split_whitespace().next().unwrap_or("?")
     );
     println!("  one_step median {:.2} ms wall", 1e3 * median(&mut base));
     println!("  {:<24} {:>8} {:>8}", "step / one_step", "wall", "cpu");
-    for (((name, _, _), w), c) in VARIANTS.iter().zip(&mut wall).zip(&mut cpu) {
-        println!("  {name:<24} {:7.2}× {:7.2}×", median(w), median(c));
+    for ((name, w), c) in names.iter().zip(&mut wall).zip(&mut cpu) {
+        if threads == 1 {
+            println!("  {name:<24} {:7.2}× {:7.2}×", median(w), median(c));
+        } else {
+            println!("  {name:<24} {:7.2}× {:>8}", median(w), "-");
+        }
     }
 }
 
@@ -205,30 +276,8 @@ fn bench(c: &mut Criterion) {
         let mut stepper = Stepper::new(residual, at);
         group.bench_function(name, |b| b.iter(|| black_box(stepper.step(&batch))));
     }
-    let config = config(Residual::Propagated);
-    let layout = Layout::new(&config).unwrap();
-    let mut params = vec![0.0f32; layout.len];
-    layout.init(1, &mut params).unwrap();
-    let model = Learned::new(&config, &params).unwrap();
-    let mut states = vec![0.0f32; N * (SUBSTEPS + 1) * D];
-    let mut props = vec![0.0f32; N * (SUBSTEPS + 1) * D * D];
-    let mut ws = vec![0.0f32; propagate_workspace_len(&model, N)];
-    group.bench_function("propagate_only", |b| {
-        b.iter(|| {
-            propagate(
-                &model,
-                &data.x,
-                &data.t,
-                &data.h,
-                SUBSTEPS,
-                &mut states,
-                &mut props,
-                &mut ws,
-            )
-            .unwrap();
-            black_box(props[0])
-        })
-    });
+    let mut flow = Flow::new();
+    group.bench_function("propagate_only", |b| b.iter(|| black_box(flow.run(&data))));
     group.finish();
 }
 

@@ -16,6 +16,10 @@ use crate::float::Float;
 use crate::linalg::gemm::{linear_forward, matmul_acc};
 use crate::propagate::DriftJacobian;
 
+/// Tangent elements per product in [`Layout::drift_jacobian`] (16 KiB of
+/// f32: the output block stays in L1 beside its slice of the weights).
+const L1_TANGENT_FLOATS: usize = 4096;
+
 impl Layout {
     /// Workspace elements of [`Layout::drift_jacobian`] for `rows` states.
     pub fn jacobian_workspace_len(&self, rows: usize) -> usize {
@@ -79,15 +83,21 @@ impl Layout {
                     }
                 }
             } else {
-                tangent_next.fill(F::ZERO);
-                matmul_acc(tangent, false, weight, rows * d, w, w, tangent_next);
-                for (block, deriv) in tangent_next
-                    .chunks_exact_mut(d * w)
-                    .zip(slope.chunks_exact(w))
+                // A few states at a time, so each product's output is still
+                // in L1 when it is zeroed, scaled and read back.
+                let states = (L1_TANGENT_FLOATS / (d * w)).max(1);
+                for ((src, dst), deriv) in tangent
+                    .chunks(states * d * w)
+                    .zip(tangent_next.chunks_mut(states * d * w))
+                    .zip(slope.chunks(states * w))
                 {
-                    for direction in block.chunks_exact_mut(w) {
-                        for (x, &g) in direction.iter_mut().zip(deriv) {
-                            *x *= g;
+                    dst.fill(F::ZERO);
+                    matmul_acc(src, false, weight, dst.len() / w, w, w, dst);
+                    for (block, deriv) in dst.chunks_exact_mut(d * w).zip(deriv.chunks_exact(w)) {
+                        for direction in block.chunks_exact_mut(w) {
+                            for (x, &g) in direction.iter_mut().zip(deriv) {
+                                *x *= g;
+                            }
                         }
                     }
                 }
