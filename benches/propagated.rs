@@ -238,7 +238,7 @@ fn side_by_side_in_pool() {
         timed(&mut || {
             black_box(flow.run(&data));
         });
-        base.push(times[0].0);
+        base.push(times[0]);
         for ((w, c), &(t, ns)) in wall.iter_mut().zip(&mut cpu).zip(&times) {
             w.push(t / times[0].0);
             c.push(ns / times[0].1);
@@ -254,7 +254,12 @@ fn side_by_side_in_pool() {
         "side by side, {rounds} rounds, {threads} thread(s), load {}",
         load.split_whitespace().next().unwrap_or("?")
     );
-    println!("  one_step median {:.2} ms wall", 1e3 * median(&mut base));
+    let (mut base_wall, mut base_cpu): (Vec<f64>, Vec<f64>) = base.into_iter().unzip();
+    println!(
+        "  one_step median {:.2} ms wall, {:.2} ms cpu",
+        1e3 * median(&mut base_wall),
+        1e-6 * median(&mut base_cpu)
+    );
     println!("  {:<24} {:>8} {:>8}", "step / one_step", "wall", "cpu");
     for ((name, w), c) in names.iter().zip(&mut wall).zip(&mut cpu) {
         if threads == 1 {
