@@ -89,10 +89,10 @@ pub struct ModelArgs {
     /// Encoder hidden layers and width.
     #[arg(long, default_value_t = 3)]
     pub depth: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 128)]
     pub width: usize,
     /// Sinusoidal time features.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 4)]
     pub time_features: usize,
     /// Epochs over which λ ramps up from 0.
     #[arg(long, default_value_t = 5)]
