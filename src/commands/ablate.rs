@@ -24,11 +24,29 @@ pub struct AblateArgs {
     /// Markdown table output (the JSON goes beside it, `.json`).
     #[arg(long, default_value = "ablation.md")]
     pub out: PathBuf,
+    /// Run only these variants (comma-separated keys: drift-only, full,
+    /// diagonal, low-rank, plan, plan-bridge, one-step, propagated; default
+    /// all).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Option<Vec<String>>,
     #[command(flatten)]
     pub model: ModelArgs,
 }
 
-/// The variants: a name and the change to the base settings.
+/// Keys of the variants, in table order (see [`variants`]).
+const KEYS: [&str; 8] = [
+    "drift-only",
+    "full",
+    "diagonal",
+    "low-rank",
+    "plan",
+    "plan-bridge",
+    "one-step",
+    "propagated",
+];
+
+/// The variants: a name and the change to the base settings (one per
+/// entry of [`KEYS`]).
 fn variants(base: &ModelArgs, d: usize) -> Vec<(String, ModelArgs)> {
     let on = ModelArgs {
         learn_diffusion: true,
@@ -83,6 +101,22 @@ pub fn run(args: &AblateArgs) -> Result<(), String> {
     if args.d < 2 {
         return Err("--d must be at least 2".into());
     }
+    let wanted = |key: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|k| k == key))
+    };
+    if let Some(unknown) = args
+        .only
+        .iter()
+        .flatten()
+        .find(|k| !KEYS.contains(&k.as_str()))
+    {
+        return Err(format!(
+            "--only: unknown variant '{unknown}' (known: {})",
+            KEYS.join(", ")
+        ));
+    }
     let seed = args.model.seed;
     let train = builtin_dataset(args.d, args.per_bin, seed)?;
     let test = builtin_dataset(args.d, args.per_bin, seed + 1)?;
@@ -93,7 +127,11 @@ pub fn run(args: &AblateArgs) -> Result<(), String> {
         args.d
     );
     let mut rows = Vec::new();
-    for (name, model) in variants(&args.model, args.d) {
+    let all = variants(&args.model, args.d);
+    for ((name, model), key) in all.into_iter().zip(KEYS) {
+        if !wanted(key) {
+            continue;
+        }
         eprintln!("ablate: {name}");
         let trained = model.train(&train, &mut |_| {})?;
         let paths = rollouts(&trained, &start, seed + 3)?;
@@ -108,7 +146,7 @@ pub fn run(args: &AblateArgs) -> Result<(), String> {
             trained.seconds
         ));
         rows.push(
-            json!({"variant": name, "scores": s.json(), "seconds": trained.seconds,
+            json!({"variant": name, "key": key, "scores": s.json(), "seconds": trained.seconds,
                          "epochs": trained.report.epochs}),
         );
     }

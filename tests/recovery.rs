@@ -1,0 +1,84 @@
+//! Ground-truth recovery on the built-in embryo process (known drift and
+//! full-rank, state-dependent D), on a small configuration that trains in
+//! seconds: `morphosde ablate --only drift-only,full,diagonal` at 400
+//! embryos per bin, 12 epochs of 30 steps.
+//!
+//! Measured on this configuration (x86-64, AVX-512 kernels): drift-only
+//! energy distance 0.0360, full rank 0.0083 (true-vs-true floor 0.0029);
+//! D error full rank 0.415, diagonal 0.677. The bounds below leave room for
+//! the rounding of other SIMD paths (the training trajectory is
+//! deterministic on one machine, not across kernels). The defaults at 1000
+//! embryos per bin and 40 epochs do better (README); the issue's 20% and
+//! 1.5× targets are not reached (see the README's recovery section).
+
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn diffusion_beats_drift_only_and_full_rank_beats_diagonal_on_known_truth() {
+    let dir = std::env::temp_dir().join(format!("msde-recovery-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("ablation.md");
+    let unknown = Command::new(env!("CARGO_BIN_EXE_morphosde"))
+        .args(["ablate", "--only", "full,nonsense", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown variant 'nonsense'"));
+    assert!(!out.exists());
+    let status = Command::new(env!("CARGO_BIN_EXE_morphosde"))
+        .args([
+            "ablate",
+            "--only",
+            "drift-only,full,diagonal",
+            "--per-bin",
+            "400",
+            "--epochs",
+            "12",
+            "--steps-per-epoch",
+            "30",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
+            .unwrap();
+    let variant = |key: &str| -> (f64, f64, Option<f64>) {
+        let v = json["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["key"] == key)
+            .unwrap_or_else(|| panic!("variant {key} missing"));
+        let s = &v["scores"];
+        (
+            s["mean_energy_distance"].as_f64().unwrap(),
+            s["mean_energy_distance_true_vs_true"].as_f64().unwrap(),
+            s["d_relative_frobenius_error"].as_f64(),
+        )
+    };
+    let (drift_only, floor, none) = variant("drift-only");
+    let (full, _, full_d) = variant("full");
+    let (_, _, diagonal_d) = variant("diagonal");
+    let (full_d, diagonal_d) = (full_d.unwrap(), diagonal_d.unwrap());
+    eprintln!(
+        "energy distance: drift only {drift_only:.4}, full rank {full:.4}, floor {floor:.4}; \
+         D error: full rank {full_d:.3}, diagonal {diagonal_d:.3}"
+    );
+    assert!(none.is_none(), "drift-only has no D");
+    // Learned noise reproduces the held-out spread; the drift alone cannot.
+    assert!(full < 0.5 * drift_only, "{full} vs {drift_only}");
+    assert!(full < 5.0 * floor, "{full} vs floor {floor}");
+    // D recovered, and the anisotropic D needs the full-rank head.
+    assert!(full_d < 0.55, "full-rank D error {full_d}");
+    assert!(diagonal_d > full_d + 0.1, "{diagonal_d} vs {full_d}");
+    std::fs::remove_dir_all(&dir).ok();
+}
