@@ -127,6 +127,74 @@ pub fn matmul_acc<F: Float>(
     gemm_acc(m, n, k, a, rs_a, cs_a, b, n, c, n);
 }
 
+/// `C = (A·B) ⊙ S` for row-major `A` (`m×k`), `B` (`k×n`) and `C`
+/// (`m×n`, overwritten), where row `i` of the product is multiplied
+/// elementwise by row `i / group` of `S` (`⌈m/group⌉×n`): a batch of
+/// `group`-row blocks each scaled by its own row, as the forward-mode
+/// tangents of a layer by its activation's slope. The same values as
+/// zeroing `C`, [`matmul_acc`] and scaling after; the AVX-512 kernel scales
+/// in registers. Slices shorter than these shapes (or `group = 0`) leave `C`
+/// unchanged (callers size them; a debug build asserts).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_scale_rows<F: Float>(
+    a: &[F],
+    b: &[F],
+    m: usize,
+    k: usize,
+    n: usize,
+    scale: &[F],
+    group: usize,
+    c: &mut [F],
+) {
+    if m == 0 || n == 0 || group == 0 {
+        return;
+    }
+    let scale_ok = (m - 1) / group * n + n <= scale.len();
+    let shapes_ok = m * k <= a.len() && k * n <= b.len() && m * n <= c.len();
+    if !(scale_ok && shapes_ok) {
+        debug_assert!(false, "matmul_scale_rows: slices too short");
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if k > 0
+        && crate::cpu::level() == crate::cpu::Level::Avx512
+        && TypeId::of::<F>() == TypeId::of::<f32>()
+    {
+        let epi = x86::Epilogue {
+            overwrite: true,
+            scale: scale.as_ptr() as *const f32,
+            group,
+            lds: n,
+        };
+        // SAFETY: F is f32 (same TypeId); A, B, C and the scale rows were
+        // checked to cover the shapes above; the level guarantees AVX-512F.
+        unsafe {
+            x86::gemm_avx512(
+                m,
+                n,
+                k,
+                a.as_ptr() as *const f32,
+                k,
+                1,
+                b.as_ptr() as *const f32,
+                n,
+                c.as_mut_ptr() as *mut f32,
+                n,
+                epi,
+            );
+        }
+        return;
+    }
+    c[..m * n].fill(F::ZERO);
+    gemm_acc(m, n, k, a, k, 1, b, n, c, n);
+    for (i, row) in c[..m * n].chunks_exact_mut(n).enumerate() {
+        let s = &scale[i / group * n..i / group * n + n];
+        for (x, &g) in row.iter_mut().zip(s) {
+            *x *= g;
+        }
+    }
+}
+
 /// `C[m×n] += A[m×k]·B[k×n]`, `A(i,p) = a[i*rs_a + p*cs_a]`,
 /// `B(p,j) = b[p*ldb + j]`, `C(i,j) = c[i*ldc + j]`. Callers guarantee the
 /// slices cover these indices (the public wrappers check it).
@@ -184,7 +252,21 @@ fn gemm_acc_at<F: Float>(
             // SAFETY: F is f32 (same TypeId); the bounds were checked above;
             // the level guarantees the target features.
             Level::Avx512 => {
-                return unsafe { x86::gemm_avx512(m, n, k, a, rs_a, cs_a, b, ldb, c, ldc) };
+                return unsafe {
+                    x86::gemm_avx512(
+                        m,
+                        n,
+                        k,
+                        a,
+                        rs_a,
+                        cs_a,
+                        b,
+                        ldb,
+                        c,
+                        ldc,
+                        x86::Epilogue::ACCUMULATE,
+                    )
+                };
             }
             // SAFETY: as above.
             Level::Avx2Fma => {
@@ -243,15 +325,19 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         last_mask: u16,
+        (row0, col, epi): (usize, usize, Epilogue),
     ) {
         let mask = |v: usize| if v + 1 == NV { last_mask } else { 0xFFFF };
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
         // SAFETY (all pointer arithmetic below): the caller passes a tile
-        // inside the bounds checked by `gemm_acc`; masked lanes are not read.
+        // inside the bounds checked by `gemm_acc` (and `matmul_scale_rows`
+        // for the scale rows); masked lanes are not read.
         unsafe {
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                for (v, acc_rv) in acc_r.iter_mut().enumerate() {
-                    *acc_rv = _mm512_maskz_loadu_ps(mask(v), c.add(r * ldc + 16 * v));
+            if !epi.overwrite {
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    for (v, acc_rv) in acc_r.iter_mut().enumerate() {
+                        *acc_rv = _mm512_maskz_loadu_ps(mask(v), c.add(r * ldc + 16 * v));
+                    }
                 }
             }
             for p in 0..k {
@@ -268,6 +354,15 @@ mod x86 {
                     }
                 }
             }
+            if !epi.scale.is_null() {
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let row = epi.scale.add((row0 + r) / epi.group * epi.lds + col);
+                    for (v, acc_rv) in acc_r.iter_mut().enumerate() {
+                        let sv = _mm512_maskz_loadu_ps(mask(v), row.add(16 * v));
+                        *acc_rv = _mm512_mul_ps(*acc_rv, sv);
+                    }
+                }
+            }
             for (r, acc_r) in acc.iter().enumerate() {
                 for (v, &acc_rv) in acc_r.iter().enumerate() {
                     _mm512_mask_storeu_ps(c.add(r * ldc + 16 * v), mask(v), acc_rv);
@@ -276,9 +371,31 @@ mod x86 {
         }
     }
 
+    /// What a tile does besides `C += A·B`: start from zero instead of `C`
+    /// (`overwrite`), and multiply row `i` of the result elementwise by row
+    /// `i / group` of `scale` (row stride `lds`, columns aligned with `C`)
+    /// before storing it (`scale` null: no scaling).
+    #[derive(Clone, Copy)]
+    pub(super) struct Epilogue {
+        pub overwrite: bool,
+        pub scale: *const f32,
+        pub group: usize,
+        pub lds: usize,
+    }
+
+    impl Epilogue {
+        /// Plain `C += A·B`.
+        pub const ACCUMULATE: Epilogue = Epilogue {
+            overwrite: false,
+            scale: core::ptr::null(),
+            group: 1,
+            lds: 0,
+        };
+    }
+
     /// Rows in blocks of `MR512` (then the remainder) for one column panel.
     macro_rules! rows512 {
-        ($nv:literal, $m:expr, $k:expr, $a:expr, $rs:expr, $cs:expr, $b:expr, $ldb:expr, $c:expr, $ldc:expr, $mask:expr) => {{
+        ($nv:literal, $m:expr, $k:expr, $a:expr, $rs:expr, $cs:expr, $b:expr, $ldb:expr, $c:expr, $ldc:expr, $mask:expr, $j:expr, $epi:expr) => {{
             let mut i = 0;
             while i + 8 <= $m {
                 tile512::<8, $nv>(
@@ -291,24 +408,26 @@ mod x86 {
                     $c.add(i * $ldc),
                     $ldc,
                     $mask,
+                    (i, $j, $epi),
                 );
                 i += 8;
             }
-            let (a, c) = ($a.add(i * $rs), $c.add(i * $ldc));
+            let (a, c, at) = ($a.add(i * $rs), $c.add(i * $ldc), (i, $j, $epi));
             match $m - i {
-                1 => tile512::<1, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask),
-                2 => tile512::<2, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask),
-                3 => tile512::<3, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask),
-                4 => tile512::<4, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask),
-                5 => tile512::<5, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask),
-                6 => tile512::<6, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask),
-                7 => tile512::<7, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask),
+                1 => tile512::<1, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask, at),
+                2 => tile512::<2, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask, at),
+                3 => tile512::<3, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask, at),
+                4 => tile512::<4, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask, at),
+                5 => tile512::<5, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask, at),
+                6 => tile512::<6, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask, at),
+                7 => tile512::<7, $nv>($k, a, $rs, $cs, $b, $ldb, c, $ldc, $mask, at),
                 _ => {}
             }
         }};
     }
 
-    /// `C += A·B` with AVX-512F (bounds checked by the caller).
+    /// `C += A·B` with AVX-512F, then the epilogue `epi` (bounds checked
+    /// by the caller).
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn gemm_avx512(
@@ -322,21 +441,64 @@ mod x86 {
         ldb: usize,
         c: *mut f32,
         ldc: usize,
+        epi: Epilogue,
     ) {
         // SAFETY: every tile lies inside the checked bounds.
         unsafe {
             let mut j = 0;
             while j + 32 <= n {
-                rows512!(2, m, k, a, rs_a, cs_a, b.add(j), ldb, c.add(j), ldc, 0xFFFF);
+                rows512!(
+                    2,
+                    m,
+                    k,
+                    a,
+                    rs_a,
+                    cs_a,
+                    b.add(j),
+                    ldb,
+                    c.add(j),
+                    ldc,
+                    0xFFFF,
+                    j,
+                    epi
+                );
                 j += 32;
             }
             let rest = n - j;
             if rest > 16 {
                 let mask = ((1u32 << (rest - 16)) - 1) as u16;
-                rows512!(2, m, k, a, rs_a, cs_a, b.add(j), ldb, c.add(j), ldc, mask);
+                rows512!(
+                    2,
+                    m,
+                    k,
+                    a,
+                    rs_a,
+                    cs_a,
+                    b.add(j),
+                    ldb,
+                    c.add(j),
+                    ldc,
+                    mask,
+                    j,
+                    epi
+                );
             } else if rest > 0 {
                 let mask = ((1u32 << rest) - 1) as u16;
-                rows512!(1, m, k, a, rs_a, cs_a, b.add(j), ldb, c.add(j), ldc, mask);
+                rows512!(
+                    1,
+                    m,
+                    k,
+                    a,
+                    rs_a,
+                    cs_a,
+                    b.add(j),
+                    ldb,
+                    c.add(j),
+                    ldc,
+                    mask,
+                    j,
+                    epi
+                );
             }
         }
     }
@@ -628,6 +790,42 @@ mod tests {
             let mut c = c0.clone();
             matmul_acc(&a[..3], false, &b, m, k, n, &mut c);
             assert_eq!(c, c0);
+        }
+    }
+
+    /// `matmul_scale_rows` gives the bits of zeroing, `matmul_acc` and
+    /// scaling after (the AVX-512 kernel scales in registers; odd sizes hit
+    /// the row remainder and the column mask).
+    #[test]
+    fn matmul_scale_rows_matches_product_then_scale() {
+        for &(m, k, n, group) in &[
+            (19, 7, 37, 3),
+            (32, 16, 16, 16),
+            (5, 1, 3, 5),
+            (1, 4, 50, 1),
+        ] {
+            let a = random(m * k, 11);
+            let b = random(k * n, 12);
+            let s = random(m.div_ceil(group) * n, 13);
+            let mut want = std::vec![0.0f32; m * n];
+            matmul_acc(&a[..m * k], false, &b[..k * n], m, k, n, &mut want);
+            for (i, row) in want.chunks_exact_mut(n).enumerate() {
+                for (j, x) in row.iter_mut().enumerate() {
+                    *x *= s[i / group * n + j];
+                }
+            }
+            let mut got = random(m * n, 14)[..m * n].to_vec();
+            matmul_scale_rows(
+                &a[..m * k],
+                &b[..k * n],
+                m,
+                k,
+                n,
+                &s[..m.div_ceil(group) * n],
+                group,
+                &mut got,
+            );
+            assert_eq!(got, want, "{m} {k} {n} {group}");
         }
     }
 

@@ -13,12 +13,8 @@
 use super::{Layout, Learned};
 use crate::error::{Arena, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
-use crate::linalg::gemm::{linear_forward, matmul_acc};
+use crate::linalg::gemm::{linear_forward, matmul_acc, matmul_scale_rows};
 use crate::propagate::DriftJacobian;
-
-/// Tangent elements per product in [`Layout::drift_jacobian`] (16 KiB of
-/// f32: the output block stays in L1 beside its slice of the weights).
-const L1_TANGENT_FLOATS: usize = 4096;
 
 impl Layout {
     /// Workspace elements of [`Layout::drift_jacobian`] for `rows` states.
@@ -83,24 +79,9 @@ impl Layout {
                     }
                 }
             } else {
-                // A few states at a time, so each product's output is still
-                // in L1 when it is zeroed, scaled and read back.
-                let states = (L1_TANGENT_FLOATS / (d * w)).max(1);
-                for ((src, dst), deriv) in tangent
-                    .chunks(states * d * w)
-                    .zip(tangent_next.chunks_mut(states * d * w))
-                    .zip(slope.chunks(states * w))
-                {
-                    dst.fill(F::ZERO);
-                    matmul_acc(src, false, weight, dst.len() / w, w, w, dst);
-                    for (block, deriv) in dst.chunks_exact_mut(d * w).zip(deriv.chunks_exact(w)) {
-                        for direction in block.chunks_exact_mut(w) {
-                            for (x, &g) in direction.iter_mut().zip(deriv) {
-                                *x *= g;
-                            }
-                        }
-                    }
-                }
+                // ȧ_l = silu′(s_l) ⊙ (ȧ_{l−1} W_l): each state's d rows times
+                // its slope row.
+                matmul_scale_rows(tangent, weight, rows * d, w, w, slope, d, tangent_next);
             }
             core::mem::swap(&mut a, &mut a_next);
             core::mem::swap(&mut tangent, &mut tangent_next);
