@@ -201,6 +201,7 @@ pub struct msde_model {
     pub(crate) layout: Layout,
     /// Bytes of the whole block when the library allocated it (0: caller
     /// memory).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))] // read by the std-only free calls
     heap_bytes: usize,
 }
 

@@ -22,6 +22,7 @@ pub struct msde_trainer {
     m_max: usize,
     workspace_len: usize,
     pub(crate) steps: u64,
+    #[cfg_attr(not(feature = "std"), allow(dead_code))] // read by the std-only free calls
     heap_bytes: usize,
 }
 const _: () = assert!(size_of::<msde_trainer>().is_multiple_of(8));

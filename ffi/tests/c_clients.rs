@@ -164,3 +164,14 @@ fn installed_prefix_builds_through_pkg_config() {
     assert!(stdout.contains("trained 150 steps"), "{stdout}");
     std::fs::remove_dir_all(&prefix).unwrap();
 }
+
+#[test]
+fn uot_demo_in_c_and_cpp() {
+    for cpp in [false, true] {
+        // The program itself checks the velocities (truth (0.6, 0)) and the
+        // self-edge bound on the tracked pairs.
+        let out = build_and_run("uot_demo", cpp);
+        assert!(out.contains("mean velocity 0.6"), "{out}");
+        assert!(out.contains("NaN source: non-finite input (3): x"), "{out}");
+    }
+}

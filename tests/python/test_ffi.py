@@ -50,6 +50,25 @@ class Version(unittest.TestCase):
         self.assertEqual(LIB.version_string(), f"{major}.{minor}.{patch}")
         self.assertEqual(LIB.lib.msde_abi_version(), 1)
 
+    def test_every_header_function_is_declared_and_exercised(self):
+        """Every function of include/morphosde.h has ctypes signatures in
+        the client and is called by these tests or the client."""
+        import re
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, "..", "..", "include", "morphosde.h")) as f:
+            names = set(re.findall(r"^(?:const )?\w+ \*?(msde_\w+)\(", f.read(), re.M))
+        self.assertGreater(len(names), 40)
+        self.assertEqual(sorted(names - set(morphosde._SIGNATURES)), [])
+        with open(__file__) as f:
+            tests = f.read()
+        with open(morphosde.__file__) as f:
+            # The client's code after its signature table.
+            client_body = f.read().split("def floats(values):", 1)[1]
+        code = tests + client_body
+        called = [n for n in names if f'"{n}"' in code or f"lib.{n}(" in code]
+        self.assertEqual(sorted(names - set(called)), [])
+
     def test_status_strings(self):
         self.assertEqual(LIB.status_str(0), "ok")
         self.assertEqual(LIB.status_str(5), "buffer too small")
