@@ -445,9 +445,27 @@ typedef struct msde_fit_config {
      */
     size_t validation_batches;
     /**
-     * Stop after this many epochs without a better validation loss.
+     * Stop after this many epochs whose validation loss is worse than the
+     * best by more than validation_tolerance.
      */
     size_t patience;
+    /**
+     * Relative tolerance (>= 0, finite) of the model choice: the kept
+     * parameters are the latest whose validation loss is within
+     * (1 + validation_tolerance) times the best.
+     */
+    float validation_tolerance;
+    /**
+     * Learning rate of the last epoch as a fraction of the first, in
+     * (0, 1]: a cosine decay over `epochs` (1 = constant).
+     */
+    float final_learning_rate;
+    /**
+     * 1: from the second epoch on, each batch's UOT epsilon is 2 s^2 h with
+     * s^2 = tr(D)/d of the model's learned noise (0: epsilon_relative
+     * throughout). Other values are refused.
+     */
+    uint32_t bridge_epsilon;
     /**
      * Seed of the split, clustering and minibatches.
      */
@@ -994,7 +1012,8 @@ msde_status msde_cluster(const float *z,
  * and rho 10 times the batch's median squared distance, self-edge bound
  * 0.5, UOT tol 1e-4 and 5000 iterations, 4 clusters with sigma_t 0.3 time
  * units (otherwise msde_cluster_config_default), 15% of embryos held out,
- * 8 validation batches, patience 8, seed 0.
+ * 8 validation batches, patience 8, validation tolerance 5%, cosine decay
+ * of the learning rate to 10%, no bridge epsilon, seed 0.
  *
  * # Safety
  * `out` NULL (refused) or writable.

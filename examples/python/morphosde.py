@@ -220,6 +220,9 @@ class FitConfig(ctypes.Structure):
         ("validation_fraction", c_float),
         ("validation_batches", c_size_t),
         ("patience", c_size_t),
+        ("validation_tolerance", c_float),
+        ("final_learning_rate", c_float),
+        ("bridge_epsilon", c_uint32),
         ("seed", c_uint64),
         ("cluster", ClusterConfig),
     ]

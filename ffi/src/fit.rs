@@ -57,8 +57,20 @@ pub struct msde_fit_config {
     pub validation_fraction: f32,
     /// Validation batches per epoch (>= 1 with validation).
     pub validation_batches: usize,
-    /// Stop after this many epochs without a better validation loss.
+    /// Stop after this many epochs whose validation loss is worse than the
+    /// best by more than validation_tolerance.
     pub patience: usize,
+    /// Relative tolerance (>= 0, finite) of the model choice: the kept
+    /// parameters are the latest whose validation loss is within
+    /// (1 + validation_tolerance) times the best.
+    pub validation_tolerance: f32,
+    /// Learning rate of the last epoch as a fraction of the first, in
+    /// (0, 1]: a cosine decay over `epochs` (1 = constant).
+    pub final_learning_rate: f32,
+    /// 1: from the second epoch on, each batch's UOT epsilon is 2 s^2 h with
+    /// s^2 = tr(D)/d of the model's learned noise (0: epsilon_relative
+    /// throughout). Other values are refused.
+    pub bridge_epsilon: u32,
     /// Seed of the split, clustering and minibatches.
     pub seed: u64,
     /// Clustering of the training rows (its seed is replaced by `seed`).
@@ -137,6 +149,13 @@ fn to_core(c: &msde_fit_config) -> Result<FitConfig<f32>> {
     f.validation_fraction = c.validation_fraction;
     f.validation_batches = c.validation_batches;
     f.patience = c.patience;
+    f.validation_tolerance = c.validation_tolerance;
+    f.final_learning_rate = c.final_learning_rate;
+    f.bridge_epsilon = match c.bridge_epsilon {
+        0 => false,
+        1 => true,
+        _ => return Err(Error::bad_config("bridge_epsilon", "must be 0 or 1")),
+    };
     f.seed = c.seed;
     Ok(f)
 }
@@ -146,7 +165,8 @@ fn to_core(c: &msde_fit_config) -> Result<FitConfig<f32>> {
 /// and rho 10 times the batch's median squared distance, self-edge bound
 /// 0.5, UOT tol 1e-4 and 5000 iterations, 4 clusters with sigma_t 0.3 time
 /// units (otherwise msde_cluster_config_default), 15% of embryos held out,
-/// 8 validation batches, patience 8, seed 0.
+/// 8 validation batches, patience 8, validation tolerance 5%, cosine decay
+/// of the learning rate to 10%, no bridge epsilon, seed 0.
 ///
 /// # Safety
 /// `out` NULL (refused) or writable.
@@ -171,6 +191,9 @@ pub unsafe extern "C" fn msde_fit_config_default(
             validation_fraction: f.validation_fraction,
             validation_batches: f.validation_batches,
             patience: f.patience,
+            validation_tolerance: f.validation_tolerance,
+            final_learning_rate: f.final_learning_rate,
+            bridge_epsilon: u32::from(f.bridge_epsilon),
             seed: f.seed,
             cluster: cluster::from_core(&f.cluster),
         };

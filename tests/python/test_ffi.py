@@ -785,6 +785,9 @@ class Fit(CallCase):
             (f32(0.05), 10.0, 0.5, f32(1e-4), 5000),
         )
         self.assertEqual((cfg.validation_fraction, cfg.validation_batches, cfg.patience, cfg.seed), (f32(0.15), 8, 8, 0))
+        self.assertEqual(
+            (cfg.validation_tolerance, cfg.final_learning_rate, cfg.bridge_epsilon), (f32(0.05), f32(0.1), 0)
+        )
         self.assertEqual((cfg.cluster.k, cfg.cluster.sigma_t, cfg.cluster.restarts), (4, f32(0.3), 10))
 
     @needs_expected
@@ -885,6 +888,9 @@ class Fit(CallCase):
             (dict(cfg=cfg_with(track_bound=1.5)), 4, "track_bound"),
             (dict(cfg=cfg_with(validation_fraction=0.95)), 4, "validation_fraction"),
             (dict(cfg=cfg_with(validation_batches=0)), 4, "validation_batches"),
+            (dict(cfg=cfg_with(validation_tolerance=-0.1)), 4, "validation_tolerance"),
+            (dict(cfg=cfg_with(final_learning_rate=0.0)), 4, "final_learning_rate"),
+            (dict(cfg=cfg_with(bridge_epsilon=2)), 4, "bridge_epsilon"),
             (dict(cfg=cfg_with(cluster_k=0)), 4, "k"),
             (dict(cfg=cfg_with(cluster_sigma_z_mode=9)), 4, "sigma_z_mode"),
             (dict(fw_len=fl.value - 1), 5, "float_workspace"),
