@@ -3,7 +3,7 @@
 //! distances between clouds of samples (energy, sliced Wasserstein).
 
 use crate::buffers::{input, output, value_out};
-use crate::model::{eval_workspace, evaluate, model_ref, msde_model};
+use crate::model::{eval_workspace, evaluate, model_ref, model_size_query, msde_model};
 use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;
 use morphosde_core::error::{Arena, Error, check_len, check_room, checked_mul};
@@ -127,12 +127,11 @@ pub unsafe extern "C" fn msde_model_diffusion_spectrum_workspace_len(
     out_len: *mut usize,
     err: *mut msde_error,
 ) -> msde_status {
-    guard(err, || {
-        let (m, _) = unsafe { model_ref(model, "model") }?;
-        let out = unsafe { value_out(out_len, "out_len") }?;
-        *out = spectrum_workspace(&m.layout, rows)?;
-        Ok(())
-    })
+    unsafe {
+        model_size_query(model, out_len, err, |m, _| {
+            spectrum_workspace(&m.layout, rows)
+        })
+    }
 }
 
 /// The model's diffusion D(z, t) = L L^T (the Ito covariance rate per unit

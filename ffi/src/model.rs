@@ -227,6 +227,25 @@ fn not_a(arg: &'static str) -> Error {
 ///
 /// # Safety
 /// `ptr` is NULL or points to memory holding a model made by this library.
+/// A size query about a model: checks `model`, then `out_len`, and writes
+/// `size(model, parameters)` to `*out_len`.
+///
+/// # Safety
+/// As [`model_ref`]; `out_len` writable.
+pub(crate) unsafe fn model_size_query(
+    model: *const msde_model,
+    out_len: *mut usize,
+    err: *mut msde_error,
+    size: impl FnOnce(&msde_model, &[f32]) -> Result<usize>,
+) -> msde_status {
+    guard(err, || {
+        let (m, params) = unsafe { model_ref(model, "model") }?;
+        let out = unsafe { value_out(out_len, "out_len") }?;
+        *out = size(m, params)?;
+        Ok(())
+    })
+}
+
 pub(crate) unsafe fn model_ref<'a>(
     ptr: *const msde_model,
     arg: &'static str,
@@ -479,12 +498,11 @@ pub unsafe extern "C" fn msde_model_save_len(
     out_len: *mut usize,
     err: *mut msde_error,
 ) -> msde_status {
-    guard(err, || {
-        let (m, _) = unsafe { model_ref(model, "model") }?;
-        let out = unsafe { value_out(out_len, "out_len") }?;
-        *out = codec::model_bytes_len::<f32>(&m.config)?;
-        Ok(())
-    })
+    unsafe {
+        model_size_query(model, out_len, err, |m, _| {
+            codec::model_bytes_len::<f32>(&m.config)
+        })
+    }
 }
 
 /// Writes the model's bytes (magic, format version, config, parameters,
@@ -611,12 +629,7 @@ pub unsafe extern "C" fn msde_model_eval_workspace_len(
     out_len: *mut usize,
     err: *mut msde_error,
 ) -> msde_status {
-    guard(err, || {
-        let (m, _) = unsafe { model_ref(model, "model") }?;
-        let out = unsafe { value_out(out_len, "out_len") }?;
-        *out = eval_workspace(&m.layout, rows)?;
-        Ok(())
-    })
+    unsafe { model_size_query(model, out_len, err, |m, _| eval_workspace(&m.layout, rows)) }
 }
 
 /// Staged outputs (f, L) then the model's own inference workspace.

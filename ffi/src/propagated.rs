@@ -3,8 +3,8 @@
 //! how the model's drift carries the noise over that gap (core
 //! `propagate` and `Propagation::explicit_diffusion`).
 
-use crate::buffers::{input, output, value_out};
-use crate::model::{model_ref, msde_model};
+use crate::buffers::{input, output};
+use crate::model::{model_ref, model_size_query, msde_model};
 use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;
 use morphosde_core::error::{Arena, Error, check_finite, check_len, check_room, checked_mul};
@@ -61,12 +61,11 @@ pub unsafe extern "C" fn msde_model_propagated_diffusion_workspace_len(
     out_len: *mut usize,
     err: *mut msde_error,
 ) -> msde_status {
-    guard(err, || {
-        let (m, params) = unsafe { model_ref(model, "model") }?;
-        let out = unsafe { value_out(out_len, "out_len") }?;
-        *out = workspace_floats(&Learned::new(&m.config, params)?, rows, substeps)?;
-        Ok(())
-    })
+    unsafe {
+        model_size_query(model, out_len, err, |m, params| {
+            workspace_floats(&Learned::new(&m.config, params)?, rows, substeps)
+        })
+    }
 }
 
 /// Explicit propagated diffusion estimates: for each row r, the symmetric
