@@ -3,11 +3,13 @@
 //! 20 substeps per gap, the teacher velocity is the finite difference).
 #![allow(clippy::needless_range_loop)] // index-heavy closed forms read clearer as loops
 
+#[path = "common/pair_training.rs"]
+mod pair_training;
+
 use morphosde_core::integrate::Dynamics;
 use morphosde_core::integrate::sde::{EmConfig, em_path, em_path_workspace_len};
-use morphosde_core::model::{Config, Layout, Learned, Residual, TargetMode};
+use morphosde_core::model::{Config, Learned, Residual, TargetMode};
 use morphosde_core::rng::{Family, Rng};
-use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
 
 /// `dz = A z dt + s(z₀) G dW` in `D` dimensions (`s = 1` unless `growth`
 /// is set: then `s(z₀) = 1 + growth·z₀`).
@@ -89,67 +91,6 @@ impl<const D: usize> Sde<D> {
     }
 }
 
-/// Minibatch Adam over the pool with a step-size schedule (one learning
-/// rate per phase); returns the parameters.
-fn train(
-    config: &Config,
-    x: &[f32],
-    y: &[f32],
-    v: &[f32],
-    h: f32,
-    phases: &[(f64, u32)],
-) -> Vec<f32> {
-    let d = config.d;
-    let n = x.len() / d;
-    let b = 256;
-    let layout = Layout::new(config).unwrap();
-    let mut params = vec![0.0f32; layout.len];
-    layout.init(config.seed, &mut params).unwrap();
-    let (mut m, mut s) = (vec![0.0f32; layout.len], vec![0.0f32; layout.len]);
-    let mut adam = AdamState {
-        m: &mut m,
-        v: &mut s,
-        steps: 0,
-    };
-    let mut ws = vec![0.0f32; train_step_workspace_len(config, b, 0).unwrap()];
-    let (t, hs, mass) = (vec![0.0f32; b], vec![h; b], vec![1.0f32; b]);
-    let mut order: Vec<usize> = (0..n).collect();
-    let (mut bx, mut by, mut bv) = (
-        vec![0.0f32; b * d],
-        vec![0.0f32; b * d],
-        vec![0.0f32; b * d],
-    );
-    let mut epoch = 0;
-    for &(lr, epochs) in phases {
-        let cfg = Config {
-            learning_rate: lr,
-            ..*config
-        };
-        for _ in 0..epochs {
-            Rng::stream(config.seed, Family::Minibatch, epoch as u64).shuffle(&mut order);
-            for chunk in order.chunks_exact(b) {
-                for (k, &i) in chunk.iter().enumerate() {
-                    bx[k * d..(k + 1) * d].copy_from_slice(&x[i * d..(i + 1) * d]);
-                    by[k * d..(k + 1) * d].copy_from_slice(&y[i * d..(i + 1) * d]);
-                    bv[k * d..(k + 1) * d].copy_from_slice(&v[i * d..(i + 1) * d]);
-                }
-                let batch = Batch {
-                    x: &bx,
-                    t: &t,
-                    h: &hs,
-                    v_hat: &bv,
-                    mass: &mass,
-                    y: &by,
-                    plan: &[],
-                };
-                train_step(&cfg, epoch, &batch, &mut params, &mut adam, &mut ws).unwrap();
-            }
-            epoch += 1;
-        }
-    }
-    params
-}
-
 fn rel_frobenius(a: &[f64], b: &[f64]) -> f64 {
     let num: f64 = a.iter().zip(b).map(|(u, v)| (u - v) * (u - v)).sum();
     (num / b.iter().map(|v| v * v).sum::<f64>()).sqrt()
@@ -226,7 +167,7 @@ fn linear_sde_recovers_drift_matrix_and_full_rank_d() {
             diffusion_diagonal: diagonal,
             ..base
         };
-        let params = train(&config, &x32, &y, &v, h as f32, &phases);
+        let params = pair_training::train(&config, &x32, &y, &v, h as f32, &phases);
         let (f0, d0) = evaluate(&config, &params, &[0.0; 4]);
         if !diagonal {
             let mut a = vec![0.0; 16];
@@ -291,7 +232,7 @@ fn state_dependent_d_is_learned_at_held_out_states() {
         seed: 4,
         ..Config::default()
     };
-    let params = train(
+    let params = pair_training::train(
         &config,
         &x32,
         &y,

@@ -13,6 +13,8 @@
 //! to print the table.
 #[path = "common/alloc_counter.rs"]
 mod alloc_counter;
+#[path = "common/pair_training.rs"]
+mod pair_training;
 
 use morphosde_core::integrate::{Dynamics, rk4_flow, rk4_flow_workspace_len};
 use morphosde_core::model::{Config, Layout, Learned};
@@ -349,8 +351,7 @@ fn propagation_and_its_maps_do_not_allocate() {
 fn training_with_the_propagated_target_learns_d_at_the_imaging_gap() {
     use morphosde_core::integrate::sde::{EmConfig, em_path, em_path_workspace_len};
     use morphosde_core::model::{Residual, TargetMode};
-    use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
-    let (n, d, b) = (8192, 3, 256);
+    let (n, d) = (8192, 3);
     let mut x = vec![0.0f64; n * d];
     Rng::stream(7, Family::Data, 0).fill_normal(&mut x);
     x.iter_mut().for_each(|v| *v *= 0.7);
@@ -408,51 +409,14 @@ fn training_with_the_propagated_target_learns_d_at_the_imaging_gap() {
             seed: 5,
             ..Config::default()
         };
-        let layout = Layout::new(&config).unwrap();
-        let mut params = vec![0.0f32; layout.len];
-        layout.init(config.seed, &mut params).unwrap();
-        let (mut m, mut s) = (vec![0.0f32; layout.len], vec![0.0f32; layout.len]);
-        let mut adam = AdamState {
-            m: &mut m,
-            v: &mut s,
-            steps: 0,
-        };
-        let mut ws = vec![0.0f32; train_step_workspace_len(&config, b, 0).unwrap()];
-        let (t, hs, mass) = (vec![0.0f32; b], vec![GAP as f32; b], vec![1.0f32; b]);
-        let mut order: Vec<usize> = (0..n).collect();
-        let (mut bx, mut by, mut bv) = (
-            vec![0.0f32; b * d],
-            vec![0.0f32; b * d],
-            vec![0.0f32; b * d],
+        let params = pair_training::train(
+            &config,
+            &x,
+            &y,
+            &v,
+            GAP as f32,
+            &[(1e-2, 20), (3e-3, 10), (1e-3, 10)],
         );
-        let mut epoch = 0;
-        for (lr, epochs) in [(1e-2, 20), (3e-3, 10), (1e-3, 10)] {
-            let cfg = Config {
-                learning_rate: lr,
-                ..config
-            };
-            for _ in 0..epochs {
-                Rng::stream(config.seed, Family::Minibatch, epoch as u64).shuffle(&mut order);
-                for chunk in order.chunks_exact(b) {
-                    for (k, &i) in chunk.iter().enumerate() {
-                        bx[k * d..(k + 1) * d].copy_from_slice(&x[i * d..(i + 1) * d]);
-                        by[k * d..(k + 1) * d].copy_from_slice(&y[i * d..(i + 1) * d]);
-                        bv[k * d..(k + 1) * d].copy_from_slice(&v[i * d..(i + 1) * d]);
-                    }
-                    let batch = Batch {
-                        x: &bx,
-                        t: &t,
-                        h: &hs,
-                        v_hat: &bv,
-                        mass: &mass,
-                        y: &by,
-                        plan: &[],
-                    };
-                    train_step(&cfg, epoch, &batch, &mut params, &mut adam, &mut ws).unwrap();
-                }
-                epoch += 1;
-            }
-        }
         let learned = Learned::new(&config, &params).unwrap();
         let held_out = [
             0.0f32, 0.0, 0.0, 0.5, -0.3, 0.2, -0.4, 0.6, 0.1, 0.2, 0.2, -0.6,
