@@ -1,9 +1,12 @@
 //! The propagated diffusion target's cost (issue 8): one train step at
 //! d = 16, batch 256, encoder 3×128, full-rank head, 4 substeps, with the
-//! seed's one-step residual, the flow residual and the propagated loss (`D_θ`
-//! along the substep states, the default, and at `z_t`); and `propagate`
-//! alone on the learned model (its 16 forward-mode Jacobian passes of 16
-//! tangents each are the bulk of the propagated step).
+//! seed's one-step residual, the flow residual, the propagated loss (`D_θ`
+//! along the substep states, the default, and at `z_t`) and the frozen
+//! propagated loss (one Jacobian per source at the gap's midpoint, `D_θ`
+//! there, the default, and at `z_t`); and `propagate` and
+//! `propagate_frozen` alone on the learned model (the exact map's 16
+//! forward-mode Jacobian passes of 16 tangents each are the bulk of the
+//! propagated step; the frozen map has one).
 //!
 //! `cargo bench --bench propagated` first prints the cost of each step
 //! relative to the one-step step, measured interleaved (one step of each
@@ -15,7 +18,9 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use morphosde_core::model::{Config, Layout, Learned, Residual};
-use morphosde_core::propagate::{DiffusionAt, propagate, propagate_workspace_len};
+use morphosde_core::propagate::{
+    DiffusionAt, propagate, propagate_frozen, propagate_workspace_len,
+};
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::train::{AdamState, Batch, train_step_diffusion_at, train_step_workspace_len};
 use std::hint::black_box;
@@ -25,13 +30,19 @@ const D: usize = 16;
 const N: usize = 256;
 const SUBSTEPS: usize = 4;
 
-const VARIANTS: [(&str, Residual, DiffusionAt); 4] = [
+const VARIANTS: [(&str, Residual, DiffusionAt); 6] = [
     ("one_step", Residual::OneStep, DiffusionAt::Path),
     ("flow", Residual::Flow, DiffusionAt::Path),
     ("propagated", Residual::Propagated, DiffusionAt::Path),
     (
         "propagated_d_at_start",
         Residual::Propagated,
+        DiffusionAt::Constant,
+    ),
+    ("frozen", Residual::PropagatedFrozen, DiffusionAt::Path),
+    (
+        "frozen_d_at_start",
+        Residual::PropagatedFrozen,
         DiffusionAt::Constant,
     ),
 ];
@@ -133,8 +144,10 @@ impl Stepper {
     }
 }
 
-/// `propagate` alone on the learned model of the propagated step.
+/// `propagate` (or `propagate_frozen`) alone on the learned model of the
+/// propagated step.
 struct Flow {
+    frozen: bool,
     config: Config,
     params: Vec<f32>,
     states: Vec<f32>,
@@ -143,7 +156,7 @@ struct Flow {
 }
 
 impl Flow {
-    fn new() -> Self {
+    fn new(frozen: bool) -> Self {
         let config = config(Residual::Propagated);
         let layout = Layout::new(&config).unwrap();
         let mut params = vec![0.0f32; layout.len];
@@ -151,6 +164,7 @@ impl Flow {
         let model = Learned::new(&config, &params).unwrap();
         let ws = vec![0.0f32; propagate_workspace_len(&model, N)];
         Flow {
+            frozen,
             config,
             params,
             states: vec![0.0; N * (SUBSTEPS + 1) * D],
@@ -161,7 +175,12 @@ impl Flow {
 
     fn run(&mut self, data: &Data) -> f32 {
         let model = Learned::new(&self.config, &self.params).unwrap();
-        propagate(
+        let how = if self.frozen {
+            propagate_frozen
+        } else {
+            propagate
+        };
+        how(
             &model,
             &data.x,
             &data.t,
@@ -218,12 +237,12 @@ fn side_by_side_in_pool() {
     for s in &mut steppers {
         black_box(s.step(&batch));
     }
-    let mut flow = Flow::new();
+    let mut flows = [Flow::new(false), Flow::new(true)];
     let rounds = 21;
     let names: Vec<&str> = VARIANTS
         .iter()
         .map(|v| v.0)
-        .chain(["propagate_only"])
+        .chain(["propagate_only", "propagate_frozen_only"])
         .collect();
     let mut wall = vec![Vec::new(); names.len()];
     let mut cpu = vec![Vec::new(); names.len()];
@@ -241,9 +260,11 @@ fn side_by_side_in_pool() {
                 black_box(s.step(&batch));
             });
         }
-        timed(&mut || {
-            black_box(flow.run(&data));
-        });
+        for flow in &mut flows {
+            timed(&mut || {
+                black_box(flow.run(&data));
+            });
+        }
         base.push(times[0]);
         for ((w, c), &(t, ns)) in wall.iter_mut().zip(&mut cpu).zip(&times) {
             w.push(t / times[0].0);
@@ -287,8 +308,10 @@ fn bench(c: &mut Criterion) {
         let mut stepper = Stepper::new(residual, at);
         group.bench_function(name, |b| b.iter(|| black_box(stepper.step(&batch))));
     }
-    let mut flow = Flow::new();
-    group.bench_function("propagate_only", |b| b.iter(|| black_box(flow.run(&data))));
+    for (name, frozen) in [("propagate_only", false), ("propagate_frozen_only", true)] {
+        let mut flow = Flow::new(frozen);
+        group.bench_function(name, |b| b.iter(|| black_box(flow.run(&data))));
+    }
     group.finish();
 }
 

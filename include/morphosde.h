@@ -160,6 +160,14 @@
 #define MSDE_RESIDUAL_PROPAGATED 2
 
 /**
+ * msde_model_config.residual: as MSDE_RESIDUAL_PROPAGATED with the flow's
+ * Jacobian frozen over each gap (one Jacobian per source, at the gap's
+ * midpoint; D evaluated there): several times cheaper, exact for a linear
+ * drift.
+ */
+#define MSDE_RESIDUAL_PROPAGATED_FROZEN 3
+
+/**
  * Alignment in bytes caller memory for msde_model_init / msde_trainer_init
  * must have (malloc'ed memory and uint64_t or double arrays have it).
  */
@@ -623,7 +631,8 @@ typedef struct msde_model_config {
      */
     uint32_t target_mode;
     /**
-     * MSDE_RESIDUAL_ONE_STEP, MSDE_RESIDUAL_FLOW or MSDE_RESIDUAL_PROPAGATED.
+     * MSDE_RESIDUAL_ONE_STEP, MSDE_RESIDUAL_FLOW, MSDE_RESIDUAL_PROPAGATED or
+     * MSDE_RESIDUAL_PROPAGATED_FROZEN.
      */
     uint32_t residual;
     /**

@@ -141,6 +141,7 @@ fn train_step_and_codec_do_not_allocate() {
         (TargetMode::Pairwise, Residual::Flow),
         (TargetMode::PlanWeighted, Residual::Flow),
         (TargetMode::Pairwise, Residual::Propagated),
+        (TargetMode::Pairwise, Residual::PropagatedFrozen),
     ] {
         let config = Config {
             d,
@@ -295,37 +296,40 @@ fn propagated_step_over_parallel_blocks_does_not_allocate() {
         y,
         plan: &[],
     };
-    let config = Config {
-        d,
-        depth: 2,
-        width: 16,
-        learn_diffusion: true,
-        residual: Residual::Propagated,
-        ..Config::default()
-    };
-    let layout = Layout::new(&config).unwrap();
-    let mut params = vec![0.0f32; layout.len];
-    layout.init(3, &mut params).unwrap();
-    let (mut am, mut av) = (vec![0.0f32; layout.len], vec![0.0f32; layout.len]);
-    let mut ws = vec![0.0f32; train_step_workspace_len(&config, n, 0).unwrap()];
-    let mut step = |at: DiffusionAt| {
-        let mut adam = AdamState {
-            m: &mut am,
-            v: &mut av,
-            steps: 0,
+    for residual in [Residual::Propagated, Residual::PropagatedFrozen] {
+        let config = Config {
+            d,
+            depth: 2,
+            width: 16,
+            learn_diffusion: true,
+            residual,
+            ..Config::default()
         };
-        train_step_diffusion_at(&config, 0, at, &batch, &mut params, &mut adam, &mut ws).unwrap();
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
-    let (count, ()) = pool.install(|| {
-        step(DiffusionAt::Path);
-        count_allocations(|| {
+        let layout = Layout::new(&config).unwrap();
+        let mut params = vec![0.0f32; layout.len];
+        layout.init(3, &mut params).unwrap();
+        let (mut am, mut av) = (vec![0.0f32; layout.len], vec![0.0f32; layout.len]);
+        let mut ws = vec![0.0f32; train_step_workspace_len(&config, n, 0).unwrap()];
+        let mut step = |at: DiffusionAt| {
+            let mut adam = AdamState {
+                m: &mut am,
+                v: &mut av,
+                steps: 0,
+            };
+            train_step_diffusion_at(&config, 0, at, &batch, &mut params, &mut adam, &mut ws)
+                .unwrap();
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (count, ()) = pool.install(|| {
             step(DiffusionAt::Path);
-            step(DiffusionAt::Constant);
-        })
-    });
-    assert_eq!(count, 0);
+            count_allocations(|| {
+                step(DiffusionAt::Path);
+                step(DiffusionAt::Constant);
+            })
+        });
+        assert_eq!(count, 0, "{residual:?}");
+    }
 }

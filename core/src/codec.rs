@@ -118,6 +118,7 @@ fn config_from_words(w: &[u64; CONFIG_WORDS]) -> Result<Config> {
             0 => Residual::OneStep,
             1 => Residual::Flow,
             2 => Residual::Propagated,
+            3 => Residual::PropagatedFrozen,
             _ => return Err(corrupt("unknown residual")),
         },
         flow_substeps: count(w[16])?,
@@ -324,6 +325,18 @@ mod tests {
         assert_eq!(got, config);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<std::vec::Vec<_>>();
         assert_eq!(bits(&back), bits(&params));
+        // Every residual, the frozen propagated one (3, no new format
+        // version: older files never hold it) included.
+        for residual in [
+            Residual::Flow,
+            Residual::Propagated,
+            Residual::PropagatedFrozen,
+        ] {
+            let c = Config { residual, ..config };
+            let mut b = vec![0u8; model_bytes_len::<f32>(&c).unwrap()];
+            save(&c, &params, &mut b).unwrap();
+            assert_eq!(load(&b, &mut back).unwrap(), c);
+        }
         // f64 parameters too.
         let p64: std::vec::Vec<f64> = params.iter().map(|&v| v as f64 + 1e-12).collect();
         let mut b64 = vec![0u8; model_bytes_len::<f64>(&config).unwrap()];

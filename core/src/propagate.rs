@@ -19,7 +19,10 @@
 //! [`propagate`] integrates the flow and the variational equation together
 //! by `N` classic RK4 substeps and stores, at the nodes `s_k = k h/N`
 //! (`k = 0..=N`), the node state `z_{s_k}` and the propagator
-//! `P_k = Φ(h, s_k)`. [`Propagation`] then applies, per row,
+//! `P_k = Φ(h, s_k)`. [`propagate_frozen`] fills the same outputs at a
+//! fraction of the cost: the same flow, but one drift Jacobian per row, at
+//! the gap's midpoint, held constant over the gap (exact for a linear
+//! drift). [`Propagation`] then applies, per row,
 //!
 //! ```text
 //! M_h(D)   = Σ_k w_k P_k D_k P_kᵀ          (D at the nodes, or one D per row)
@@ -34,7 +37,7 @@ use crate::error::{
     Detail, Error, ErrorKind, Result, check_finite, check_len, check_room, checked_mul,
 };
 use crate::float::Float;
-use crate::integrate::{Dynamics, rk4_stage};
+use crate::integrate::{Dynamics, Rk4Stages, rk4_stages_len, rk4_substep, rk4_substep_with};
 use crate::linalg::gemm::matmul_acc;
 use crate::linalg::{nearest_psd_in_place, solve_in_place};
 use crate::par::for_each_chunk3;
@@ -117,34 +120,131 @@ pub fn node_times<F: Float>(t: &[F], h: &[F], substeps: usize, out: &mut [F]) ->
 /// the same in any block.
 pub const PROPAGATE_BLOCK_ROWS: usize = 32;
 
-/// Workspace elements [`propagate`] needs for `rows` states.
+/// Workspace elements [`propagate`] and [`propagate_frozen`] need for
+/// `rows` states.
 pub fn propagate_workspace_len<F: Float, S: DriftJacobian<F>>(dynamics: &S, rows: usize) -> usize {
+    let block = rows.min(PROPAGATE_BLOCK_ROWS);
     propagate_workspace_len_for(
         dynamics.dim(),
         rows,
-        dynamics.jacobian_workspace_len(rows.min(PROPAGATE_BLOCK_ROWS)),
+        dynamics
+            .jacobian_workspace_len(block)
+            .max(dynamics.workspace_len(block)),
     )
 }
 
 /// [`propagate_workspace_len`] from the state dimension `d` and the
-/// dynamics' [`DriftJacobian::jacobian_workspace_len`] for one block of
-/// `min(rows, PROPAGATE_BLOCK_ROWS)` rows, for callers that size a
-/// workspace before the dynamics exist.
-pub fn propagate_workspace_len_for(d: usize, rows: usize, block_jacobian_len: usize) -> usize {
+/// dynamics' own workspace for one block of `min(rows,
+/// PROPAGATE_BLOCK_ROWS)` rows (the larger of
+/// [`DriftJacobian::jacobian_workspace_len`] and [`Dynamics::workspace_len`]),
+/// for callers that size a workspace before the dynamics exist.
+pub fn propagate_workspace_len_for(d: usize, rows: usize, block_model_len: usize) -> usize {
     rows.div_ceil(PROPAGATE_BLOCK_ROWS).saturating_mul(
-        block_scratch_len(d, rows.min(PROPAGATE_BLOCK_ROWS)).saturating_add(block_jacobian_len),
+        block_scratch_len(d, rows.min(PROPAGATE_BLOCK_ROWS)).saturating_add(block_model_len),
     )
 }
 
-/// [`propagate`]'s own scratch for a block of `rows` states.
+/// The propagation's own scratch for a block of `rows` states.
 fn block_scratch_len(d: usize, rows: usize) -> usize {
     let rd = rows.saturating_mul(d);
-    // Current state, four stage slopes and the stage state; stage times;
-    // Jacobian, stage slope, stage matrix and slope sum of the variational
-    // equation.
-    rd.saturating_mul(6)
-        .saturating_add(rows)
+    // Current state; RK4 stage slopes, state and times; Jacobian, stage
+    // slope, stage matrix and slope sum of the variational equation.
+    rd.saturating_add(rk4_stages_len(rows, d))
         .saturating_add(rd.saturating_mul(d).saturating_mul(4))
+}
+
+/// A block's scratch ([`block_scratch_len`], then the dynamics' own).
+struct BlockScratch<'a, F> {
+    cur: &'a mut [F],
+    stages: Rk4Stages<'a, F>,
+    var: Variational<'a, F>,
+    model_ws: &'a mut [F],
+}
+
+impl<'a, F> BlockScratch<'a, F> {
+    fn carve(workspace: &'a mut [F], rows: usize, d: usize) -> Self {
+        let (len, mat_len) = (rows * d, rows * d * d);
+        let (cur, rest) = workspace.split_at_mut(len);
+        let (stages, rest) = rest.split_at_mut(rk4_stages_len(rows, d));
+        let (jac, rest) = rest.split_at_mut(mat_len);
+        let (slope, rest) = rest.split_at_mut(mat_len);
+        let (stage_mat, rest) = rest.split_at_mut(mat_len);
+        let (slope_sum, model_ws) = rest.split_at_mut(mat_len);
+        BlockScratch {
+            cur,
+            stages: Rk4Stages::carve(stages, rows, d),
+            var: Variational {
+                jac,
+                slope,
+                stage_mat,
+                slope_sum,
+            },
+            model_ws,
+        }
+    }
+}
+
+/// The variational equation's RK4 buffers for a block (`rows×d×d` each):
+/// the stage's drift Jacobian `J`, its slope `K`, the stage matrix
+/// `I + c δ K` and the weighted slope sum `K₁ + 2K₂ + 2K₃ + K₄`.
+struct Variational<'a, F> {
+    jac: &'a mut [F],
+    slope: &'a mut [F],
+    stage_mat: &'a mut [F],
+    slope_sum: &'a mut [F],
+}
+
+impl<F: Float> Variational<'_, F> {
+    /// RK4 stage `stage` (0..4) of `dΦ/ds = J Φ` over one substep from
+    /// `Φ = I`, with that stage's Jacobian in `jac`: `K₁ = J₁`,
+    /// `K_i = J_i (I + c_i δ K_{i−1})` (`c = ½, ½, 1`), summed with weights
+    /// `1, 2, 2, 1` — the derivative of the RK4 step.
+    fn stage(&mut self, stage: usize, h: &[F], inv: F, d: usize) {
+        let weight = if stage == 1 || stage == 2 {
+            F::TWO
+        } else {
+            F::ONE
+        };
+        if stage == 0 {
+            self.slope.copy_from_slice(self.jac);
+            self.slope_sum.copy_from_slice(self.slope);
+        } else {
+            batched_matmul(self.jac, self.stage_mat, d, self.slope);
+            accumulate(self.slope_sum, weight, self.slope);
+        }
+        if stage < 3 {
+            let frac = if stage == 2 { inv } else { inv * F::HALF };
+            stage_matrices(self.slope, h, frac, d, self.stage_mat);
+        }
+    }
+
+    /// The one-substep transition `Φ(s_{k+1}, s_k) = I + δ/6 ΣK` of every
+    /// row into node `step`'s slot of `propagators` (`rows×(N+1)×d×d`),
+    /// where [`propagators_from_transitions`] expects it.
+    #[allow(clippy::too_many_arguments)]
+    fn store_transition(
+        &self,
+        h: &[F],
+        inv: F,
+        d: usize,
+        nodes: usize,
+        step: usize,
+        propagators: &mut [F],
+    ) {
+        let dd = d * d;
+        let sixth = F::ONE / F::from_f64(6.0);
+        for (r, &hr) in h.iter().enumerate() {
+            let dt = hr * inv * sixth;
+            let base = (r * nodes + step) * dd;
+            let transition = &mut propagators[base..base + dd];
+            for (i, x) in transition.iter_mut().enumerate() {
+                *x = dt * self.slope_sum[r * dd + i];
+            }
+            for a in 0..d {
+                transition[a * d + a] += F::ONE;
+            }
+        }
+    }
 }
 
 /// Integrates, for each row, the drift's flow from `z_r` at `t_r` over the
@@ -161,8 +261,8 @@ fn block_scratch_len(d: usize, rows: usize) -> usize {
 ///   exactly the derivative of the RK4 step).
 ///
 /// Errors: lengths, non-finite input, `h ≤ 0`, `substeps = 0`, a short
-/// workspace; a flow that leaves the finite range is
-/// [`ErrorKind::NumericalFailure`] (outputs are then garbage).
+/// workspace ([`propagate_workspace_len`]); a flow that leaves the finite
+/// range is [`ErrorKind::NumericalFailure`] (outputs are then garbage).
 #[allow(clippy::too_many_arguments)]
 pub fn propagate<F: Float, S: DriftJacobian<F> + Sync>(
     dynamics: &S,
@@ -173,6 +273,78 @@ pub fn propagate<F: Float, S: DriftJacobian<F> + Sync>(
     states: &mut [F],
     propagators: &mut [F],
     workspace: &mut [F],
+) -> Result<()> {
+    propagate_in_blocks(
+        dynamics,
+        z,
+        t,
+        h,
+        substeps,
+        states,
+        propagators,
+        workspace,
+        propagate_block,
+    )
+}
+
+/// The cheap approximation of [`propagate`]: the same flow (node states
+/// bit-identical to [`crate::integrate::rk4_flow`]'s, by plain RK4 of the
+/// drift), but the drift Jacobian frozen over the gap. One Jacobian per
+/// row, `J = J_f(z_mid, t + h/2)` at the gap's midpoint state
+/// ([`gap_midpoints`]), and every substep's transition is the RK4
+/// transition of `dΦ/ds = J Φ`,
+///
+/// ```text
+/// T = I + δJ + δ²J²/2 + δ³J³/6 + δ⁴J⁴/24,  δ = h/N,   P_k = T^(N−k),
+/// ```
+///
+/// computed by the same stage arithmetic as [`propagate`], so for a drift
+/// that is linear in `z` the two agree to the bit. For a nonlinear drift
+/// this is the first Magnus term about the midpoint: the exponent's error
+/// is `O(h³)` (the commutators of `J` along the path), against `O(h⁵)` per
+/// substep for the exact path. The cost is one Jacobian pass per row in
+/// place of `4N`. Shapes, errors and workspace as [`propagate`]'s.
+#[allow(clippy::too_many_arguments)]
+pub fn propagate_frozen<F: Float, S: DriftJacobian<F> + Sync>(
+    dynamics: &S,
+    z: &[F],
+    t: &[F],
+    h: &[F],
+    substeps: usize,
+    states: &mut [F],
+    propagators: &mut [F],
+    workspace: &mut [F],
+) -> Result<()> {
+    propagate_in_blocks(
+        dynamics,
+        z,
+        t,
+        h,
+        substeps,
+        states,
+        propagators,
+        workspace,
+        propagate_frozen_block,
+    )
+}
+
+/// The signature of [`propagate_block`] and [`propagate_frozen_block`]:
+/// one block of rows, inputs checked by the caller.
+type BlockFn<F, S> = fn(&S, &[F], &[F], &[F], usize, &mut [F], &mut [F], &mut [F]);
+
+/// [`propagate`]'s and [`propagate_frozen`]'s checks, blocks (in parallel
+/// with `std`) and finiteness check around `block`.
+#[allow(clippy::too_many_arguments)]
+fn propagate_in_blocks<F: Float, S: DriftJacobian<F> + Sync>(
+    dynamics: &S,
+    z: &[F],
+    t: &[F],
+    h: &[F],
+    substeps: usize,
+    states: &mut [F],
+    propagators: &mut [F],
+    workspace: &mut [F],
+    block_fn: BlockFn<F, S>,
 ) -> Result<()> {
     let d = dynamics.dim();
     if d == 0 {
@@ -201,11 +373,11 @@ pub fn propagate<F: Float, S: DriftJacobian<F> + Sync>(
         "workspace",
     )?;
     let block = rows.min(PROPAGATE_BLOCK_ROWS);
-    let block_ws = block_scratch_len(d, block) + dynamics.jacobian_workspace_len(block);
+    let block_ws = propagate_workspace_len(dynamics, block);
     let blocks = rows.div_ceil(PROPAGATE_BLOCK_ROWS);
     if blocks == 1 {
         // One block: no parallel loop (and none of its job bookkeeping).
-        propagate_block(
+        block_fn(
             dynamics,
             z,
             t,
@@ -222,7 +394,7 @@ pub fn propagate<F: Float, S: DriftJacobian<F> + Sync>(
             (&mut workspace[..blocks * block_ws], block_ws),
             |k, states, propagators, workspace| {
                 let rows = k * block..(k * block + block).min(rows);
-                propagate_block(
+                block_fn(
                     dynamics,
                     &z[rows.start * d..rows.end * d],
                     &t[rows.clone()],
@@ -250,8 +422,8 @@ pub fn propagate<F: Float, S: DriftJacobian<F> + Sync>(
 }
 
 /// [`propagate`] on one block of rows (inputs checked by the caller;
-/// `workspace` holds [`block_scratch_len`] and the dynamics' Jacobian
-/// workspace for the block).
+/// `workspace` holds [`block_scratch_len`] and the dynamics' workspace for
+/// the block).
 #[allow(clippy::too_many_arguments)]
 fn propagate_block<F: Float, S: DriftJacobian<F>>(
     dynamics: &S,
@@ -263,88 +435,159 @@ fn propagate_block<F: Float, S: DriftJacobian<F>>(
     propagators: &mut [F],
     workspace: &mut [F],
 ) {
-    let (d, rows, nodes) = (dynamics.dim(), t.len(), substeps + 1);
-    let (dd, len) = (d * d, t.len() * d);
-    let mat_len = rows * dd;
-    let (cur, rest) = workspace.split_at_mut(len);
-    let (k1, rest) = rest.split_at_mut(len);
-    let (k2, rest) = rest.split_at_mut(len);
-    let (k3, rest) = rest.split_at_mut(len);
-    let (k4, rest) = rest.split_at_mut(len);
-    let (stage, rest) = rest.split_at_mut(len);
-    let (times, rest) = rest.split_at_mut(rows);
-    let (jac, rest) = rest.split_at_mut(mat_len);
-    let (slope, rest) = rest.split_at_mut(mat_len);
-    let (stage_mat, rest) = rest.split_at_mut(mat_len);
-    let (slope_sum, model_ws) = rest.split_at_mut(mat_len);
-
+    let (d, nodes) = (dynamics.dim(), substeps + 1);
+    let BlockScratch {
+        cur,
+        mut stages,
+        mut var,
+        model_ws,
+    } = BlockScratch::carve(workspace, t.len(), d);
     cur.copy_from_slice(z);
     store_states(cur, d, nodes, 0, states);
     let inv = F::ONE / F::from_usize(substeps);
-    let sixth = F::ONE / F::from_f64(6.0);
     for step in 0..substeps {
-        // The same arithmetic as rk4_flow, so the flows agree to the bit.
-        let frac = F::from_usize(step) * inv;
-        for r in 0..rows {
-            times[r] = t[r] + h[r] * frac;
-        }
-        dynamics.drift_jacobian(cur, times, k1, jac, model_ws);
-        // K₁ = J₁ (the stage matrix is I).
-        slope.copy_from_slice(jac);
-        slope_sum.copy_from_slice(slope);
-        rk4_stage(cur, k1, h, inv * F::HALF, d, stage);
-        stage_matrices(slope, h, inv * F::HALF, d, stage_mat);
-        for r in 0..rows {
-            times[r] = t[r] + h[r] * (frac + inv * F::HALF);
-        }
-        dynamics.drift_jacobian(stage, times, k2, jac, model_ws);
-        batched_matmul(jac, stage_mat, d, slope);
-        accumulate(slope_sum, F::TWO, slope);
-        rk4_stage(cur, k2, h, inv * F::HALF, d, stage);
-        stage_matrices(slope, h, inv * F::HALF, d, stage_mat);
-        dynamics.drift_jacobian(stage, times, k3, jac, model_ws);
-        batched_matmul(jac, stage_mat, d, slope);
-        accumulate(slope_sum, F::TWO, slope);
-        rk4_stage(cur, k3, h, inv, d, stage);
-        stage_matrices(slope, h, inv, d, stage_mat);
-        for r in 0..rows {
-            times[r] = t[r] + h[r] * (frac + inv);
-        }
-        dynamics.drift_jacobian(stage, times, k4, jac, model_ws);
-        batched_matmul(jac, stage_mat, d, slope);
-        accumulate(slope_sum, F::ONE, slope);
-        for (r, &hr) in h.iter().enumerate() {
-            let dt = hr * inv * sixth;
-            for c in r * d..(r + 1) * d {
-                cur[c] += dt * (k1[c] + F::TWO * (k2[c] + k3[c]) + k4[c]);
-            }
-            // One-substep transition Φ(s_{k+1}, s_k) = I + δ/6 ΣK, stored in
-            // node k's slot until the backward pass below.
-            let base = (r * nodes + step) * dd;
-            let transition = &mut propagators[base..base + dd];
-            for (i, x) in transition.iter_mut().enumerate() {
-                *x = dt * slope_sum[r * dd + i];
-            }
-            for a in 0..d {
-                transition[a * d + a] += F::ONE;
-            }
-        }
+        // The same stages as rk4_flow's, so the flows agree to the bit; each
+        // stage's Jacobian steps the variational equation.
+        rk4_substep_with(
+            d,
+            t,
+            h,
+            step,
+            substeps,
+            cur,
+            &mut stages,
+            |stage, z, times, k| {
+                dynamics.drift_jacobian(z, times, k, var.jac, model_ws);
+                var.stage(stage, h, inv, d);
+            },
+        );
+        var.store_transition(h, inv, d, nodes, step, propagators);
         store_states(cur, d, nodes, step + 1, states);
     }
-    // Backward pass: P_N = I, P_k = P_{k+1} Φ(s_{k+1}, s_k).
-    for r in 0..rows {
-        let row = &mut propagators[r * nodes * dd..(r + 1) * nodes * dd];
+    propagators_from_transitions(d, substeps, propagators, var.jac);
+}
+
+/// [`propagate_frozen`] on one block of rows (as [`propagate_block`]).
+#[allow(clippy::too_many_arguments)]
+fn propagate_frozen_block<F: Float, S: DriftJacobian<F>>(
+    dynamics: &S,
+    z: &[F],
+    t: &[F],
+    h: &[F],
+    substeps: usize,
+    states: &mut [F],
+    propagators: &mut [F],
+    workspace: &mut [F],
+) {
+    let (d, nodes, dd) = (
+        dynamics.dim(),
+        substeps + 1,
+        dynamics.dim() * dynamics.dim(),
+    );
+    let BlockScratch {
+        cur,
+        mut stages,
+        mut var,
+        model_ws,
+    } = BlockScratch::carve(workspace, t.len(), d);
+    cur.copy_from_slice(z);
+    store_states(cur, d, nodes, 0, states);
+    for step in 0..substeps {
+        rk4_substep(dynamics, t, h, step, substeps, cur, &mut stages, model_ws);
+        store_states(cur, d, nodes, step + 1, states);
+    }
+    // One Jacobian per row at the midpoint (state into the stage buffer,
+    // the drift itself into k1, unused), frozen over every stage.
+    write_midpoints(d, substeps, &*states, t, h, stages.stage, stages.times);
+    dynamics.drift_jacobian(stages.stage, stages.times, stages.k1, var.jac, model_ws);
+    let inv = F::ONE / F::from_usize(substeps);
+    for stage in 0..4 {
+        var.stage(stage, h, inv, d);
+    }
+    var.store_transition(h, inv, d, nodes, 0, propagators);
+    for row in propagators.chunks_exact_mut(nodes * dd) {
+        let (first, rest) = row.split_at_mut(dd);
+        for slot in rest[..(substeps - 1) * dd].chunks_exact_mut(dd) {
+            slot.copy_from_slice(first);
+        }
+    }
+    propagators_from_transitions(d, substeps, propagators, var.jac);
+}
+
+/// Backward pass over every row of `propagators` (`rows×(N+1)×d×d`) holding
+/// the one-substep transitions `Φ(s_{k+1}, s_k)` in slots `k < N`: `P_N = I`,
+/// `P_k = P_{k+1} Φ(s_{k+1}, s_k)`. `tmp` is `d×d` scratch.
+fn propagators_from_transitions<F: Float>(
+    d: usize,
+    substeps: usize,
+    propagators: &mut [F],
+    tmp: &mut [F],
+) {
+    let dd = d * d;
+    let tmp = &mut tmp[..dd];
+    for row in propagators.chunks_exact_mut((substeps + 1) * dd) {
         let last = &mut row[substeps * dd..];
         for (i, x) in last.iter_mut().enumerate() {
             *x = if i % (d + 1) == 0 { F::ONE } else { F::ZERO };
         }
-        let tmp = &mut jac[..dd];
         for k in (0..substeps).rev() {
             let (head, tail) = row.split_at_mut((k + 1) * dd);
             let transition = &mut head[k * dd..];
             matmul(&tail[..dd], transition, d, tmp);
             transition.copy_from_slice(tmp);
         }
+    }
+}
+
+/// Each row's state at the middle of its gap from [`propagate`]'s node
+/// states (`rows×(N+1)×d`): node `N/2` for even `N`, the mean of nodes
+/// `(N−1)/2` and `(N+1)/2` for odd `N` (the midpoint to `O(h²)`), into
+/// `z_mid` (`rows×d`), and the time `t_r + h_r/2` into `t_mid` (`rows`).
+/// Where [`propagate_frozen`] freezes the Jacobian and where a `D` held
+/// constant over the gap ([`DiffusionAt::Constant`]) stands for the path's
+/// to `O(h²)`.
+pub fn gap_midpoints<F: Float>(
+    d: usize,
+    substeps: usize,
+    states: &[F],
+    t: &[F],
+    h: &[F],
+    z_mid: &mut [F],
+    t_mid: &mut [F],
+) -> Result<()> {
+    check_substeps(substeps)?;
+    let rows = t.len();
+    check_len(h, rows, "h")?;
+    let len = checked_mul(rows, d, "states")?;
+    check_len(states, checked_mul(len, substeps + 1, "states")?, "states")?;
+    check_len(z_mid, len, "z_mid")?;
+    check_len(t_mid, rows, "t_mid")?;
+    write_midpoints(d, substeps, states, t, h, z_mid, t_mid);
+    Ok(())
+}
+
+/// [`gap_midpoints`] without the checks.
+fn write_midpoints<F: Float>(
+    d: usize,
+    substeps: usize,
+    states: &[F],
+    t: &[F],
+    h: &[F],
+    z_mid: &mut [F],
+    t_mid: &mut [F],
+) {
+    let nodes = substeps + 1;
+    let (lo, hi) = (substeps / 2, substeps / 2 + substeps % 2);
+    for (r, (mid, row)) in z_mid
+        .chunks_exact_mut(d)
+        .zip(states.chunks_exact(nodes * d))
+        .enumerate()
+    {
+        let (a, b) = (&row[lo * d..(lo + 1) * d], &row[hi * d..(hi + 1) * d]);
+        for ((m, &x), &y) in mid.iter_mut().zip(a).zip(b) {
+            *m = if lo == hi { x } else { (x + y) * F::HALF };
+        }
+        t_mid[r] = t[r] + h[r] * F::HALF;
     }
 }
 
@@ -929,12 +1172,25 @@ mod tests {
         h: &[F],
         substeps: usize,
     ) -> (std::vec::Vec<F>, std::vec::Vec<F>) {
+        run_as(false, dynamics, z, t, h, substeps)
+    }
+
+    /// [`run`] by [`propagate_frozen`] when `frozen`.
+    fn run_as<F: Float, S: DriftJacobian<F> + Sync>(
+        frozen: bool,
+        dynamics: &S,
+        z: &[F],
+        t: &[F],
+        h: &[F],
+        substeps: usize,
+    ) -> (std::vec::Vec<F>, std::vec::Vec<F>) {
         let d = dynamics.dim();
         let rows = t.len();
         let mut states = std::vec![F::ZERO; rows * (substeps + 1) * d];
         let mut props = std::vec![F::ZERO; rows * (substeps + 1) * d * d];
         let mut ws = std::vec![F::from_f64(f64::NAN); propagate_workspace_len(dynamics, rows)];
-        propagate(
+        let how = if frozen { propagate_frozen } else { propagate };
+        how(
             dynamics,
             z,
             t,
@@ -1095,10 +1351,15 @@ mod tests {
     /// Max relative Frobenius error of the propagated map against the Van
     /// Loan closed form, on the non-normal linear drift at gap `h`.
     fn linear_map_error(at: DiffusionAt, substeps: usize, h: f64) -> f64 {
+        linear_map_error_as(false, at, substeps, h)
+    }
+
+    /// [`linear_map_error`] of [`propagate_frozen`]'s map when `frozen`.
+    fn linear_map_error_as(frozen: bool, at: DiffusionAt, substeps: usize, h: f64) -> f64 {
         let lin = non_normal();
         let d = 3;
         let dm = random_spd(d, 1);
-        let (_, props) = run(&lin, &[0.3, -0.2, 0.5], &[0.0], &[h], substeps);
+        let (_, props) = run_as(frozen, &lin, &[0.3, -0.2, 0.5], &[0.0], &[h], substeps);
         let hs = [h];
         let prop = Propagation::new(d, substeps, &hs, &props).unwrap();
         let mut diffusion = std::vec![0.0; prop.matrices_per_row(at) * 9];
@@ -1139,6 +1400,110 @@ mod tests {
         // The issue's bar: 1e-6 relative at the imaging gap with 8 substeps.
         let e = linear_map_error(DiffusionAt::Path, 8, 0.2);
         assert!(e < 1e-6, "{e:e}");
+    }
+
+    #[test]
+    fn frozen_propagation_is_the_exact_one_for_a_linear_drift() {
+        // Constant Jacobian: the frozen transitions are the exact path's
+        // arithmetic, so states and propagators agree to the bit (even and
+        // odd substep counts, several rows and gaps).
+        let lin = non_normal();
+        let z = [0.3, -0.2, 0.5, 1.0, 0.4, -0.7];
+        let (t, h) = ([0.0, 0.5], [0.2, 0.6]);
+        for substeps in [1, 4, 5] {
+            let exact = run(&lin, &z, &t, &h, substeps);
+            let frozen = run_as(true, &lin, &z, &t, &h, substeps);
+            assert_eq!(exact, frozen, "{substeps} substeps");
+        }
+        // And so the closed form is met as the exact map meets it.
+        for at in [DiffusionAt::Path, DiffusionAt::Constant] {
+            for (n, h) in [(4, 0.6), (8, 0.2)] {
+                let (e, f) = (
+                    linear_map_error(at, n, h),
+                    linear_map_error_as(true, at, n, h),
+                );
+                assert_eq!(e, f, "{at:?} {n} {h}");
+            }
+        }
+        assert!(linear_map_error_as(true, DiffusionAt::Constant, 8, 0.2) < 1e-6);
+    }
+
+    #[test]
+    fn frozen_flow_is_rk4_flow_and_its_jacobian_sits_at_the_midpoint() {
+        // A nonlinear drift: the node states are rk4_flow's to the bit; the
+        // propagators are powers of one transition, that of the RK4 step of
+        // the linearisation at the midpoint state (node N/2, or the mean of
+        // the middle two for odd N) and time t + h/2.
+        let p = EmbryoProcess { d: 4 };
+        let z = [0.1, 0.8, 0.2, -0.1, 0.5, 1.5, 0.6, -0.45];
+        let (t, h) = ([0.6, 1.0], [0.2, 0.35]);
+        for n in [3usize, 4] {
+            let (exact_states, _) = run(&p, &z, &t, &h, n);
+            let (states, props) = run_as(true, &p, &z, &t, &h, n);
+            assert_eq!(states, exact_states);
+            let mut z_mid = [0.0; 8];
+            let mut t_mid = [0.0; 2];
+            gap_midpoints(4, n, &states, &t, &h, &mut z_mid, &mut t_mid).unwrap();
+            assert_eq!(t_mid, [0.7, 1.175]);
+            for r in 0..2 {
+                let node = |k: usize| &states[(r * (n + 1) + k) * 4..(r * (n + 1) + k + 1) * 4];
+                for i in 0..4 {
+                    let want = if n % 2 == 0 {
+                        node(n / 2)[i]
+                    } else {
+                        0.5 * (node(n / 2)[i] + node(n / 2 + 1)[i])
+                    };
+                    assert_eq!(z_mid[r * 4 + i], want);
+                }
+                // T from the Taylor polynomial of δJ, against P_{N−1}.
+                let (mut f, mut jac) = ([0.0; 4], [0.0; 16]);
+                p.drift_jacobian(
+                    &z_mid[r * 4..r * 4 + 4],
+                    &t_mid[r..r + 1],
+                    &mut f,
+                    &mut jac,
+                    &mut [],
+                );
+                let delta = h[r] / n as f64;
+                let (mut term, mut taylor) = ([0.0; 16], [0.0; 16]);
+                for i in 0..4 {
+                    term[i * 5] = 1.0;
+                    taylor[i * 5] = 1.0;
+                }
+                for k in 1..=4 {
+                    let mut next = [0.0; 16];
+                    for a in 0..4 {
+                        for b in 0..4 {
+                            next[a * 4 + b] = (0..4)
+                                .map(|c| term[a * 4 + c] * jac[c * 4 + b])
+                                .sum::<f64>()
+                                * delta
+                                / k as f64;
+                        }
+                    }
+                    term = next;
+                    for i in 0..16 {
+                        taylor[i] += term[i];
+                    }
+                }
+                let base = (r * (n + 1) + n - 1) * 16;
+                for i in 0..16 {
+                    assert!((props[base + i] - taylor[i]).abs() < 1e-14, "{n} {r} {i}");
+                }
+                // P_0 = T^N: one more power per node back.
+                let mut power = [0.0; 16];
+                power.copy_from_slice(&props[base..base + 16]);
+                for k in (0..n - 1).rev() {
+                    let mut next = [0.0; 16];
+                    matmul(&power, &taylor, 4, &mut next);
+                    power = next;
+                    let at = (r * (n + 1) + k) * 16;
+                    for i in 0..16 {
+                        assert!((props[at + i] - power[i]).abs() < 1e-13, "{n} {r} {k} {i}");
+                    }
+                }
+            }
+        }
     }
 
     /// Row-major `rows×count×d×d` random matrices (not symmetric).
@@ -1383,6 +1748,23 @@ mod tests {
                 .arg,
             "workspace"
         );
+        // The frozen map shares the checks; its midpoints have their own.
+        assert_eq!(
+            propagate_frozen(&p, &z, &[0.0], &[0.0], 2, &mut states, &mut props, &mut ws)
+                .unwrap_err()
+                .arg,
+            "h"
+        );
+        let (mut z_mid, mut t_mid) = ([0.0; 2], [0.0; 1]);
+        let mid = |n: usize, z_mid: &mut [f64], t_mid: &mut [f64]| {
+            gap_midpoints(2, n, &states, &[0.0], &[0.1], z_mid, t_mid)
+                .unwrap_err()
+                .arg
+        };
+        assert_eq!(mid(0, &mut z_mid, &mut t_mid), "substeps");
+        assert_eq!(mid(3, &mut z_mid, &mut t_mid), "states");
+        assert_eq!(mid(2, &mut z_mid[..1], &mut t_mid), "z_mid");
+        assert_eq!(mid(2, &mut z_mid, &mut []), "t_mid");
         let mut times = [0.0; 3];
         node_times(&[1.0], &[0.5], 2, &mut times).unwrap();
         assert_eq!(times, [1.0, 1.25, 1.5]);

@@ -32,6 +32,11 @@ pub const MSDE_RESIDUAL_FLOW: u32 = 1;
 /// msde_model_config.residual: flow residuals with D propagated through the
 /// flow's Jacobian over the gap.
 pub const MSDE_RESIDUAL_PROPAGATED: u32 = 2;
+/// msde_model_config.residual: as MSDE_RESIDUAL_PROPAGATED with the flow's
+/// Jacobian frozen over each gap (one Jacobian per source, at the gap's
+/// midpoint; D evaluated there): several times cheaper, exact for a linear
+/// drift.
+pub const MSDE_RESIDUAL_PROPAGATED_FROZEN: u32 = 3;
 /// Alignment in bytes caller memory for msde_model_init / msde_trainer_init
 /// must have (malloc'ed memory and uint64_t or double arrays have it).
 pub const MSDE_STATE_ALIGN: usize = 8;
@@ -70,7 +75,8 @@ pub struct msde_model_config {
     pub mass_weighting: u32,
     /// MSDE_TARGET_PAIRWISE or MSDE_TARGET_PLAN_WEIGHTED.
     pub target_mode: u32,
-    /// MSDE_RESIDUAL_ONE_STEP, MSDE_RESIDUAL_FLOW or MSDE_RESIDUAL_PROPAGATED.
+    /// MSDE_RESIDUAL_ONE_STEP, MSDE_RESIDUAL_FLOW, MSDE_RESIDUAL_PROPAGATED or
+    /// MSDE_RESIDUAL_PROPAGATED_FROZEN.
     pub residual: u32,
     /// Threshold of MSDE_MASS_THRESHOLD (>= 0).
     pub mass_threshold: f64,
@@ -135,10 +141,11 @@ pub(crate) fn to_core(c: &msde_model_config) -> Result<Config> {
             MSDE_TARGET_PAIRWISE => TargetMode::Pairwise,
             _ => TargetMode::PlanWeighted,
         },
-        residual: match enum_field(c.residual, 2, "residual")? {
+        residual: match enum_field(c.residual, 3, "residual")? {
             MSDE_RESIDUAL_ONE_STEP => Residual::OneStep,
             MSDE_RESIDUAL_FLOW => Residual::Flow,
-            _ => Residual::Propagated,
+            MSDE_RESIDUAL_PROPAGATED => Residual::Propagated,
+            _ => Residual::PropagatedFrozen,
         },
         flow_substeps: c.flow_substeps,
         k_neighbours: c.k_neighbours,

@@ -43,6 +43,10 @@ pub enum ResidualArg {
     /// Flow residuals, and D_θ carried through the flow's Jacobian over the
     /// gap before it meets D̂ (right at finite frame gaps).
     Propagated,
+    /// As propagated, with the flow's Jacobian frozen over each gap at its
+    /// midpoint (one Jacobian per source, D_θ evaluated there): several
+    /// times cheaper, exact for a linear drift.
+    PropagatedFrozen,
 }
 
 /// Model, UOT, clustering and optimiser knobs shared by `train`, `demo`
@@ -219,6 +223,7 @@ impl ModelArgs {
                 ResidualArg::OneStep => Residual::OneStep,
                 ResidualArg::Flow => Residual::Flow,
                 ResidualArg::Propagated => Residual::Propagated,
+                ResidualArg::PropagatedFrozen => Residual::PropagatedFrozen,
             },
             flow_substeps: self.flow_substeps,
             k_neighbours: self.k_neighbours,

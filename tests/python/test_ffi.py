@@ -356,7 +356,7 @@ class Model(CallCase):
         # Bad configs are refused with the field named, by every call taking one.
         for field, value in [
             ("d", 0), ("d", 65), ("depth", 9), ("time_features", 3), ("learn_diffusion", 2),
-            ("drift_loss", 5), ("residual", 3), ("learning_rate", NAN), ("shrinkage", 1.5), ("beta2", 1.0),
+            ("drift_loss", 5), ("residual", 4), ("learning_rate", NAN), ("shrinkage", 1.5), ("beta2", 1.0),
         ]:
             cfg = small_model_config(**{field: value})
             out = ctypes.c_size_t(7)
@@ -366,6 +366,10 @@ class Model(CallCase):
                 handle = ctypes.c_void_p()
                 self.assert_fails("msde_model_new", (ctypes.byref(cfg), ctypes.byref(handle)), 4, field)
                 self.assertIsNone(handle.value)
+        # Every residual up to MSDE_RESIDUAL_PROPAGATED_FROZEN (3) is taken and kept.
+        for residual in range(4):
+            _, back = LIB.model_new(small_model_config(residual=residual)).info()
+            self.assertEqual(back.residual, residual)
         # Caller memory: NULL, short, misaligned.
         cfg = small_model_config()
         need = ctypes.c_size_t()

@@ -55,7 +55,7 @@ pub trait Dynamics<F: Float> {
 /// Workspace elements [`rk4_flow`] needs for `rows` states.
 pub fn rk4_flow_workspace_len<F: Float, S: Dynamics<F>>(dynamics: &S, rows: usize) -> usize {
     // Four stage slopes, the stage state, the stage times, and the model's own.
-    5 * rows * dynamics.dim() + rows + dynamics.workspace_len(rows)
+    rk4_stages_len(rows, dynamics.dim()) + dynamics.workspace_len(rows)
 }
 
 /// The flow of the drift: `out_r = φ_{h_r}(z_r)`, the solution at time
@@ -92,41 +92,120 @@ pub fn rk4_flow<F: Float, S: Dynamics<F>>(
         rk4_flow_workspace_len(dynamics, rows),
         "workspace",
     )?;
-    let (k1, rest) = workspace.split_at_mut(len);
-    let (k2, rest) = rest.split_at_mut(len);
-    let (k3, rest) = rest.split_at_mut(len);
-    let (k4, rest) = rest.split_at_mut(len);
-    let (stage, rest) = rest.split_at_mut(len);
-    let (times, model_ws) = rest.split_at_mut(rows);
+    let (stages, model_ws) = workspace.split_at_mut(rk4_stages_len(rows, d));
+    let mut stages = Rk4Stages::carve(stages, rows, d);
     out.copy_from_slice(z);
-    let inv = F::ONE / F::from_usize(substeps);
-    let sixth = F::ONE / F::from_f64(6.0);
     for step in 0..substeps {
-        let frac = F::from_usize(step) * inv;
-        for r in 0..rows {
-            times[r] = t[r] + h[r] * frac;
-        }
-        dynamics.drift(out, times, k1, model_ws);
-        rk4_stage(out, k1, h, inv * F::HALF, d, stage);
-        for r in 0..rows {
-            times[r] = t[r] + h[r] * (frac + inv * F::HALF);
-        }
-        dynamics.drift(stage, times, k2, model_ws);
-        rk4_stage(out, k2, h, inv * F::HALF, d, stage);
-        dynamics.drift(stage, times, k3, model_ws);
-        rk4_stage(out, k3, h, inv, d, stage);
-        for r in 0..rows {
-            times[r] = t[r] + h[r] * (frac + inv);
-        }
-        dynamics.drift(stage, times, k4, model_ws);
-        for (r, &hr) in h.iter().enumerate() {
-            let dt = hr * inv * sixth;
-            for c in r * d..(r + 1) * d {
-                out[c] += dt * (k1[c] + F::TWO * (k2[c] + k3[c]) + k4[c]);
-            }
-        }
+        rk4_substep(dynamics, t, h, step, substeps, out, &mut stages, model_ws);
     }
     Ok(())
+}
+
+/// The stage buffers of one RK4 substep over a block of `rows` states: four
+/// slopes and the stage state (`rows×d` each) and the stage times (`rows`).
+pub(crate) struct Rk4Stages<'a, F> {
+    pub k1: &'a mut [F],
+    pub k2: &'a mut [F],
+    pub k3: &'a mut [F],
+    pub k4: &'a mut [F],
+    pub stage: &'a mut [F],
+    pub times: &'a mut [F],
+}
+
+/// Elements [`Rk4Stages::carve`] takes for `rows` states of dimension `d`.
+pub(crate) fn rk4_stages_len(rows: usize, d: usize) -> usize {
+    rows.saturating_mul(d)
+        .saturating_mul(5)
+        .saturating_add(rows)
+}
+
+impl<'a, F> Rk4Stages<'a, F> {
+    /// Splits the first [`rk4_stages_len`] elements of `buf`.
+    pub fn carve(buf: &'a mut [F], rows: usize, d: usize) -> Self {
+        let len = rows * d;
+        let (k1, rest) = buf.split_at_mut(len);
+        let (k2, rest) = rest.split_at_mut(len);
+        let (k3, rest) = rest.split_at_mut(len);
+        let (k4, rest) = rest.split_at_mut(len);
+        let (stage, rest) = rest.split_at_mut(len);
+        Rk4Stages {
+            k1,
+            k2,
+            k3,
+            k4,
+            stage,
+            times: &mut rest[..rows],
+        }
+    }
+}
+
+/// Substep `step` (of `substeps`) of [`rk4_flow`] on `cur` (`rows×d`) in
+/// place: the step from `t_r + h_r·step/N` to `t_r + h_r·(step+1)/N`.
+/// Shared by every caller that needs the flow bit-identical to
+/// [`rk4_flow`]'s.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rk4_substep<F: Float, S: Dynamics<F>>(
+    dynamics: &S,
+    t: &[F],
+    h: &[F],
+    step: usize,
+    substeps: usize,
+    cur: &mut [F],
+    stages: &mut Rk4Stages<'_, F>,
+    model_ws: &mut [F],
+) {
+    rk4_substep_with(
+        dynamics.dim(),
+        t,
+        h,
+        step,
+        substeps,
+        cur,
+        stages,
+        |_, z, times, k| dynamics.drift(z, times, k, model_ws),
+    );
+}
+
+/// [`rk4_substep`] with the drift evaluated by `slope(stage, z, times, k)`
+/// (`stage` 0..4 in RK4 order, `k` the stage's slope out), for callers
+/// that compute more than the drift at each stage.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rk4_substep_with<F: Float>(
+    d: usize,
+    t: &[F],
+    h: &[F],
+    step: usize,
+    substeps: usize,
+    cur: &mut [F],
+    s: &mut Rk4Stages<'_, F>,
+    mut slope: impl FnMut(usize, &[F], &[F], &mut [F]),
+) {
+    let inv = F::ONE / F::from_usize(substeps);
+    let sixth = F::ONE / F::from_f64(6.0);
+    let frac = F::from_usize(step) * inv;
+    for r in 0..t.len() {
+        s.times[r] = t[r] + h[r] * frac;
+    }
+    slope(0, cur, s.times, s.k1);
+    rk4_stage(cur, s.k1, h, inv * F::HALF, d, s.stage);
+    for r in 0..t.len() {
+        s.times[r] = t[r] + h[r] * (frac + inv * F::HALF);
+    }
+    slope(1, s.stage, s.times, s.k2);
+    rk4_stage(cur, s.k2, h, inv * F::HALF, d, s.stage);
+    slope(2, s.stage, s.times, s.k3);
+    rk4_stage(cur, s.k3, h, inv, d, s.stage);
+    for r in 0..t.len() {
+        s.times[r] = t[r] + h[r] * (frac + inv);
+    }
+    slope(3, s.stage, s.times, s.k4);
+    let (k1, k2, k3, k4) = (&*s.k1, &*s.k2, &*s.k3, &*s.k4);
+    for (r, &hr) in h.iter().enumerate() {
+        let dt = hr * inv * sixth;
+        for c in r * d..(r + 1) * d {
+            cur[c] += dt * (k1[c] + F::TWO * (k2[c] + k3[c]) + k4[c]);
+        }
+    }
 }
 
 /// `stage_r = z_r + (h_r · frac) k_r` for every row.

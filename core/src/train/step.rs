@@ -14,14 +14,26 @@
 //! `n·flow_substeps` later nodes), and the loss's gradient reaches `L_θ`
 //! through the adjoint map and the two passes' backward.
 //! [`train_step_diffusion_at`] offers the cheaper `D_θ` at `z_t` (no
-//! second pass).
+//! second pass). [`Residual::PropagatedFrozen`] builds the map by
+//! [`propagate_frozen`] (the same flow, one drift Jacobian per source at
+//! the gap's midpoint) and evaluates `D_θ` once per source at that midpoint
+//! (a second pass over `n` states; at `z_t` with
+//! [`train_step_diffusion_at`]).
 //!
-//! Cost (`benches/propagated.rs`, d = 16, batch 256, 3×128, 4 substeps): the
-//! 16 forward-mode Jacobians of the RK4 stages (16 tangents each through
-//! two 128×128 layers: ≈ 4.6 GFLOP, some 50× the ≈ 85 MFLOP of the step's
-//! own forward and backward) dominate the propagated step; they are the
-//! exact derivative of the RK4 flow, so no fewer will do without changing
-//! the map.
+//! Cost (`RAYON_NUM_THREADS=1 cargo bench --bench propagated -- nomatch`,
+//! d = 16, batch 256, 3×128, 4 substeps, single-core CPU time over the
+//! one-step step's): flow residual 2.4×, exact propagated 16.9× (15.9× with
+//! `D_θ` at `z_t`), frozen 4.7× (4.0× with `D_θ` at `z_t`). The exact step
+//! is dominated by the 16 forward-mode Jacobians of the RK4 stages (16
+//! tangents each through two 128×128 layers: ≈ 4.6 GFLOP, some 50× the
+//! ≈ 85 MFLOP of the step's own forward and backward); they are the exact
+//! derivative of the RK4 flow, so no fewer will do without changing the
+//! map. The frozen step spends, by a `perf` profile, about a third on the
+//! flow's 16 drift evaluations (what the flow residual already costs), a
+//! quarter on its one Jacobian, a fifth on the midpoint pass for `D_θ` and
+//! the rest on the step's own pass: flow and one Jacobian alone are some
+//! 3× the one-step step, so the frozen map cannot reach 3× at these sizes
+//! either.
 
 use crate::error::{
     Arena, Error, ErrorKind, Result, check_finite, check_len, check_room, checked_mul,
@@ -33,7 +45,8 @@ use crate::loss::{diffusion_loss, drift_loss, mass_weights};
 use crate::model::{Config, Layout, Learned, Residual, TargetMode};
 use crate::optim::{Adam, clip_grad_norm};
 use crate::propagate::{
-    DiffusionAt, PROPAGATE_BLOCK_ROWS, Propagation, propagate, propagate_workspace_len_for,
+    DiffusionAt, PROPAGATE_BLOCK_ROWS, Propagation, gap_midpoints, propagate, propagate_frozen,
+    propagate_workspace_len_for,
 };
 use crate::targets::{pairwise_targets, plan_weighted_targets, predict_one_step};
 
@@ -110,9 +123,74 @@ fn loss_workspace_len(config: &Config, layout: &Layout, n: usize) -> usize {
 }
 
 /// Whether the step runs the propagated target: a diffusion head and
-/// [`Residual::Propagated`].
+/// [`Residual::Propagated`] or [`Residual::PropagatedFrozen`].
 fn is_propagated(config: &Config, layout: &Layout) -> bool {
-    layout.head.is_some() && config.residual == Residual::Propagated
+    layout.head.is_some()
+        && matches!(
+            config.residual,
+            Residual::Propagated | Residual::PropagatedFrozen
+        )
+}
+
+/// Where the propagated step evaluates `D_θ`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DiffusionPoints {
+    /// At every node of the exact path ([`Residual::Propagated`] with
+    /// [`DiffusionAt::Path`]): node 0 from the step's own forward pass,
+    /// nodes `1..=N` from a second pass.
+    Nodes,
+    /// Once per source at the gap's midpoint state
+    /// ([`Residual::PropagatedFrozen`] with [`DiffusionAt::Path`]), by a
+    /// second pass over `n` states.
+    Midpoint,
+    /// Once per source at `z_t` ([`DiffusionAt::Constant`]): the step's own
+    /// pass, no second one.
+    Start,
+}
+
+impl DiffusionPoints {
+    fn new(config: &Config, at: DiffusionAt) -> Self {
+        match (at, config.residual) {
+            (DiffusionAt::Constant, _) => DiffusionPoints::Start,
+            (DiffusionAt::Path, Residual::PropagatedFrozen) => DiffusionPoints::Midpoint,
+            (DiffusionAt::Path, _) => DiffusionPoints::Nodes,
+        }
+    }
+
+    /// How the map reads the `D` matrices.
+    fn map_at(self) -> DiffusionAt {
+        match self {
+            DiffusionPoints::Nodes => DiffusionAt::Path,
+            _ => DiffusionAt::Constant,
+        }
+    }
+
+    /// `D` matrices per source.
+    fn per_source(self, substeps: usize) -> usize {
+        match self {
+            DiffusionPoints::Nodes => substeps + 1,
+            _ => 1,
+        }
+    }
+
+    /// States per source of the second pass.
+    fn second_pass_per_source(self, substeps: usize) -> usize {
+        match self {
+            DiffusionPoints::Nodes => substeps,
+            DiffusionPoints::Midpoint => 1,
+            DiffusionPoints::Start => 0,
+        }
+    }
+
+    /// Index among the second pass's states of source `r`'s `D` matrix `k`,
+    /// or `None` for the step's own pass (the state `z_t`).
+    fn second_pass_index(self, substeps: usize, r: usize, k: usize) -> Option<usize> {
+        match self {
+            DiffusionPoints::Nodes if k > 0 => Some(r * substeps + k - 1),
+            DiffusionPoints::Midpoint => Some(r),
+            _ => None,
+        }
+    }
 }
 
 /// Elements of the propagated target's scratch (0 unless
@@ -126,35 +204,39 @@ fn propagated_len(config: &Config, layout: &Layout, n: usize) -> usize {
     let (d, q) = (layout.d, layout.q);
     let substeps = config.flow_substeps;
     let nodes = n * (substeps + 1);
-    // The node pass covers nodes 1..=N; node 0 is the batch's own state,
-    // whose factor the step's forward pass already holds.
-    let later = n * substeps;
+    let points = DiffusionPoints::new(config, DiffusionAt::Path);
+    let matrices = n * points.per_source(substeps);
+    let second = n * points.second_pass_per_source(substeps);
     // Node states and propagators; propagate's scratch and the model's
-    // Jacobian pass; states and times of the later nodes and their pass's
-    // cache; D and ∂L/∂D at every node; ∂L/∂L and a zero drift gradient of
-    // the later nodes, their parameter gradient and backward workspace; Lᵀ
-    // and the map's scratch.
+    // Jacobian pass; states and times of the second pass and its cache; D
+    // and ∂L/∂D at every point; ∂L/∂L and a zero drift gradient of the
+    // second pass, its parameter gradient and backward workspace; Lᵀ and
+    // the map's scratch.
     nodes * d
         + nodes * d * d
         + propagate_flow_len(layout, n)
-        + later * d
-        + later
-        + layout.cache_len(later)
-        + 2 * nodes * d * d
-        + later * d * q
-        + later * d
+        + second * d
+        + second
+        + layout.cache_len(second)
+        + 2 * matrices * d * d
+        + second * d * q
+        + second * d
         + layout.len
-        + layout.backward_workspace_len(later)
+        + layout.backward_workspace_len(second)
         + d * q
         + 2 * d * d
 }
 
-/// [`propagate`]'s workspace for the learned model and `n` sources.
+/// [`propagate`]'s (and [`propagate_frozen`]'s) workspace for the learned
+/// model and `n` sources.
 fn propagate_flow_len(layout: &Layout, n: usize) -> usize {
+    let block = n.min(PROPAGATE_BLOCK_ROWS);
     propagate_workspace_len_for(
         layout.d,
         n,
-        layout.jacobian_workspace_len(n.min(PROPAGATE_BLOCK_ROWS)),
+        layout
+            .jacobian_workspace_len(block)
+            .max(layout.infer_workspace_len(block)),
     )
 }
 
@@ -201,7 +283,12 @@ fn propagate_batch<F: Float>(
     let (states, props, rest) = split_propagated(config, layout, n, scratch)?;
     let flow_ws = PropagatedBuffers::carve(config, layout, n, rest)?.flow_ws;
     let learned = Learned::new(config, params)?;
-    propagate(
+    let how = if config.residual == Residual::PropagatedFrozen {
+        propagate_frozen
+    } else {
+        propagate
+    };
+    how(
         &learned,
         batch.x,
         batch.t,
@@ -222,7 +309,7 @@ fn targets_len(config: &Config, layout: &Layout, n: usize, _m: usize) -> usize {
     let d = layout.d;
     let flow = match config.residual {
         // The propagated target's flow is already at hand.
-        Residual::OneStep | Residual::Propagated => 0,
+        Residual::OneStep | Residual::Propagated | Residual::PropagatedFrozen => 0,
         // rk4_flow_workspace_len of the learned model, spelled out (no
         // parameters at hand here).
         Residual::Flow => 5 * n * d + n + layout.infer_workspace_len(n),
@@ -233,7 +320,7 @@ fn targets_len(config: &Config, layout: &Layout, n: usize, _m: usize) -> usize {
 /// The targets `D̂` (`n×d×d`) of a batch under the current parameters
 /// (see [`crate::targets`]); `cache` holds [`Layout::forward_train`]'s
 /// output for these parameters (its drift is the one-step prediction);
-/// with [`Residual::Propagated`], `node_states` are [`propagate_batch`]'s
+/// with a propagated residual, `node_states` are [`propagate_batch`]'s
 /// (its last node is the flow, bit-identical to `rk4_flow`'s), else empty.
 #[allow(clippy::too_many_arguments)]
 fn compute_targets<F: Float>(
@@ -258,7 +345,7 @@ fn compute_targets<F: Float>(
             };
             predict_one_step(batch.x, v, batch.h, d, pred)?;
         }
-        Residual::Propagated => {
+        Residual::Propagated | Residual::PropagatedFrozen => {
             let last = config.flow_substeps;
             let nodes = (last + 1) * d;
             for (p, node) in pred
@@ -437,7 +524,7 @@ fn forward_losses<F: Float>(
     if let Some(t) = layout.log_var {
         grad[t.range()].copy_from_slice(d_log_var);
     }
-    if propagated_on && at == DiffusionAt::Path {
+    if propagated_on && DiffusionPoints::new(config, at) != DiffusionPoints::Start {
         let node_grad = propagated_node_grad(config, layout, n, propagated)?;
         for (g, &x) in grad.iter_mut().zip(node_grad.iter()) {
             *g += x;
@@ -456,9 +543,9 @@ fn forward_losses<F: Float>(
 /// propagators, in [`propagated_len`]'s order.
 struct PropagatedBuffers<'a, F> {
     flow_ws: &'a mut [F],
-    later_states: &'a mut [F],
-    later_times: &'a mut [F],
-    later_cache: &'a mut [F],
+    second_states: &'a mut [F],
+    second_times: &'a mut [F],
+    second_cache: &'a mut [F],
     diffusion: &'a mut [F],
     d_diffusion: &'a mut [F],
     d_factor: &'a mut [F],
@@ -472,20 +559,21 @@ struct PropagatedBuffers<'a, F> {
 impl<'a, F> PropagatedBuffers<'a, F> {
     fn carve(config: &Config, layout: &Layout, n: usize, rest: &'a mut [F]) -> Result<Self> {
         let (d, q) = (layout.d, layout.q);
-        let nodes = n * (config.flow_substeps + 1);
-        let later = n * config.flow_substeps;
+        let points = DiffusionPoints::new(config, DiffusionAt::Path);
+        let matrices = n * points.per_source(config.flow_substeps);
+        let second = n * points.second_pass_per_source(config.flow_substeps);
         let mut arena = Arena::new(rest);
         Ok(PropagatedBuffers {
             flow_ws: arena.take(propagate_flow_len(layout, n))?,
-            later_states: arena.take(later * d)?,
-            later_times: arena.take(later)?,
-            later_cache: arena.take(layout.cache_len(later))?,
-            diffusion: arena.take(nodes * d * d)?,
-            d_diffusion: arena.take(nodes * d * d)?,
-            d_factor: arena.take(later * d * q)?,
-            d_drift: arena.take(later * d)?,
+            second_states: arena.take(second * d)?,
+            second_times: arena.take(second)?,
+            second_cache: arena.take(layout.cache_len(second))?,
+            diffusion: arena.take(matrices * d * d)?,
+            d_diffusion: arena.take(matrices * d * d)?,
+            d_factor: arena.take(second * d * q)?,
+            d_drift: arena.take(second * d)?,
             node_grad: arena.take(layout.len)?,
-            backward_ws: arena.take(layout.backward_workspace_len(later))?,
+            backward_ws: arena.take(layout.backward_workspace_len(second))?,
             factor_t: arena.take(d * q)?,
             map_ws: arena.take(2 * d * d)?,
         })
@@ -493,15 +581,15 @@ impl<'a, F> PropagatedBuffers<'a, F> {
 }
 
 /// The propagated diffusion loss `mean_i ‖M_h(D_θ)_i / h_i − D̂_i‖²_F`
-/// ([`Residual::Propagated`]) from [`propagate_batch`]'s flow and
-/// propagators in `propagated`. `D_θ = L Lᵀ` is evaluated where `at` says:
-/// [`DiffusionAt::Path`] at every substep state — node 0 is the batch's own
-/// state, whose factor `factor` (`n×d×q`) the step's forward pass holds,
-/// the later nodes get a forward and backward pass of their own (the
-/// parameter gradient is left for [`propagated_node_grad`]) — or
-/// [`DiffusionAt::Constant`] once per row at `z_t` (`factor` alone). Writes
-/// `λ ∂loss/∂L` at the batch's states into `dl` (`n×d×q`; the drift, `Φ`
-/// and the substep states held fixed). Returns the unweighted loss.
+/// (the propagated residuals) from [`propagate_batch`]'s flow and
+/// propagators in `propagated`. `D_θ = L Lᵀ` is evaluated where
+/// [`DiffusionPoints`] says: the step's own state `z_t`, whose factor
+/// `factor` (`n×d×q`) the step's forward pass holds, and the states of a
+/// second forward and backward pass (the later nodes of the exact path, or
+/// the gaps' midpoints; its parameter gradient is left for
+/// [`propagated_node_grad`]). Writes `λ ∂loss/∂L` at the batch's states into
+/// `dl` (`n×d×q`; the drift, `Φ` and the flow's states held fixed). Returns
+/// the unweighted loss.
 #[allow(clippy::too_many_arguments)]
 fn propagated_diffusion_loss<F: Float>(
     config: &Config,
@@ -520,36 +608,50 @@ fn propagated_diffusion_loss<F: Float>(
     let (dd, dq) = (d * d, d * q);
     let (states, props, rest) = split_propagated(config, layout, n, propagated)?;
     let b = PropagatedBuffers::carve(config, layout, n, rest)?;
-    let per = match at {
-        DiffusionAt::Path => substeps + 1,
-        DiffusionAt::Constant => 1,
-    };
-    let later = n * substeps;
-    let later_factor = if at == DiffusionAt::Path {
-        // States and times of nodes 1..=N, row by row (the times as
-        // node_times computes them).
-        let inv = F::ONE / F::from_usize(substeps);
-        for r in 0..n {
-            let row = &states[(r * (substeps + 1) + 1) * d..(r + 1) * (substeps + 1) * d];
-            b.later_states[r * substeps * d..(r + 1) * substeps * d].copy_from_slice(row);
-            for k in 1..=substeps {
-                b.later_times[r * substeps + k - 1] =
-                    batch.t[r] + batch.h[r] * (F::from_usize(k) * inv);
+    let points = DiffusionPoints::new(config, at);
+    let per = points.per_source(substeps);
+    let second = n * points.second_pass_per_source(substeps);
+    let (second_states, second_times) = (
+        &mut b.second_states[..second * d],
+        &mut b.second_times[..second],
+    );
+    match points {
+        DiffusionPoints::Nodes => {
+            // States and times of nodes 1..=N, row by row (the times as
+            // node_times computes them).
+            let inv = F::ONE / F::from_usize(substeps);
+            for r in 0..n {
+                let row = &states[(r * (substeps + 1) + 1) * d..(r + 1) * (substeps + 1) * d];
+                second_states[r * substeps * d..(r + 1) * substeps * d].copy_from_slice(row);
+                for k in 1..=substeps {
+                    second_times[r * substeps + k - 1] =
+                        batch.t[r] + batch.h[r] * (F::from_usize(k) * inv);
+                }
             }
         }
-        layout.forward_train(params, b.later_states, b.later_times, b.later_cache)?;
-        layout.cached_factor(later, b.later_cache)
+        DiffusionPoints::Midpoint => gap_midpoints(
+            d,
+            substeps,
+            states,
+            batch.t,
+            batch.h,
+            second_states,
+            second_times,
+        )?,
+        DiffusionPoints::Start => {}
+    }
+    let second_factor = if second > 0 {
+        layout.forward_train(params, second_states, second_times, b.second_cache)?;
+        layout.cached_factor(second, b.second_cache)
     } else {
         &[]
     };
-    // D = L Lᵀ at every node of every row, in the layout `at` gives.
+    // D = L Lᵀ at every point of every row, in the layout the map reads.
     for r in 0..n {
         for k in 0..per {
-            let l = if k == 0 {
-                &factor[r * dq..(r + 1) * dq]
-            } else {
-                let i = r * substeps + k - 1;
-                &later_factor[i * dq..(i + 1) * dq]
+            let l = match points.second_pass_index(substeps, r, k) {
+                None => &factor[r * dq..(r + 1) * dq],
+                Some(i) => &second_factor[i * dq..(i + 1) * dq],
             };
             let slot = (r * per + k) * dd;
             outer_into(l, d, q, b.factor_t, &mut b.diffusion[slot..slot + dd]);
@@ -558,18 +660,17 @@ fn propagated_diffusion_loss<F: Float>(
     let diffusion = &b.diffusion[..n * per * dd];
     let d_diffusion = &mut b.d_diffusion[..n * per * dd];
     let map = Propagation::new(d, substeps, batch.h, props)?;
-    let loss = map.moment_loss(at, diffusion, d_hat, d_diffusion, b.map_ws)?;
-    // D = L Lᵀ: ∂/∂L = λ (G + Gᵀ) L.
+    let loss = map.moment_loss(points.map_at(), diffusion, d_hat, d_diffusion, b.map_ws)?;
+    // D = L Lᵀ: ∂/∂L = λ (G + Gᵀ) L; rows whose D is not at z_t get none.
+    dl.fill(F::ZERO);
     for r in 0..n {
         for k in 0..per {
-            let (l, out) = if k == 0 {
-                (&factor[r * dq..(r + 1) * dq], &mut dl[r * dq..(r + 1) * dq])
-            } else {
-                let i = r * substeps + k - 1;
-                (
-                    &later_factor[i * dq..(i + 1) * dq],
+            let (l, out) = match points.second_pass_index(substeps, r, k) {
+                None => (&factor[r * dq..(r + 1) * dq], &mut dl[r * dq..(r + 1) * dq]),
+                Some(i) => (
+                    &second_factor[i * dq..(i + 1) * dq],
                     &mut b.d_factor[i * dq..(i + 1) * dq],
-                )
+                ),
             };
             let slot = (r * per + k) * dd;
             let g = &mut d_diffusion[slot..slot + dd];
@@ -585,14 +686,15 @@ fn propagated_diffusion_loss<F: Float>(
             matmul_acc(g, false, l, d, d, q, out);
         }
     }
-    if at == DiffusionAt::Path {
-        b.d_drift.fill(F::ZERO);
+    if second > 0 {
+        let d_drift = &mut b.d_drift[..second * d];
+        d_drift.fill(F::ZERO);
         layout.backward(
             params,
-            later,
-            b.later_cache,
-            b.d_drift,
-            b.d_factor,
+            second,
+            b.second_cache,
+            d_drift,
+            &b.d_factor[..second * dq],
             b.node_grad,
             b.backward_ws,
         )?;
@@ -600,8 +702,8 @@ fn propagated_diffusion_loss<F: Float>(
     Ok(loss)
 }
 
-/// The parameter gradient of the later nodes' pass left by
-/// [`propagated_diffusion_loss`] with [`DiffusionAt::Path`].
+/// The parameter gradient of the second pass left by
+/// [`propagated_diffusion_loss`] (unless [`DiffusionPoints::Start`]).
 fn propagated_node_grad<'a, F>(
     config: &Config,
     layout: &Layout,
@@ -714,11 +816,13 @@ pub fn train_step<F: Float>(
 }
 
 /// [`train_step`] with the propagated target's `D_θ` evaluated where `at`
-/// says ([`Residual::Propagated`] only; other residuals ignore it):
-/// [`DiffusionAt::Path`] (what [`train_step`] does) at every substep state,
-/// or [`DiffusionAt::Constant`], the cheaper option, once per source at
-/// `z_t` (no second pass through the network; `O(h)` off where `D` varies
-/// along the gap, see [`Propagation::explicit_diffusion`]).
+/// says (the propagated residuals only; other residuals ignore it):
+/// [`DiffusionAt::Path`] (what [`train_step`] does) at every substep state
+/// ([`Residual::Propagated`]) or once per source at the gap's midpoint
+/// ([`Residual::PropagatedFrozen`]), or [`DiffusionAt::Constant`], the
+/// cheaper option, once per source at `z_t` (no second pass through the
+/// network; `O(h)` off where `D` varies along the gap, see
+/// [`Propagation::explicit_diffusion`]).
 pub fn train_step_diffusion_at<F: Float>(
     config: &Config,
     epoch: u32,

@@ -1,7 +1,7 @@
 use super::*;
 use crate::error::ErrorKind;
 use crate::model::{DiffusionHead, DriftLoss, MassWeighting};
-use crate::propagate::node_times;
+use crate::propagate::{gap_midpoints, node_times};
 use crate::rng::{Family, Rng};
 use std::vec;
 use std::vec::Vec;
@@ -166,24 +166,28 @@ fn loss_gradient_matches_finite_differences_in_f64() {
     );
 }
 
-/// [`Residual::Propagated`]: the diffusion head's gradient against central
-/// differences in f64 (the encoder and drift head also move `Φ` and the
-/// substep states, which the target holds fixed by design, so their
-/// finite differences are not the gradient this loss defines), and the
-/// loss against a direct evaluation of `mean ‖M_h(L Lᵀ)/h − D̂‖²_F`.
+/// [`Residual::Propagated`] and [`Residual::PropagatedFrozen`]: the
+/// diffusion head's gradient against central differences in f64 (the
+/// encoder and drift head also move `Φ` and the substep states, which the
+/// target holds fixed by design, so their finite differences are not the
+/// gradient this loss defines), and the loss against a direct evaluation
+/// of `mean ‖M_h(L Lᵀ)/h − D̂‖²_F` (`D` at every node, or at each gap's
+/// midpoint for the frozen map).
 #[test]
 fn propagated_diffusion_gradient_matches_finite_differences_in_f64() {
     let mut worst: f64 = 0.0;
-    for (hi, head) in [
+    let heads = [
         DiffusionHead::Full,
         DiffusionHead::LowRank,
         DiffusionHead::Diagonal,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ];
+    let cases = [Residual::Propagated, Residual::PropagatedFrozen]
+        .into_iter()
+        .flat_map(|r| heads.into_iter().map(move |h| (r, h)));
+    for (hi, (residual, head)) in cases.enumerate() {
+        let frozen = residual == Residual::PropagatedFrozen;
         let config = Config {
-            residual: Residual::Propagated,
+            residual,
             flow_substeps: 3,
             ..small(Some(head))
         };
@@ -213,13 +217,15 @@ fn propagated_diffusion_gradient_matches_finite_differences_in_f64() {
         )
         .unwrap();
         // Direct evaluation: the flow's node states and propagators, then
-        // L at every node from the model, D = L Lᵀ, M_h by the map.
+        // L from the model at every node (or each midpoint), D = L Lᵀ, M_h
+        // by the map.
         let learned = Learned::new(&config, &params).unwrap();
         let nodes = n * 4;
         let mut states = vec![0.0; nodes * 3];
         let mut props = vec![0.0; nodes * 9];
         let mut pws = vec![0.0; crate::propagate::propagate_workspace_len(&learned, n)];
-        propagate(
+        let how = if frozen { propagate_frozen } else { propagate };
+        how(
             &learned,
             &data.x,
             &data.t,
@@ -230,15 +236,26 @@ fn propagated_diffusion_gradient_matches_finite_differences_in_f64() {
             &mut pws,
         )
         .unwrap();
-        let mut times = vec![0.0; nodes];
-        node_times(&data.t, &data.h, 3, &mut times).unwrap();
-        let (mut f, mut l) = (vec![0.0; nodes * 3], vec![0.0; nodes * 3 * layout.q]);
-        let mut iws = vec![0.0; layout.infer_workspace_len(nodes)];
+        let (at, points) = if frozen {
+            (DiffusionAt::Constant, n)
+        } else {
+            (DiffusionAt::Path, nodes)
+        };
+        let mut times = vec![0.0; points];
+        let mut where_d = vec![0.0; points * 3];
+        if frozen {
+            gap_midpoints(3, 3, &states, &data.t, &data.h, &mut where_d, &mut times).unwrap();
+        } else {
+            node_times(&data.t, &data.h, 3, &mut times).unwrap();
+            where_d.copy_from_slice(&states);
+        }
+        let (mut f, mut l) = (vec![0.0; points * 3], vec![0.0; points * 3 * layout.q]);
+        let mut iws = vec![0.0; layout.infer_workspace_len(points)];
         layout
-            .forward_infer(&params, &states, &times, &mut f, &mut l, &mut iws)
+            .forward_infer(&params, &where_d, &times, &mut f, &mut l, &mut iws)
             .unwrap();
         let q = layout.q;
-        let dm: Vec<f64> = (0..nodes * 9)
+        let dm: Vec<f64> = (0..points * 9)
             .map(|i| {
                 let (k, r, c) = (i / 9, i % 9 / 3, i % 3);
                 (0..q)
@@ -248,8 +265,7 @@ fn propagated_diffusion_gradient_matches_finite_differences_in_f64() {
             .collect();
         let map = Propagation::new(3, 3, &data.h, &props).unwrap();
         let mut m = vec![0.0; n * 9];
-        map.map(DiffusionAt::Path, &dm, &mut m, &mut [0.0; 18])
-            .unwrap();
+        map.map(at, &dm, &mut m, &mut [0.0; 18]).unwrap();
         let direct: f64 = (0..n * 9)
             .map(|i| (m[i] / data.h[i / 9] - d_hat[i]).powi(2))
             .sum::<f64>()
@@ -278,7 +294,7 @@ fn propagated_diffusion_gradient_matches_finite_differences_in_f64() {
                 den += fd * fd;
             }
             let rel = libm::sqrt(num / den);
-            assert!(rel <= 1e-6, "{head:?} tensor {t:?}: {rel:e}");
+            assert!(rel <= 1e-6, "{residual:?} {head:?} tensor {t:?}: {rel:e}");
             worst = worst.max(rel);
         }
     }
@@ -311,32 +327,40 @@ fn run_steps(config: &Config, data: &Data<f32>, steps: u32) -> (Vec<f32>, Vec<f3
 fn diffusion_toggle_keeps_the_drift_only_path() {
     let data = Data::<f32>::random(16, 3, 5);
     let drift_only = small(None);
-    let knobs_off = Config {
-        diffusion_low_rank: true,
-        q: 2,
-        lambda_diff: 3.0,
-        target_mode: TargetMode::PlanWeighted,
-        residual: Residual::Propagated,
-        ..drift_only
-    };
-    assert_eq!(
-        Layout::new(&knobs_off).unwrap().len,
-        Layout::new(&drift_only).unwrap().len
-    );
     let a = run_steps(&drift_only, &data, 5);
-    let b = run_steps(&knobs_off, &data, 5);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&a.0), bits(&b.0));
-    assert_eq!(bits(&a.1), bits(&b.1));
-    assert_eq!(bits(&a.2), bits(&b.2));
-    let on = Config {
-        learn_diffusion: true,
-        warmup_epochs: 5,
-        ..drift_only
-    };
-    let c = run_steps(&on, &data, 5);
-    let p = a.0.len();
-    assert_eq!(a.0[..], c.0[..p]);
+    for residual in [
+        Residual::OneStep,
+        Residual::Flow,
+        Residual::Propagated,
+        Residual::PropagatedFrozen,
+    ] {
+        let knobs_off = Config {
+            diffusion_low_rank: true,
+            q: 2,
+            lambda_diff: 3.0,
+            target_mode: TargetMode::PlanWeighted,
+            residual,
+            ..drift_only
+        };
+        assert_eq!(
+            Layout::new(&knobs_off).unwrap().len,
+            Layout::new(&drift_only).unwrap().len
+        );
+        let b = run_steps(&knobs_off, &data, 5);
+        assert_eq!(bits(&a.0), bits(&b.0), "{residual:?}");
+        assert_eq!(bits(&a.1), bits(&b.1), "{residual:?}");
+        assert_eq!(bits(&a.2), bits(&b.2), "{residual:?}");
+        let on = Config {
+            learn_diffusion: true,
+            warmup_epochs: 5,
+            residual,
+            ..drift_only
+        };
+        let c = run_steps(&on, &data, 5);
+        let p = a.0.len();
+        assert_eq!(a.0[..], c.0[..p], "{residual:?}");
+    }
     assert!(
         a.0 != run_steps(&drift_only, &data, 4).0,
         "training moves the parameters"
