@@ -1,7 +1,7 @@
 //! `morphosde ablate`: the same data, the same seed, one change at a time —
 //! drift-only vs drift + diffusion, full-rank vs diagonal vs low-rank head,
 //! pairwise vs plan-weighted D̂ (with the relative or the bridge ε), one-step
-//! vs flow vs propagated residual —
+//! vs flow vs propagated residual (exact or frozen Jacobian) —
 //! scored on the built-in process as in `demo` (held-out energy distance and sliced
 //! Wasserstein, D recovery where the truth is known). Writes a Markdown
 //! table (stdout and `--out`) and the JSON behind it.
@@ -25,8 +25,8 @@ pub struct AblateArgs {
     #[arg(long, default_value = "ablation.md")]
     pub out: PathBuf,
     /// Run only these variants (comma-separated keys: drift-only, full,
-    /// diagonal, low-rank, plan, plan-bridge, one-step, propagated; default
-    /// all).
+    /// diagonal, low-rank, plan, plan-bridge, one-step, propagated,
+    /// propagated-frozen; default all).
     #[arg(long, value_delimiter = ',')]
     pub only: Option<Vec<String>>,
     #[command(flatten)]
@@ -34,7 +34,7 @@ pub struct AblateArgs {
 }
 
 /// Keys of the variants, in table order (see [`variants`]).
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 9] = [
     "drift-only",
     "full",
     "diagonal",
@@ -43,6 +43,7 @@ const KEYS: [&str; 8] = [
     "plan-bridge",
     "one-step",
     "propagated",
+    "propagated-frozen",
 ];
 
 /// The variants: a name and the change to the base settings (one per
@@ -93,6 +94,10 @@ fn variants(base: &ModelArgs, d: usize) -> Vec<(String, ModelArgs)> {
         (
             "propagated residual".into(),
             with(&|m| m.residual = ResidualArg::Propagated),
+        ),
+        (
+            "propagated residual, frozen Jacobian".into(),
+            with(&|m| m.residual = ResidualArg::PropagatedFrozen),
         ),
     ]
 }
