@@ -22,18 +22,21 @@
 //!
 //! Cost (`RAYON_NUM_THREADS=1 cargo bench --bench propagated -- nomatch`,
 //! d = 16, batch 256, 3×128, 4 substeps, single-core CPU time over the
-//! one-step step's): flow residual 2.4×, exact propagated 16.9× (15.9× with
-//! `D_θ` at `z_t`), frozen 4.7× (4.0× with `D_θ` at `z_t`). The exact step
-//! is dominated by the 16 forward-mode Jacobians of the RK4 stages (16
-//! tangents each through two 128×128 layers: ≈ 4.6 GFLOP, some 50× the
-//! ≈ 85 MFLOP of the step's own forward and backward); they are the exact
-//! derivative of the RK4 flow, so no fewer will do without changing the
-//! map. The frozen step spends, by a `perf` profile, about a third on the
-//! flow's 16 drift evaluations (what the flow residual already costs), a
-//! quarter on its one Jacobian, a fifth on the midpoint pass for `D_θ` and
-//! the rest on the step's own pass: flow and one Jacobian alone are some
-//! 3× the one-step step, so the frozen map cannot reach 3× at these sizes
-//! either.
+//! one-step step's): flow residual 2.4×, exact propagated 16.9× (15.7× with
+//! `D_θ` at `z_t`), frozen 4.6× (4.0× with `D_θ` at `z_t`). The ratios move
+//! with the one-step step's own time, which is build-sensitive: 2.7 ms with
+//! this code, 3.4 ms on the build before the frozen map (same machine,
+//! minutes apart; there the exact step was 14.0×, 47 ms against 45 ms now).
+//! The exact step is dominated by the 16 forward-mode Jacobians of the RK4
+//! stages (16 tangents each through two 128×128 layers: ≈ 4.6 GFLOP, some
+//! 50× the ≈ 85 MFLOP of the step's own forward and backward); they are the
+//! exact derivative of the RK4 flow, so no fewer will do without changing
+//! the map. The frozen step spends, by a `perf` profile, about a third on
+//! the flow's 16 drift evaluations (what the flow residual already costs), a
+//! quarter on its one Jacobian (≈ 2.4 ms, 11 forward passes' worth), a
+//! fifth on the midpoint pass for `D_θ` and the rest on the step's own pass:
+//! the flow step and one Jacobian alone come to about 3.2×, so no map that
+//! needs the flow and one full Jacobian per source reaches 3× at these sizes.
 
 use crate::error::{
     Arena, Error, ErrorKind, Result, check_finite, check_len, check_room, checked_mul,
