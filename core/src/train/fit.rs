@@ -298,6 +298,44 @@ pub struct FitWorkspaceLen {
 /// batch's median squared distance (the Sinkhorn solver's comfortable range).
 pub const BRIDGE_EPSILON_FLOOR: f64 = 0.01;
 
+/// Whether `cfg` asks for one cluster: [`fit`] then uses whole time bins
+/// and skips the clustering (and its workspace).
+fn whole_bins<F>(cfg: &ClusterConfig<F>) -> bool {
+    cfg.k == 1 && !cfg.choose_k
+}
+
+/// Each validation row (rows `n_train..` of `zs`, `d` per row, times `ts`)
+/// takes the label of its nearest training row of the same time (any time
+/// if none).
+fn nearest_labels<F: Float>(
+    zs: &[F],
+    ts: &[F],
+    d: usize,
+    n_train: usize,
+    train_labels: &[u32],
+    valid_labels: &mut [u32],
+) {
+    for (v, label) in valid_labels.iter_mut().enumerate() {
+        let (zv, tv) = (&zs[(n_train + v) * d..][..d], ts[n_train + v]);
+        let key = |r: usize| {
+            let dist = zs[r * d..(r + 1) * d]
+                .iter()
+                .zip(zv)
+                .fold(F::ZERO, |a, (&x, &y)| a + (x - y) * (x - y));
+            (ts[r] != tv, dist)
+        };
+        let nearest = (1..n_train).fold(0, |best, r| {
+            let (a, b) = (key(r), key(best));
+            if (!a.0 && b.0) || (a.0 == b.0 && a.1 < b.1) {
+                r
+            } else {
+                best
+            }
+        });
+        *label = train_labels[nearest];
+    }
+}
+
 /// Per-batch float scratch: gathered clouds, UOT outputs, solver, median
 /// and learner workspaces.
 fn batch_floats(b: usize, d: usize, learner_len: usize) -> usize {
@@ -319,7 +357,14 @@ pub fn fit_workspace_len<F: Float, L: Learner<F>>(
 ) -> Result<FitWorkspaceLen> {
     cfg.validate()?;
     let b = cfg.batch;
-    let cl = cluster::workspace_len(n, d, &cfg.cluster)?;
+    let cl = if whole_bins(&cfg.cluster) {
+        cluster::WorkspaceLen {
+            floats: 0,
+            indices: 0,
+        }
+    } else {
+        cluster::workspace_len(n, d, &cfg.cluster)?
+    };
     let nd = checked_mul(n, d, "n")?;
     let noise = b * d + b + learner.noise_variance_workspace_len(b);
     let scratch = cl
@@ -400,27 +445,37 @@ pub fn fit<F: Float, L: Learner<F>>(
     }
 
     // Cluster the training rows; each validation row takes the cluster of
-    // its nearest training row of the same time (any time if none).
+    // its nearest training row of the same time (any time if none). One
+    // cluster is the whole time bins: no clustering, so no dense affinity
+    // and no memory limit however many rows there are.
     let labels = ints.take(n)?;
     let (train_labels, valid_labels) = labels.split_at_mut(n_train);
-    let mut ccfg = cfg.cluster;
-    ccfg.seed = cfg.seed;
     let index_len = index_workspace_len(n);
     let index_ints = ints.take(index_len.indices)?;
     let index_floats = floats.take(index_len.floats)?;
     let scratch = floats.rest();
     let batch_ints = ints.take(4 * cfg.batch)?;
     let cluster_ints = ints.rest();
-    let summary = cluster::cluster(
-        &zs[..n_train * d],
-        &ts[..n_train],
-        n_train,
-        d,
-        &ccfg,
-        train_labels,
-        scratch,
-        cluster_ints,
-    )?;
+    let clusters = if whole_bins(&cfg.cluster) {
+        train_labels.fill(0);
+        valid_labels.fill(0);
+        1
+    } else {
+        let mut ccfg = cfg.cluster;
+        ccfg.seed = cfg.seed;
+        let summary = cluster::cluster(
+            &zs[..n_train * d],
+            &ts[..n_train],
+            n_train,
+            d,
+            &ccfg,
+            train_labels,
+            scratch,
+            cluster_ints,
+        )?;
+        nearest_labels(zs, ts, d, n_train, train_labels, valid_labels);
+        summary.k
+    };
     let (train_ii, valid_ii) = index_ints.split_at_mut(2 * n_train);
     let (train_if, valid_if) = index_floats.split_at_mut(n_train);
     let (zs, ts) = (&*zs, &*ts);
@@ -428,37 +483,18 @@ pub fn fit<F: Float, L: Learner<F>>(
         &ts[..n_train],
         train_labels,
         &tracks[..n_train],
-        summary.k,
+        clusters,
         Binning::Distinct,
         train_ii,
         train_if,
     )?;
-    for (v, label) in valid_labels.iter_mut().enumerate() {
-        let (zv, tv) = (&zs[(n_train + v) * d..][..d], ts[n_train + v]);
-        let key = |r: usize| {
-            let dist = zs[r * d..(r + 1) * d]
-                .iter()
-                .zip(zv)
-                .fold(F::ZERO, |a, (&x, &y)| a + (x - y) * (x - y));
-            (ts[r] != tv, dist)
-        };
-        let nearest = (1..n_train).fold(0, |best, r| {
-            let (a, b) = (key(r), key(best));
-            if (!a.0 && b.0) || (a.0 == b.0 && a.1 < b.1) {
-                r
-            } else {
-                best
-            }
-        });
-        *label = train_labels[nearest];
-    }
     let valid_index = if validating {
         Some(
             MinibatchIndex::build(
                 &ts[n_train..],
                 valid_labels,
                 &tracks[n_train..],
-                summary.k,
+                clusters,
                 Binning::Distinct,
                 valid_ii,
                 valid_if,
@@ -575,7 +611,7 @@ pub fn fit<F: Float, L: Learner<F>>(
         stopped_early,
         train_rows: n_train,
         validation_rows: n_valid,
-        clusters: summary.k,
+        clusters,
     })
 }
 
@@ -1187,6 +1223,24 @@ mod tests {
             Control::Continue
         });
         (r, probe, epochs)
+    }
+
+    #[test]
+    fn one_cluster_is_whole_bins_without_clustering_memory() {
+        // A memory limit of 0 refuses any clustering; one cluster needs none.
+        let mut cfg = config();
+        cfg.cluster.memory_limit_bytes = 0;
+        let err = run(&cfg, vec![1.0; 6]).0.unwrap_err();
+        assert_eq!(
+            (err.kind, err.arg),
+            (ErrorKind::BadConfig, "memory_limit_bytes")
+        );
+        cfg.cluster = ClusterConfig::new(1, 0.3);
+        cfg.cluster.memory_limit_bytes = 0;
+        let (r, probe, epochs) = run(&cfg, vec![1.0; 6]);
+        assert_eq!(r.unwrap().clusters, 1);
+        assert_eq!(epochs.len(), 6);
+        assert_eq!(probe.steps, 6 * 5);
     }
 
     #[test]
