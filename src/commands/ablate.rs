@@ -6,7 +6,7 @@
 //! Wasserstein, D recovery where the truth is known). Writes a Markdown
 //! table (stdout and `--out`) and the JSON behind it.
 
-use super::demo::{BINS, Scores, bin_rows, builtin_dataset, rollouts, score};
+use super::demo::{BINS, Scores, bin_rows, builtin_dataset, rollouts, score, true_rollouts};
 use super::train::{ModelArgs, ResidualArg, TargetArg};
 use crate::csvio::write_atomic;
 use clap::Args;
@@ -127,8 +127,9 @@ pub fn run(args: &AblateArgs) -> Result<(), String> {
     let test = builtin_dataset(args.d, args.per_bin, seed + 1)?;
     let reference = builtin_dataset(args.d, args.per_bin, seed + 2)?;
     let start = bin_rows(&test, BINS[0]);
+    let true_paths = true_rollouts(args.d, &start, seed + 3)?;
     let mut table = format!(
-        "| variant (d = {}) | energy distance | true vs true | sliced W₂ | true vs true | D rel. error | seconds |\n|---|---|---|---|---|---|---|\n",
+        "| variant (d = {}) | energy distance | true vs true | true process rollouts | sliced W₂ | true vs true | D rel. error | seconds |\n|---|---|---|---|---|---|---|---|\n",
         args.d
     );
     let mut rows = Vec::new();
@@ -140,11 +141,12 @@ pub fn run(args: &AblateArgs) -> Result<(), String> {
         eprintln!("ablate: {name}");
         let trained = model.train(&train, &mut |_| {})?;
         let paths = rollouts(&trained, &start, seed + 3)?;
-        let s = score(&trained, &test, &reference, &paths)?;
+        let s = score(&trained, &test, &reference, &paths, &true_paths)?;
         table.push_str(&format!(
-            "| {name} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {:.1} |\n",
+            "| {name} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {:.1} |\n",
             Scores::mean(&s.energy),
             Scores::mean(&s.energy_floor),
+            Scores::mean(&s.energy_true_rollouts),
             Scores::mean(&s.sliced),
             Scores::mean(&s.sliced_floor),
             s.d_error.map_or("–".into(), |e| format!("{:.3}", e)),
