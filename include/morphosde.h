@@ -63,7 +63,7 @@
  * layout or status value; the shared library's SONAME is
  * libmorphosde.so.MSDE_ABI_VERSION.
  */
-#define MSDE_ABI_VERSION 1
+#define MSDE_ABI_VERSION 2
 
 /**
  * Largest number of clusters msde_cluster accepts (msde_cluster_config.k).
@@ -579,9 +579,18 @@ typedef struct msde_model_config {
      */
     size_t d;
     /**
-     * Sinusoidal time features (even, <= 32): sin(2^k t), cos(2^k t).
+     * Sinusoidal time features (even, <= 32): sin(2^k s t), cos(2^k s t),
+     * s = time_scale.
      */
     size_t time_features;
+    /**
+     * Scale s of the time features in 1/(time unit of the data): finite
+     * and > 0, default 1. Pick it so the data's time span maps to about one
+     * unit (e.g. 1/(t_max - t_min)), so the lowest feature pair (period
+     * 2 pi / s) covers the span without wrapping. Only the network input
+     * is scaled: drift and diffusion stay per unit of the data's time.
+     */
+    double time_scale;
     /**
      * Hidden layers of the encoder (0..=8; 0: heads affine in the input).
      */
@@ -1254,12 +1263,12 @@ msde_status msde_sliced_wasserstein(const float *x,
                                     struct msde_error *err);
 
 /**
- * Fills *out with the seed's defaults: d = 2, 8 time features, encoder
- * 3 x 128, drift only (learn_diffusion = 0; when turned on: full-rank head,
- * lambda_diff 0.1, q 8, diffusion_epsilon 1e-6, 10 warm-up epochs), MSE
- * drift loss weighted by row mass, pairwise targets from flow residuals
- * (4 substeps, 8 neighbours, shrinkage 0.1, target epsilon 1e-6), gradient
- * clip 10, Adam (1e-3, 0.9, 0.999, 1e-8), no weight decay, seed 0.
+ * Fills *out with the seed's defaults: d = 2, 8 time features at
+ * time_scale 1, encoder 3 x 128, drift only (learn_diffusion = 0; when
+ * turned on: full-rank head, lambda_diff 0.1, q 8, diffusion_epsilon
+ * 1e-6, 10 warm-up epochs), MSE drift loss weighted by row mass, pairwise
+ * targets from flow residuals (4 substeps, 8 neighbours, shrinkage 0.1,
+ * target epsilon 1e-6), gradient clip 10, Adam (1e-3, 0.9, 0.999, 1e-8), no weight decay, seed 0.
  *
  * # Safety
  * `out` must be NULL (refused) or point to a writable msde_model_config.

@@ -41,6 +41,13 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The `time_scale` a `train --summary` file reports.
+fn summary_time_scale(summary: &Path) -> f64 {
+    let text = std::fs::read_to_string(summary).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["time_scale"].as_f64().unwrap()
+}
+
 #[test]
 fn demo_then_train_and_field_on_its_data() {
     let dir = temp_dir("demo");
@@ -95,6 +102,47 @@ fn demo_then_train_and_field_on_its_data() {
             .unwrap()
             .contains("\"learn_diffusion\": false")
     );
+    // --time-scale auto (the default) maps the data's span, 0 … 1.4 (as
+    // f32), to one unit.
+    assert_eq!(summary_time_scale(&summary), 1.0 / (1.4f32 as f64));
+
+    // The same table with its times in hours (× 30: 0, 6, …, 42): auto
+    // gives 1/42, and the model file carries it.
+    let hours = dir.join("hours.csv");
+    let text = std::fs::read_to_string(&train).unwrap();
+    let mut lines = text.lines();
+    let mut scaled = format!("{}\n", lines.next().unwrap());
+    for line in lines {
+        let (t, rest) = line.split_once(',').unwrap();
+        let h = (t.parse::<f64>().unwrap() * 30.0).round();
+        scaled.push_str(&format!("{h},{rest}\n"));
+    }
+    assert!(scaled.contains("\n42,") && scaled.contains("\n6,"));
+    std::fs::write(&hours, scaled).unwrap();
+    let in_hours = dir.join("hours.msde");
+    let mut args = vec![
+        "train",
+        "--data",
+        path(&hours),
+        "--id-column",
+        "id",
+        "--out",
+        path(&in_hours),
+        "--summary",
+        path(&summary),
+    ];
+    args.extend(TINY);
+    let o = morphosde(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary_time_scale(&summary), 1.0 / 42.0);
+    let bytes = std::fs::read(&in_hours).unwrap();
+    let config = morphosde_core::codec::load_config::<f32>(&bytes).unwrap();
+    assert_eq!(config.time_scale, 1.0 / 42.0);
+    // A fixed scale is taken as given.
+    args.extend(["--time-scale", "0.5"]);
+    let o = morphosde(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary_time_scale(&summary), 0.5);
 
     // field: f and D at two points; D is zero for the drift-only model and
     // symmetric positive for the demo's model.
@@ -133,7 +181,8 @@ fn demo_then_train_and_field_on_its_data() {
 fn bad_input_is_refused_without_leaving_a_model() {
     let dir = temp_dir("bad");
     let model = dir.join("model.msde");
-    let cases: [(&str, &[&str], &str); 5] = [
+    let good = "t,id,z0\n0,1,0.5\n0.2,1,0.6\n";
+    let cases: [(&str, &[&str], &str); 9] = [
         ("t,id,z0\n0,1,0.5\n0.2,1,x\n", &[], "is not a number"),
         ("t,id,z0\n0,1,0.5\n0,2,0.1\n", &[], "single time bin"),
         (
@@ -147,6 +196,10 @@ fn bad_input_is_refused_without_leaving_a_model() {
             "lambda_diff",
         ),
         ("t,id,z0\n0,1,0.5\n0.2,1,0.6\n", &["--batch", "1"], "batch"),
+        (good, &["--time-scale", "0"], "got '0'"),
+        (good, &["--time-scale=-1"], "got '-1'"),
+        (good, &["--time-scale", "nan"], "got 'nan'"),
+        (good, &["--time-scale", "abc"], "got 'abc'"),
     ];
     for (i, (csv, extra, message)) in cases.iter().enumerate() {
         let data = dir.join(format!("data{i}.csv"));
@@ -164,6 +217,13 @@ fn bad_input_is_refused_without_leaving_a_model() {
         let o = morphosde(&args);
         assert!(!o.status.success(), "case {i} succeeded");
         assert!(stderr(&o).contains(message), "case {i}: {}", stderr(&o));
+        if extra.first().is_some_and(|a| a.starts_with("--time-scale")) {
+            let e = stderr(&o);
+            assert!(
+                e.contains("--time-scale") && e.contains("'auto' or a finite number > 0"),
+                "case {i}: {e}"
+            );
+        }
         assert!(!model.exists(), "case {i} left a model file");
     }
     let o = morphosde(&["train", "--data", "x.csv", "--no-such-flag"]);

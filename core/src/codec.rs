@@ -7,8 +7,8 @@
 //! | 8 | magic `b"MSDEMODL"` |
 //! | 4 | format version ([`FORMAT_VERSION`]) |
 //! | 4 | bytes per parameter (4 = f32, 8 = f64) |
-//! | 4 | number of config words `W` |
-//! | 8·W | config words (`u64`; reals as IEEE-754 f64 bits) in [`Config`] field order |
+//! | 4 | number of config words `W` (29; 28 in version 1) |
+//! | 8·W | config words (`u64`; reals as IEEE-754 f64 bits): [`Config`] fields in declaration order except `time_scale`, which is last (version 2 added it; version 1 files load with `time_scale = 1`) |
 //! | 8 | parameter count `P` |
 //! | P·(4 or 8) | parameters (layout of [`Layout::new`]) |
 //! | 8 | FNV-1a-64 of every byte before it |
@@ -25,10 +25,13 @@ use crate::model::{Config, DriftLoss, Layout, MassWeighting, Residual, TargetMod
 
 /// First eight bytes of every model.
 pub const MAGIC: [u8; 8] = *b"MSDEMODL";
-/// Version of this layout; bytes of any other version are refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of this layout (written by [`save`]); [`load`] also reads
+/// version 1 (no `time_scale` word), any other version is refused.
+pub const FORMAT_VERSION: u32 = 2;
 /// Config words written by this version.
-const CONFIG_WORDS: usize = 28;
+const CONFIG_WORDS: usize = 29;
+/// Config words of version 1 (this version's without `time_scale`).
+const CONFIG_WORDS_V1: usize = 28;
 const HEADER: usize = 8 + 4 + 4 + 4;
 
 /// FNV-1a, 64-bit.
@@ -75,10 +78,13 @@ fn config_words(c: &Config) -> [u64; CONFIG_WORDS] {
         c.adam_epsilon.to_bits(),
         c.weight_decay.to_bits(),
         c.seed,
+        c.time_scale.to_bits(),
     ]
 }
 
-fn config_from_words(w: &[u64; CONFIG_WORDS]) -> Result<Config> {
+/// The config of `words` (`CONFIG_WORDS`, or the `CONFIG_WORDS_V1` of a
+/// version-1 file, whose `time_scale` is 1).
+fn config_from_words(w: &[u64]) -> Result<Config> {
     let count = |v: u64| usize::try_from(v).map_err(|_| corrupt("config count out of range"));
     let flag = |v: u64| match v {
         0 => Ok(false),
@@ -89,6 +95,7 @@ fn config_from_words(w: &[u64; CONFIG_WORDS]) -> Result<Config> {
     let config = Config {
         d: count(w[0])?,
         time_features: count(w[1])?,
+        time_scale: w.get(28).map_or(1.0, |&v| real(v)),
         depth: count(w[2])?,
         width: count(w[3])?,
         learn_diffusion: flag(w[4])?,
@@ -141,7 +148,7 @@ fn config_from_words(w: &[u64; CONFIG_WORDS]) -> Result<Config> {
 /// Bytes [`save`] writes for a model of `config` in float type `F`.
 pub fn model_bytes_len<F: Float>(config: &Config) -> Result<usize> {
     let p = Layout::new(config)?.len;
-    Ok(HEADER + 8 * CONFIG_WORDS + 8 + p * F::BYTES + 8)
+    Ok(params_start(CONFIG_WORDS) + p * F::BYTES + 8)
 }
 
 /// Writes the model (`config`, `params` of its layout, finite) to the front
@@ -180,6 +187,11 @@ pub fn save<F: Float>(config: &Config, params: &[F], out: &mut [u8]) -> Result<u
     Ok(len)
 }
 
+/// Offset of the first parameter in bytes with `words` config words.
+fn params_start(words: usize) -> usize {
+    HEADER + 8 * words + 8
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -205,24 +217,28 @@ pub fn load_config<F: Float>(bytes: &[u8]) -> Result<Config> {
         return Err(corrupt("not morphosde model bytes (bad magic)"));
     }
     let version = u32_at(bytes, 8);
-    if version != FORMAT_VERSION {
-        return Err(Error::new(
-            ErrorKind::VersionMismatch,
-            "bytes",
-            "model format version is not the supported one",
-        )
-        .with(Detail::Value(version as f64)));
-    }
+    let words = match version {
+        FORMAT_VERSION => CONFIG_WORDS,
+        1 => CONFIG_WORDS_V1,
+        _ => {
+            return Err(Error::new(
+                ErrorKind::VersionMismatch,
+                "bytes",
+                "model format version is not a supported one",
+            )
+            .with(Detail::Value(version as f64)));
+        }
+    };
     if u32_at(bytes, 12) as usize != F::BYTES {
         return Err(corrupt("stored with another float width than requested")
             .with(Detail::Value(u32_at(bytes, 12) as f64)));
     }
-    if u32_at(bytes, 16) as usize != CONFIG_WORDS {
+    if u32_at(bytes, 16) as usize != words {
         return Err(corrupt(
             "config word count does not match the format version",
         ));
     }
-    let fixed = HEADER + 8 * CONFIG_WORDS + 8;
+    let fixed = params_start(words);
     if bytes.len() < fixed + 8 {
         return Err(
             corrupt("truncated: shorter than the config").with(Detail::Len {
@@ -251,11 +267,11 @@ pub fn load_config<F: Float>(bytes: &[u8]) -> Result<Config> {
     if fnv1a64(&bytes[..total - 8]) != u64_at(bytes, total - 8) {
         return Err(corrupt("checksum mismatch: the bytes were altered"));
     }
-    let mut words = [0u64; CONFIG_WORDS];
-    for (k, w) in words.iter_mut().enumerate() {
+    let mut stored = [0u64; CONFIG_WORDS];
+    for (k, w) in stored[..words].iter_mut().enumerate() {
         *w = u64_at(bytes, HEADER + 8 * k);
     }
-    let config = config_from_words(&words)?;
+    let config = config_from_words(&stored[..words])?;
     if Layout::new(&config)?.len as u64 != p {
         return Err(corrupt("parameter count does not match the config"));
     }
@@ -268,7 +284,7 @@ pub fn load<F: Float>(bytes: &[u8], params: &mut [F]) -> Result<Config> {
     let config = load_config::<F>(bytes)?;
     let p = Layout::new(&config)?.len;
     check_len(params, p, "params")?;
-    let start = HEADER + 8 * CONFIG_WORDS + 8;
+    let start = params_start(u32_at(bytes, 16) as usize);
     let read = |k: usize| -> F {
         let at = start + k * F::BYTES;
         if F::BYTES == 4 {
@@ -304,6 +320,7 @@ mod tests {
             residual: Residual::OneStep,
             seed: 77,
             lambda_diff: 0.25,
+            time_scale: 1.0 / 42.0,
             ..Config::default()
         };
         let layout = Layout::new(&config).unwrap();
@@ -387,15 +404,93 @@ mod tests {
             msg(&foreign, &mut out).msg,
             "not morphosde model bytes (bad magic)"
         );
-        let mut v2 = bytes.clone();
-        v2[8] = 2;
-        assert_eq!(msg(&v2, &mut out).kind, ErrorKind::VersionMismatch);
+        for version in [0u8, 3] {
+            let mut other = bytes.clone();
+            other[8] = version;
+            assert_eq!(msg(&other, &mut out).kind, ErrorKind::VersionMismatch);
+        }
+        // Version-2 bytes labelled version 1 (29 config words, not 28).
+        let mut relabelled = bytes.clone();
+        relabelled[8] = 1;
+        assert_eq!(
+            msg(&relabelled, &mut out).msg,
+            "config word count does not match the format version"
+        );
         let mut short = vec![0.0f32; 3];
         assert_eq!(load(&bytes, &mut short).unwrap_err().arg, "params");
         assert_eq!(
             save(&config, &params, &mut [0u8; 16]).unwrap_err().kind,
             ErrorKind::BufferTooSmall
         );
+    }
+
+    /// Version-1 bytes written out field by field (28 config words in the
+    /// documented order, no `time_scale`) load with `time_scale = 1`.
+    #[test]
+    fn version_1_bytes_load_with_unit_time_scale() {
+        let config = Config {
+            d: 2,
+            time_features: 2,
+            depth: 1,
+            width: 3,
+            ..Config::default()
+        };
+        let words: [u64; 28] = [
+            2,                  // d
+            2,                  // time_features
+            1,                  // depth
+            3,                  // width
+            0,                  // learn_diffusion
+            0.1f64.to_bits(),   // lambda_diff
+            0,                  // diffusion_low_rank
+            8,                  // q
+            0,                  // diffusion_diagonal
+            1e-6f64.to_bits(),  // diffusion_epsilon
+            10,                 // warmup_epochs
+            0,                  // drift_loss (MSE)
+            0,                  // mass_weighting (row mass)
+            0.5f64.to_bits(),   // mass_threshold
+            0,                  // target_mode (pairwise)
+            1,                  // residual (flow)
+            4,                  // flow_substeps
+            8,                  // k_neighbours
+            0.1f64.to_bits(),   // shrinkage
+            1e-6f64.to_bits(),  // target_epsilon
+            10.0f64.to_bits(),  // clip_grad_norm
+            0,                  // clip_trace
+            1e-3f64.to_bits(),  // learning_rate
+            0.9f64.to_bits(),   // beta1
+            0.999f64.to_bits(), // beta2
+            1e-8f64.to_bits(),  // adam_epsilon
+            0,                  // weight_decay
+            0,                  // seed
+        ];
+        // (2 + 2)×3 + 3 hidden, 3×2 + 2 drift head.
+        let params: std::vec::Vec<f32> = (0..23).map(|k| 0.01 * k as f32 - 0.1).collect();
+        let mut v1 = std::vec::Vec::new();
+        v1.extend_from_slice(b"MSDEMODL");
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&4u32.to_le_bytes());
+        v1.extend_from_slice(&28u32.to_le_bytes());
+        for w in words {
+            v1.extend_from_slice(&w.to_le_bytes());
+        }
+        v1.extend_from_slice(&23u64.to_le_bytes());
+        for p in &params {
+            v1.extend_from_slice(&p.to_le_bytes());
+        }
+        let sum = fnv1a64(&v1);
+        v1.extend_from_slice(&sum.to_le_bytes());
+        let mut back = vec![0.0f32; 23];
+        let got = load(&v1, &mut back).unwrap();
+        assert_eq!(got, config);
+        assert_eq!(got.time_scale, 1.0);
+        assert_eq!(back, params);
+        // Saving writes version 2, one word longer, and reads back the same.
+        let mut v2 = vec![0u8; model_bytes_len::<f32>(&config).unwrap()];
+        save(&config, &params, &mut v2).unwrap();
+        assert_eq!((u32_at(&v2, 8), v2.len()), (2, v1.len() + 8));
+        assert_eq!(load(&v2, &mut back).unwrap(), config);
     }
 
     #[test]

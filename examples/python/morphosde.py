@@ -117,6 +117,7 @@ class ModelConfig(ctypes.Structure):
     _fields_ = [
         ("d", c_size_t),
         ("time_features", c_size_t),
+        ("time_scale", c_double),
         ("depth", c_size_t),
         ("width", c_size_t),
         ("learn_diffusion", c_uint32),

@@ -49,8 +49,15 @@ pub const MSDE_STATE_ALIGN: usize = 8;
 pub struct msde_model_config {
     /// State dimension d (1..=64).
     pub d: usize,
-    /// Sinusoidal time features (even, <= 32): sin(2^k t), cos(2^k t).
+    /// Sinusoidal time features (even, <= 32): sin(2^k s t), cos(2^k s t),
+    /// s = time_scale.
     pub time_features: usize,
+    /// Scale s of the time features in 1/(time unit of the data): finite
+    /// and > 0, default 1. Pick it so the data's time span maps to about one
+    /// unit (e.g. 1/(t_max - t_min)), so the lowest feature pair (period
+    /// 2 pi / s) covers the span without wrapping. Only the network input
+    /// is scaled: drift and diffusion stay per unit of the data's time.
+    pub time_scale: f64,
     /// Hidden layers of the encoder (0..=8; 0: heads affine in the input).
     pub depth: usize,
     /// Units per hidden layer (1..=1024; SiLU activation).
@@ -119,6 +126,7 @@ pub(crate) fn to_core(c: &msde_model_config) -> Result<Config> {
     let config = Config {
         d: c.d,
         time_features: c.time_features,
+        time_scale: c.time_scale,
         depth: c.depth,
         width: c.width,
         learn_diffusion: flag(c.learn_diffusion, "learn_diffusion")?,
@@ -168,6 +176,7 @@ fn from_core(c: &Config) -> msde_model_config {
     msde_model_config {
         d: c.d,
         time_features: c.time_features,
+        time_scale: c.time_scale,
         depth: c.depth,
         width: c.width,
         learn_diffusion: c.learn_diffusion as u32,
@@ -342,12 +351,12 @@ pub(crate) unsafe fn place_model(
     Ok(model)
 }
 
-/// Fills *out with the seed's defaults: d = 2, 8 time features, encoder
-/// 3 x 128, drift only (learn_diffusion = 0; when turned on: full-rank head,
-/// lambda_diff 0.1, q 8, diffusion_epsilon 1e-6, 10 warm-up epochs), MSE
-/// drift loss weighted by row mass, pairwise targets from flow residuals
-/// (4 substeps, 8 neighbours, shrinkage 0.1, target epsilon 1e-6), gradient
-/// clip 10, Adam (1e-3, 0.9, 0.999, 1e-8), no weight decay, seed 0.
+/// Fills *out with the seed's defaults: d = 2, 8 time features at
+/// time_scale 1, encoder 3 x 128, drift only (learn_diffusion = 0; when
+/// turned on: full-rank head, lambda_diff 0.1, q 8, diffusion_epsilon
+/// 1e-6, 10 warm-up epochs), MSE drift loss weighted by row mass, pairwise
+/// targets from flow residuals (4 substeps, 8 neighbours, shrinkage 0.1,
+/// target epsilon 1e-6), gradient clip 10, Adam (1e-3, 0.9, 0.999, 1e-8), no weight decay, seed 0.
 ///
 /// # Safety
 /// `out` must be NULL (refused) or point to a writable msde_model_config.

@@ -114,7 +114,8 @@ fn installed_prefix_builds_through_pkg_config() {
         .expect("cannot run sh");
     assert!(status.success(), "ffi/install.sh failed");
     let lib = prefix.join("lib");
-    for f in ["libmorphosde.a", "libmorphosde.so", "libmorphosde.so.1"] {
+    let soname = format!("libmorphosde.so.{}", morphosde::msde_abi_version());
+    for f in ["libmorphosde.a", "libmorphosde.so", soname.as_str()] {
         assert!(lib.join(f).exists(), "{f} not installed");
     }
     assert!(prefix.join("include/morphosde.h").exists());

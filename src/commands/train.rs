@@ -49,6 +49,51 @@ pub enum ResidualArg {
     PropagatedFrozen,
 }
 
+/// `--time-scale`: `auto` or a fixed scale of the time features.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TimeScaleArg {
+    /// `1/(t_max − t_min)` of the training data's times.
+    Auto,
+    /// This scale (finite, > 0), in 1/(time unit).
+    Fixed(f64),
+}
+
+impl TimeScaleArg {
+    /// Parses `auto` or a finite number > 0.
+    fn parse(text: &str) -> Result<Self, String> {
+        if text == "auto" {
+            return Ok(TimeScaleArg::Auto);
+        }
+        match text.parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(TimeScaleArg::Fixed(v)),
+            _ => Err(format!(
+                "expected 'auto' or a finite number > 0 (1/time unit), got '{text}'"
+            )),
+        }
+    }
+
+    /// The scale for training times `t`: `auto` maps their span to one unit
+    /// (1 when the span is 0 or there are no times).
+    pub fn resolve(self, t: &[f32]) -> f64 {
+        match self {
+            TimeScaleArg::Fixed(v) => v,
+            TimeScaleArg::Auto => {
+                let (lo, hi) = t
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(v as f64), hi.max(v as f64))
+                    });
+                let span = hi - lo;
+                if span > 0.0 && span.is_finite() {
+                    1.0 / span
+                } else {
+                    1.0
+                }
+            }
+        }
+    }
+}
+
 /// Model, UOT, clustering and optimiser knobs shared by `train`, `demo`
 /// and `ablate`.
 #[derive(Args, Clone, Debug)]
@@ -95,9 +140,17 @@ pub struct ModelArgs {
     pub depth: usize,
     #[arg(long, default_value_t = 128)]
     pub width: usize,
-    /// Sinusoidal time features.
+    /// Sinusoidal time features sin(2^k s t), cos(2^k s t), s = --time-scale.
     #[arg(long, default_value_t = 4)]
     pub time_features: usize,
+    /// Scale s of the time features, in 1/(time unit of the data): "auto"
+    /// = 1/(t_max − t_min) of the training times, or a number > 0. The
+    /// lowest feature repeats every 2π/s time units, so with s = 1 and
+    /// times in hours the network could not tell t = 1 h from t = 7.3 h;
+    /// auto maps the data's span to one unit so no feature wraps over it.
+    /// The model file keeps s; drift and D stay per unit of the data's time.
+    #[arg(long, default_value = "auto", value_parser = TimeScaleArg::parse)]
+    pub time_scale: TimeScaleArg,
     /// Epochs over which λ ramps up from 0.
     #[arg(long, default_value_t = 5)]
     pub warmup_epochs: u32,
@@ -201,11 +254,12 @@ pub struct Trained {
 }
 
 impl ModelArgs {
-    /// The model config for `d` dimensions.
-    pub fn config(&self, d: usize) -> Config {
+    /// The model config for training data of `d` dimensions at times `t`.
+    pub fn config(&self, d: usize, t: &[f32]) -> Config {
         Config {
             d,
             time_features: self.time_features,
+            time_scale: self.time_scale.resolve(t),
             depth: self.depth,
             width: self.width,
             learn_diffusion: self.learn_diffusion,
@@ -262,7 +316,7 @@ impl ModelArgs {
         data: &Snapshots,
         progress: &mut dyn FnMut(&EpochReport<f32>),
     ) -> Result<Trained, String> {
-        let config = self.config(data.d);
+        let config = self.config(data.d, &data.t);
         config
             .validate()
             .map_err(|e| format!("model config: {e}"))?;
@@ -379,6 +433,7 @@ impl Trained {
             "d": self.config.d,
             "learn_diffusion": self.config.learn_diffusion,
             "diffusion_head": format!("{:?}", self.config.head()),
+            "time_scale": self.config.time_scale,
             "parameters": self.params.len(),
             "epochs": r.epochs,
             "best_epoch": r.best_epoch,

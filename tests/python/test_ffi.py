@@ -15,6 +15,7 @@ import morphosde  # noqa: E402
 
 LIB = morphosde.Library()
 NAN = float("nan")
+INF = float("inf")
 
 # Inputs and the Rust core's results on them, written by
 # ffi/tests/python_client.rs; absent when this file is run by hand.
@@ -48,7 +49,7 @@ class Version(unittest.TestCase):
     def test_version_agrees_everywhere(self):
         major, minor, patch = LIB.version()
         self.assertEqual(LIB.version_string(), f"{major}.{minor}.{patch}")
-        self.assertEqual(LIB.lib.msde_abi_version(), 1)
+        self.assertEqual(LIB.lib.msde_abi_version(), 2)
 
     def test_every_header_function_is_declared_and_exercised(self):
         """Every function of include/morphosde.h has ctypes signatures in
@@ -269,7 +270,7 @@ def small_model_config(**extra):
 class Model(CallCase):
     def test_defaults_and_sizes(self):
         cfg = LIB.model_config()
-        self.assertEqual((cfg.d, cfg.time_features, cfg.depth, cfg.width), (2, 8, 3, 128))
+        self.assertEqual((cfg.d, cfg.time_features, cfg.time_scale, cfg.depth, cfg.width), (2, 8, 1.0, 3, 128))
         self.assertEqual((cfg.learn_diffusion, cfg.q, cfg.learning_rate, cfg.seed), (0, 8, 1e-3, 0))
         n, state = ctypes.c_size_t(), ctypes.c_size_t()
         LIB.call("msde_model_params_len", ctypes.byref(cfg), ctypes.byref(n))
@@ -357,6 +358,7 @@ class Model(CallCase):
         for field, value in [
             ("d", 0), ("d", 65), ("depth", 9), ("time_features", 3), ("learn_diffusion", 2),
             ("drift_loss", 5), ("residual", 4), ("learning_rate", NAN), ("shrinkage", 1.5), ("beta2", 1.0),
+            ("time_scale", 0.0), ("time_scale", -1.0), ("time_scale", NAN), ("time_scale", INF),
         ]:
             cfg = small_model_config(**{field: value})
             out = ctypes.c_size_t(7)
@@ -366,6 +368,9 @@ class Model(CallCase):
                 handle = ctypes.c_void_p()
                 self.assert_fails("msde_model_new", (ctypes.byref(cfg), ctypes.byref(handle)), 4, field)
                 self.assertIsNone(handle.value)
+        # A time scale is taken and kept.
+        _, back = LIB.model_new(small_model_config(time_scale=1 / 42)).info()
+        self.assertEqual(back.time_scale, 1 / 42)
         # Every residual up to MSDE_RESIDUAL_PROPAGATED_FROZEN (3) is taken and kept.
         for residual in range(4):
             _, back = LIB.model_new(small_model_config(residual=residual)).info()

@@ -92,8 +92,17 @@ pub struct Config {
     /// State dimension `d` (1..=[`MAX_DIM`]).
     pub d: usize,
     /// Number of sinusoidal time features (even, ≤ [`MAX_TIME_FEATURES`]):
-    /// `sin(2^k t), cos(2^k t)` for `k < time_features/2`.
+    /// `sin(2^k s t), cos(2^k s t)` for `k < time_features/2`, `s =
+    /// time_scale`. Input width `d + time_features` whatever `s`.
     pub time_features: usize,
+    /// Scale `s` of the time features, in 1/(time unit of the data)
+    /// (finite, `> 0`; default 1). The lowest feature pair has period `2π/s` in the
+    /// data's time: choose `s` so the data's time span maps to about one
+    /// unit (e.g. `1/(t_max − t_min)`), and the features cover it without
+    /// wrapping (with `s = 1` and times in hours, `t = 1` and `t = 1 + 2π`
+    /// get the same features). Only the encoder input is scaled: the drift
+    /// and `D` stay per unit of the data's own time.
+    pub time_scale: f64,
     /// Hidden layers of the encoder (0 makes the heads affine in `(z, time
     /// features)`).
     pub depth: usize,
@@ -151,6 +160,7 @@ impl Default for Config {
         Config {
             d: 2,
             time_features: 8,
+            time_scale: 1.0,
             depth: 3,
             width: 128,
             learn_diffusion: false,
@@ -234,6 +244,10 @@ impl Config {
                 Error::bad_config("time_features", "must be even and at most 32")
                     .with(Detail::Value(self.time_features as f64)),
             );
+        }
+        if !(self.time_scale > 0.0 && self.time_scale.is_finite()) {
+            return Err(Error::bad_config("time_scale", "must be finite and > 0")
+                .with(Detail::Value(self.time_scale)));
         }
         if self.learn_diffusion {
             if self.diffusion_low_rank && self.diffusion_diagonal {
@@ -351,6 +365,13 @@ mod tests {
         bad(|c| c.d = 0, "d");
         bad(|c| c.depth = 9, "depth");
         bad(|c| c.time_features = 3, "time_features");
+        for s in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let c = Config {
+                time_scale: s,
+                ..Config::default()
+            };
+            assert_eq!(c.validate().unwrap_err().arg, "time_scale", "{s}");
+        }
         bad(|c| c.lambda_diff = f64::NAN, "lambda_diff");
         bad(|c| c.diffusion_epsilon = 0.0, "diffusion_epsilon");
         bad(|c| c.shrinkage = 1.5, "shrinkage");

@@ -163,6 +163,11 @@ mod tests {
                 learn_diffusion: true,
                 ..base
             },
+            // Scaled time features (times in the data's unit stay unscaled).
+            Config {
+                time_scale: 3.7,
+                ..base
+            },
         ] {
             let layout = Layout::new(&config).unwrap();
             let mut params = vec![0.0f64; layout.len];

@@ -1,8 +1,9 @@
 //! The learned dynamics: a time-aware encoder and two heads.
 //!
 //! For a state `z ∈ R^d` at time `t` the input is
-//! `u = [z, sin(2^0 t), cos(2^0 t), …, sin(2^{K−1} t), cos(2^{K−1} t)]`
-//! (`2K = time_features`), the encoder is `depth` layers
+//! `u = [z, sin(2^0 s t), cos(2^0 s t), …, sin(2^{K−1} s t), cos(2^{K−1} s t)]`
+//! (`2K = time_features`, `s = time_scale` in 1/(time unit), so the lowest
+//! pair has period `2π/s` in the data's time), the encoder is `depth` layers
 //! `a_l = silu(a_{l−1} W_l + b_l)` of `width` units (`silu(s) = s σ(s)`),
 //! `h = a_depth` (or `u` when `depth = 0`), the drift head is
 //! `f = h W_f + b_f ∈ R^d`, and, when `learn_diffusion` is on, the diffusion
@@ -63,6 +64,8 @@ impl Tensor {
 pub struct Layout {
     pub d: usize,
     pub time_features: usize,
+    /// Scale `s` of the time features (see [`Config::time_scale`]).
+    pub time_scale: f64,
     /// Input width `d + time_features`.
     pub n_in: usize,
     pub depth: usize,
@@ -124,6 +127,7 @@ impl Layout {
         Ok(Layout {
             d,
             time_features: config.time_features,
+            time_scale: config.time_scale,
             n_in,
             depth: config.depth,
             width: config.width,
@@ -203,16 +207,20 @@ impl Layout {
         Ok(())
     }
 
-    /// Input features `u` (`rows × n_in`) of states `z` at times `t`.
+    /// Input features `u` (`rows × n_in`) of states `z` at times `t`: the
+    /// one place the time features `sin(2^k s t), cos(2^k s t)` are computed
+    /// (`s t` rounded once, then exact powers of two).
     fn input_features<F: Float>(&self, z: &[F], t: &[F], u: &mut [F]) {
         let (d, n_in) = (self.d, self.n_in);
+        let scale = F::from_f64(self.time_scale);
         for (r, &tr) in t.iter().enumerate() {
             let row = &mut u[r * n_in..(r + 1) * n_in];
             row[..d].copy_from_slice(&z[r * d..(r + 1) * d]);
+            let scaled = scale * tr;
             let mut freq = F::ONE;
             for pair in row[d..].chunks_exact_mut(2) {
-                pair[0] = (freq * tr).sin();
-                pair[1] = (freq * tr).cos();
+                pair[0] = (freq * scaled).sin();
+                pair[1] = (freq * scaled).cos();
                 freq *= F::TWO;
             }
         }

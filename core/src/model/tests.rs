@@ -6,7 +6,7 @@ use crate::rng::{Family, Rng};
 
 const ROWS: usize = 5;
 
-fn configs() -> [Config; 14] {
+fn configs() -> [Config; 15] {
     let base = Config {
         d: 3,
         time_features: 2,
@@ -77,6 +77,11 @@ fn configs() -> [Config; 14] {
             drift_loss: DriftLoss::Nll,
             time_features: 6,
             ..on(DiffusionHead::Diagonal)
+        },
+        Config {
+            time_features: 4,
+            time_scale: 2.7,
+            ..on(DiffusionHead::Full)
         },
     ]
 }
@@ -183,7 +188,7 @@ fn backward_matches_finite_differences_in_f64() {
             assert!(rel <= 1e-6, "config {ci} tensor {t:?}: rel err {rel:e}");
         }
     }
-    std::println!("worst relative gradient error over 14 configs: {worst:e}");
+    std::println!("worst relative gradient error over 15 configs: {worst:e}");
 }
 
 #[test]
@@ -285,4 +290,100 @@ fn learned_refuses_wrong_parameters() {
     let mut p = std::vec![0.0f32; layout.len];
     p[0] = f32::NAN;
     assert_eq!(Learned::new(&config, &p).unwrap_err().arg, "params");
+}
+
+/// Drift and factor of `config` at `(z, t)` in float type `F`.
+fn evaluate<F: Float>(config: &Config, params: &[F], z: &[F], t: &[F]) -> std::vec::Vec<F> {
+    let layout = Layout::new(config).unwrap();
+    let rows = t.len();
+    let mut out = std::vec![F::ZERO; rows * (layout.d + layout.d * layout.q)];
+    let (f, l) = out.split_at_mut(rows * layout.d);
+    let mut ws = std::vec![F::ZERO; layout.infer_workspace_len(rows)];
+    Learned::new(config, params)
+        .unwrap()
+        .drift_and_factor(z, t, f, l, &mut ws);
+    out
+}
+
+/// A model with `time_scale = s` evaluated at `t` is, bit for bit, the same
+/// parameters with `time_scale = 1` evaluated at `s·t` (f64 and f32, the
+/// training forward too); and with no hidden layer the drift is the affine
+/// map of `[z, sin(2^k s t), cos(2^k s t)]` written out here.
+#[test]
+fn time_scale_only_rescales_the_time_fed_to_the_features() {
+    for (ci, scaled) in [
+        Config {
+            time_features: 6,
+            time_scale: 1.0 / 42.0,
+            ..configs()[5]
+        },
+        Config {
+            time_scale: 2.7,
+            ..configs()[6]
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let unit = Config {
+            time_scale: 1.0,
+            ..scaled
+        };
+        let layout = Layout::new(&scaled).unwrap();
+        let mut params = std::vec![0.0f64; layout.len];
+        test_params(&layout, ci, &mut params);
+        let pr = probe(40 + ci as u64);
+        let z = &pr.z[..ROWS * layout.d];
+        // Times in "hours": 0..42 spread over the rows.
+        let t: [f64; ROWS] = core::array::from_fn(|r| 42.0 * pr.t[r] / 2.0);
+        let st = t.map(|t| scaled.time_scale * t);
+        let got = evaluate(&scaled, &params, z, &t);
+        assert_eq!(got, evaluate(&unit, &params, z, &st));
+        assert_ne!(got, evaluate(&unit, &params, z, &t));
+        let mut cache = std::vec![0.0f64; layout.cache_len(ROWS)];
+        Layout::new(&scaled)
+            .unwrap()
+            .forward_train(&params, z, &t, &mut cache)
+            .unwrap();
+        assert_eq!(layout.cached_drift(ROWS, &cache), &got[..ROWS * layout.d]);
+        // f32: the scale is rounded to f32 once, then `s·t` in f32.
+        let p32: std::vec::Vec<f32> = params.iter().map(|&v| v as f32).collect();
+        let z32: std::vec::Vec<f32> = z.iter().map(|&v| v as f32).collect();
+        let t32 = t.map(|v| v as f32);
+        let st32 = t32.map(|v| scaled.time_scale as f32 * v);
+        assert_eq!(
+            evaluate(&scaled, &p32, &z32, &t32),
+            evaluate(&unit, &p32, &z32, &st32)
+        );
+    }
+    // Closed form of an affine model (depth 0): f = u W_f + b_f.
+    let config = Config {
+        d: 2,
+        depth: 0,
+        time_features: 4,
+        time_scale: 0.125,
+        ..Config::default()
+    };
+    let layout = Layout::new(&config).unwrap();
+    let mut params = std::vec![0.0f64; layout.len];
+    test_params(&layout, 3, &mut params);
+    let (z, t) = ([0.3, -1.2], [30.0]);
+    let f = evaluate(&config, &params, &z, &t);
+    let s = 0.125 * 30.0;
+    let u = [
+        z[0],
+        z[1],
+        libm::sin(s),
+        libm::cos(s),
+        libm::sin(2.0 * s),
+        libm::cos(2.0 * s),
+    ];
+    let (w, b) = (
+        &params[layout.drift_w.range()],
+        &params[layout.drift_b.range()],
+    );
+    for a in 0..2 {
+        let want: f64 = b[a] + (0..6).map(|i| u[i] * w[i * 2 + a]).sum::<f64>();
+        assert!((f[a] - want).abs() <= 1e-14 * want.abs().max(1.0), "{a}");
+    }
 }
