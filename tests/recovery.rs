@@ -4,9 +4,9 @@
 //! embryos per bin, 12 epochs of 30 steps.
 //!
 //! Measured on this configuration (x86-64, AVX-512 kernels): drift-only
-//! energy distance 0.0360, full rank 0.0083 (true-vs-true floor 0.0029; the
+//! energy distance 0.0377, full rank 0.0076 (true-vs-true floor 0.0029; the
 //! true process rolled out the same way from the same start 0.0025);
-//! D error full rank 0.415, diagonal 0.677. The bounds below leave room for
+//! D error full rank 0.413, diagonal 0.687. The bounds below leave room for
 //! the rounding of other SIMD paths (the training trajectory is
 //! deterministic on one machine, not across kernels). The defaults at 1000
 //! embryos per bin and 40 epochs do better (README); the 20% and
