@@ -155,6 +155,8 @@ pub struct FitConfig<F> {
     pub uot_tol: F,
     pub uot_max_iter: u32,
     /// Clustering of the training rows (its `seed` is overridden by `seed`).
+    /// `k = 1` without `choose_k` means whole time bins: no clustering is
+    /// run, and its other settings are neither used nor checked.
     pub cluster: ClusterConfig<F>,
     /// Fraction of embryos held out for validation, in `[0, 0.9]`; 0 = no
     /// validation (no early stopping; the last model is kept).
