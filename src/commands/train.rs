@@ -157,10 +157,10 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 5)]
     pub warmup_epochs: u32,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f64,
     /// Epochs at most, and optimiser steps per epoch.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 80)]
     pub epochs: usize,
     #[arg(long, default_value_t = 40)]
     pub steps_per_epoch: usize,
@@ -191,8 +191,10 @@ pub struct ModelArgs {
     pub clusters: usize,
     #[arg(long, default_value_t = 0.3)]
     pub sigma_t: f64,
-    /// Fraction of embryos held out for validation and early stopping.
-    #[arg(long, default_value_t = 0.15)]
+    /// Fraction of embryos held out for validation and early stopping
+    /// (every held-out tracked embryo is lost to the diffusion targets: on
+    /// the built-in data 15% raised the D error from 0.20 to 0.22).
+    #[arg(long, default_value_t = 0.05)]
     pub validation_fraction: f64,
     /// Epochs whose validation loss is worse than the best by more than
     /// the tolerance before stopping.
