@@ -68,7 +68,8 @@ pub struct Minibatch<'a, F> {
     pub weight: &'a [F],
     pub plan: &'a [F],
     pub pairs: &'a [u32],
-    /// The ε the plan was solved with (its entropic blur).
+    /// The ε the plan was solved with (its entropic blur); NaN when no plan
+    /// was solved ([`Learner::uses_plan`]).
     pub epsilon: F,
     /// Identifies the batch for the learner's own random draws.
     pub key: u64,
@@ -728,19 +729,6 @@ impl<F: Float> BatchStepper<'_, '_, F> {
         }
         let t = index.bin_time(sizes.bin);
         let h = index.bin_time(sizes.bin + 1) - t;
-        let a = arena.take(n)?;
-        a.fill(F::ONE / F::from_usize(n));
-        let bw = arena.take(m)?;
-        bw.fill(F::ONE / F::from_usize(m));
-        let median_ws = arena.take(median_sq_distance_workspace_len(n, m))?;
-        let median = median_sq_distance(x, y, n, m, d, median_ws)?;
-        if median.is_nan() || median <= F::ZERO {
-            return Ok(None);
-        }
-        let epsilon = match self.noise_variance {
-            Some(s2) => (F::TWO * s2 * h).max(F::from_f64(BRIDGE_EPSILON_FLOOR) * median),
-            None => self.cfg.epsilon_relative * median,
-        };
         let pair_list = &pairs[..2 * sizes.pairs];
         let key = if train { step } else { step | 1 << 63 };
         if !learner.uses_plan(sizes.pairs) {
@@ -756,7 +744,7 @@ impl<F: Float> BatchStepper<'_, '_, F> {
                 weight: &[],
                 plan: &[],
                 pairs: pair_list,
-                epsilon,
+                epsilon: F::from_f64(f64::NAN),
                 key,
             };
             return apply(
@@ -769,6 +757,19 @@ impl<F: Float> BatchStepper<'_, '_, F> {
                 arena.rest(),
             );
         }
+        let a = arena.take(n)?;
+        a.fill(F::ONE / F::from_usize(n));
+        let bw = arena.take(m)?;
+        bw.fill(F::ONE / F::from_usize(m));
+        let median_ws = arena.take(median_sq_distance_workspace_len(n, m))?;
+        let median = median_sq_distance(x, y, n, m, d, median_ws)?;
+        if median.is_nan() || median <= F::ZERO {
+            return Ok(None);
+        }
+        let epsilon = match self.noise_variance {
+            Some(s2) => (F::TWO * s2 * h).max(F::from_f64(BRIDGE_EPSILON_FLOOR) * median),
+            None => self.cfg.epsilon_relative * median,
+        };
         let mut ucfg = UotConfig::new(epsilon);
         let rho = self.cfg.rho_relative * median;
         ucfg.rho_source = rho;
