@@ -14,6 +14,8 @@
 //! to print the table.
 #[path = "common/alloc_counter.rs"]
 mod alloc_counter;
+#[path = "common/non_normal_ou.rs"]
+mod non_normal_ou;
 #[path = "common/pair_training.rs"]
 mod pair_training;
 
@@ -24,6 +26,7 @@ use morphosde_core::propagate::{
 };
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::synthetic::EmbryoProcess;
+use non_normal_ou::NON_NORMAL_OU;
 
 /// Tracked pairs per case and fine Euler–Maruyama steps per gap.
 const PATHS: usize = 40_000;
@@ -32,51 +35,6 @@ const FINE: usize = 200;
 const GAP: f64 = 0.2;
 /// RK4 substeps of the flow and of the propagated map.
 const SUBSTEPS: usize = 4;
-
-/// `dz = A z dt + L dW` in 3 dimensions with a non-normal, rotating, stable
-/// `A` (eigenvalues −0.8 ± 1.5i and −1.5, shear 2) and a constant full
-/// factor: `h‖A‖₂ ≈ 0.6` at the gap.
-struct NonNormalOu;
-
-const OU_A: [f64; 9] = [-0.8, 1.5, 2.0, -1.5, -0.8, 0.0, 0.0, 0.0, -1.5];
-const OU_L: [f64; 9] = [0.3, 0.0, 0.0, 0.1, 0.2, 0.0, -0.05, 0.1, 0.25];
-
-impl Dynamics<f64> for NonNormalOu {
-    fn dim(&self) -> usize {
-        3
-    }
-    fn noise_dim(&self) -> usize {
-        3
-    }
-    fn workspace_len(&self, _rows: usize) -> usize {
-        0
-    }
-    fn drift(&self, z: &[f64], t: &[f64], f: &mut [f64], _ws: &mut [f64]) {
-        for r in 0..t.len() {
-            for i in 0..3 {
-                f[r * 3 + i] = (0..3).map(|j| OU_A[i * 3 + j] * z[r * 3 + j]).sum();
-            }
-        }
-    }
-    fn drift_and_factor(&self, z: &[f64], t: &[f64], f: &mut [f64], l: &mut [f64], ws: &mut [f64]) {
-        self.drift(z, t, f, ws);
-        for r in 0..t.len() {
-            l[r * 9..(r + 1) * 9].copy_from_slice(&OU_L);
-        }
-    }
-}
-
-impl DriftJacobian<f64> for NonNormalOu {
-    fn jacobian_workspace_len(&self, _rows: usize) -> usize {
-        0
-    }
-    fn drift_jacobian(&self, z: &[f64], t: &[f64], f: &mut [f64], jac: &mut [f64], ws: &mut [f64]) {
-        self.drift(z, t, f, ws);
-        for r in 0..t.len() {
-            jac[r * 9..(r + 1) * 9].copy_from_slice(&OU_A);
-        }
-    }
-}
 
 /// A limit cycle: rotation at angular speed `ω = 2.5` with radial
 /// relaxation `γ(1 − |z|²)z`, `γ = 1`, towards the unit circle, and noise
@@ -278,7 +236,7 @@ fn report(name: &str, e: &Errors) {
 #[test]
 fn propagated_estimator_recovers_ou_diffusion_at_the_imaging_gap() {
     for (k, z0) in [[0.0, 0.0, 0.0], [1.0, -0.5, 0.8]].iter().enumerate() {
-        let e = measure(&NonNormalOu, z0, 0.0, 100 + k as u64);
+        let e = measure(&NON_NORMAL_OU, z0, 0.0, 100 + k as u64);
         report(&format!("OU non-normal, z0 = {z0:?}"), &e);
         // Linear drift, constant D: the map is exact up to RK4/quadrature
         // (< 1e-6 at 4 substeps) and Euler–Maruyama (dt‖A‖ ≈ 0.3%), so what
@@ -481,13 +439,13 @@ fn training_with_the_propagated_target_learns_d_at_the_imaging_gap() {
     let mut rngs: Vec<Rng> = (0..n as u64)
         .map(|i| Rng::stream(7, Family::Trajectory, i))
         .collect();
-    let mut ws = vec![0.0; em_path_workspace_len(&NonNormalOu, n)];
+    let mut ws = vec![0.0; em_path_workspace_len::<f64, _>(&NON_NORMAL_OU, n)];
     let em = EmConfig {
         h_max: GAP / 50.0,
         trace_clip: None,
     };
     em_path(
-        &NonNormalOu,
+        &NON_NORMAL_OU,
         &x,
         0.0,
         &[GAP],
@@ -499,15 +457,10 @@ fn training_with_the_propagated_target_learns_d_at_the_imaging_gap() {
     )
     .unwrap();
     let mut v = vec![0.0f64; n * d];
-    NonNormalOu.drift(&x, &vec![0.0; n], &mut v, &mut []);
+    NON_NORMAL_OU.drift(&x, &vec![0.0; n], &mut v, &mut []);
     let f32s = |a: &[f64]| a.iter().map(|&v| v as f32).collect::<Vec<f32>>();
     let (x, y, v) = (f32s(&x), f32s(&y), f32s(&v));
-    let mut truth = [0.0; 9];
-    for i in 0..3 {
-        for j in 0..3 {
-            truth[i * 3 + j] = (0..3).map(|k| OU_L[i * 3 + k] * OU_L[j * 3 + k]).sum();
-        }
-    }
+    let truth = NON_NORMAL_OU.diffusion();
     let mut errors = [0.0; 4];
     for (slot, residual) in [
         Residual::OneStep,

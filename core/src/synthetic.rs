@@ -1,5 +1,6 @@
 //! Ground-truth processes with known drift and diffusion: the built-in
-//! embryo-like dataset of the demo, the tests and the C example.
+//! embryo-like dataset of the demo, the tests and the C example, and the
+//! snapshot sampler ([`snapshots`]) that observes any SDE the same way.
 //!
 //! [`EmbryoProcess`] in `d ≥ 2` dimensions (time in developmental hours/10,
 //! say; any unit, the numbers below are in it):
@@ -143,7 +144,7 @@ impl EmbryoProcess {
     }
 }
 
-/// How the built-in dataset is observed: at the increasing times `bins`
+/// How a snapshot dataset is observed: at the increasing times `bins`
 /// (the first is the start), `per_bin` embryos per bin, of which `tracked`
 /// are the same embryos in every bin (track ids `0..tracked`) and the rest
 /// are fresh untracked embryos seen once.
@@ -152,8 +153,8 @@ pub struct SnapshotDesign<'a, F> {
     pub bins: &'a [F],
     pub per_bin: usize,
     pub tracked: usize,
-    /// Seed of the initial states (`Family::Data`) and of the noise
-    /// (`Family::Trajectory`, one stream per embryo).
+    /// Seed of the initial states (`Family::Data`, one stream per embryo)
+    /// and of the noise (`Family::Trajectory`, one stream per embryo).
     pub seed: u64,
     /// Largest Euler–Maruyama substep of the simulation (time units).
     pub h_max: F,
@@ -202,26 +203,91 @@ impl<F: Float> SnapshotDesign<'_, F> {
     }
 }
 
-/// Workspace elements [`EmbryoProcess::snapshots`] needs with `workers`
-/// rollout workers.
-pub fn snapshots_workspace_len<F: Float>(
-    process: &EmbryoProcess,
+/// Workspace elements [`snapshots`] (and [`EmbryoProcess::snapshots`])
+/// need for `dynamics` with `workers` rollout workers.
+pub fn snapshots_workspace_len<F: Float, S: Dynamics<F>>(
+    dynamics: &S,
     design: &SnapshotDesign<'_, F>,
     workers: usize,
 ) -> usize {
-    let (e, k, d) = (design.embryos(), design.bins.len(), process.d);
+    let (e, k, d) = (design.embryos(), design.bins.len(), dynamics.dim());
     e * d
         + e * k.saturating_sub(1) * d
         + e
-        + rollout_workspace_len(process, &design.rollout_config(), workers)
+        + rollout_workspace_len(dynamics, &design.rollout_config(), workers)
+}
+
+/// Samples a snapshot dataset of any SDE (see [`SnapshotDesign`]) by
+/// Euler–Maruyama rollouts: `initial(embryo, rng, z)` writes embryo
+/// `embryo`'s state at `bins[0]` into `z` (length d), drawing from its own
+/// stream `Rng::stream(seed, Family::Data, embryo)`. Writes observations `z`
+/// (`obs × d`), times `t` and track ids `track` ([`UNTRACKED`] for
+/// untracked), bin by bin, each bin's tracked embryos first. The workspace
+/// is at least [`snapshots_workspace_len`] long (its size sets the worker
+/// count).
+pub fn snapshots<F: Float, S: Dynamics<F> + Sync>(
+    dynamics: &S,
+    mut initial: impl FnMut(usize, &mut Rng, &mut [F]),
+    design: &SnapshotDesign<'_, F>,
+    z: &mut [F],
+    t: &mut [F],
+    track: &mut [u32],
+    workspace: &mut [F],
+) -> Result<()> {
+    design.check()?;
+    let (d, k) = (dynamics.dim(), design.bins.len());
+    let (e, obs) = (design.embryos(), design.observations());
+    check_len(z, checked_mul(obs, d, "z")?, "z")?;
+    check_len(t, obs, "t")?;
+    check_len(track, obs, "track")?;
+    let mut arena = Arena::new(workspace);
+    let start = arena.take(e * d)?;
+    let paths = arena.take(e * (k - 1) * d)?;
+    let stops = arena.take(e)?;
+    let rollout_ws = arena.rest();
+    for (i, row) in start.chunks_exact_mut(d).enumerate() {
+        initial(
+            i,
+            &mut Rng::stream(design.seed, Family::Data, i as u64),
+            row,
+        );
+    }
+    rollout(
+        dynamics,
+        Start::Cloud(start),
+        design.bins[0],
+        &design.bins[1..],
+        &design.rollout_config(),
+        paths,
+        stops,
+        rollout_ws,
+    )?;
+    let fresh = design.per_bin - design.tracked;
+    let mut row = 0;
+    for (b, &tb) in design.bins.iter().enumerate() {
+        let untracked = design.tracked + b * fresh..design.tracked + (b + 1) * fresh;
+        for embryo in (0..design.tracked).chain(untracked) {
+            let state = match b {
+                0 => &start[embryo * d..(embryo + 1) * d],
+                _ => &paths[((embryo * (k - 1)) + b - 1) * d..][..d],
+            };
+            z[row * d..(row + 1) * d].copy_from_slice(state);
+            t[row] = tb;
+            track[row] = if embryo < design.tracked {
+                embryo as u32
+            } else {
+                UNTRACKED
+            };
+            row += 1;
+        }
+    }
+    Ok(())
 }
 
 impl EmbryoProcess {
-    /// Samples the built-in snapshot dataset (see [`SnapshotDesign`]) by
-    /// Euler–Maruyama rollouts: observations `z` (`obs × d`), times `t` and
-    /// track ids `track` ([`UNTRACKED`] for untracked), bin by bin, each
-    /// bin's tracked embryos first. The workspace is at least
-    /// [`snapshots_workspace_len`] long (its size sets the worker count).
+    /// The built-in dataset: [`snapshots`] of this process from
+    /// [`EmbryoProcess::initial_state`] (a uniform, then d normals from each
+    /// embryo's stream).
     pub fn snapshots<F: Float>(
         &self,
         design: &SnapshotDesign<'_, F>,
@@ -230,57 +296,17 @@ impl EmbryoProcess {
         track: &mut [u32],
         workspace: &mut [F],
     ) -> Result<()> {
-        design.check()?;
-        let (d, k) = (self.d, design.bins.len());
-        let (e, obs) = (design.embryos(), design.observations());
-        check_len(z, checked_mul(obs, d, "z")?, "z")?;
-        check_len(t, obs, "t")?;
-        check_len(track, obs, "track")?;
-        let mut arena = Arena::new(workspace);
-        let start = arena.take(e * d)?;
-        let paths = arena.take(e * (k - 1) * d)?;
-        let stops = arena.take(e)?;
-        let rollout_ws = arena.rest();
-        let mut noise = [F::ZERO; MAX_DIM];
+        let d = self.d;
         if d > MAX_DIM {
             return Err(Error::bad_dim("d", "above MAX_DIM").with(Detail::Index(d)));
         }
-        for (i, row) in start.chunks_exact_mut(d).enumerate() {
-            let mut rng = Rng::stream(design.seed, Family::Data, i as u64);
+        let mut noise = [F::ZERO; MAX_DIM];
+        let initial = |_: usize, rng: &mut Rng, row: &mut [F]| {
             let u = rng.uniform();
             rng.fill_normal(&mut noise[..d]);
             self.initial_state(u, &noise[..d], row);
-        }
-        rollout(
-            self,
-            Start::Cloud(start),
-            design.bins[0],
-            &design.bins[1..],
-            &design.rollout_config(),
-            paths,
-            stops,
-            rollout_ws,
-        )?;
-        let fresh = design.per_bin - design.tracked;
-        let mut row = 0;
-        for (b, &tb) in design.bins.iter().enumerate() {
-            let untracked = design.tracked + b * fresh..design.tracked + (b + 1) * fresh;
-            for embryo in (0..design.tracked).chain(untracked) {
-                let state = match b {
-                    0 => &start[embryo * d..(embryo + 1) * d],
-                    _ => &paths[((embryo * (k - 1)) + b - 1) * d..][..d],
-                };
-                z[row * d..(row + 1) * d].copy_from_slice(state);
-                t[row] = tb;
-                track[row] = if embryo < design.tracked {
-                    embryo as u32
-                } else {
-                    UNTRACKED
-                };
-                row += 1;
-            }
-        }
-        Ok(())
+        };
+        snapshots(self, initial, design, z, t, track, workspace)
     }
 }
 
