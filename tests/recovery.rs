@@ -6,8 +6,10 @@
 //!
 //! Measured on this configuration (x86-64, AVX-512 kernels): drift-only
 //! energy distance 0.0348, full rank 0.0077 (true-vs-true floor 0.0029; the
-//! true process rolled out the same way from the same start 0.0025);
-//! D error full rank 0.352, diagonal 0.640. The bounds below leave room for
+//! true process rolled out the same way from the same start 0.0025; the
+//! true drift with the learned noise 0.0037, the learned drift with the
+//! true noise 0.0031); D error full rank 0.352, diagonal 0.640; drift error
+//! 0.118. The bounds below leave room for
 //! the rounding of other SIMD paths (the training trajectory is
 //! deterministic on one machine, not across kernels). The defaults at 1000
 //! embryos per bin and 80 epochs do better (README's recovery section).
@@ -54,14 +56,16 @@ fn diffusion_beats_drift_only_and_full_rank_beats_diagonal_on_known_truth() {
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
             .unwrap();
-    let variant = |key: &str| -> (f64, f64, f64, Option<f64>) {
-        let v = json["variants"]
+    let scores = |key: &str| -> &Value {
+        &json["variants"]
             .as_array()
             .unwrap()
             .iter()
             .find(|v| v["key"] == key)
-            .unwrap_or_else(|| panic!("variant {key} missing"));
-        let s = &v["scores"];
+            .unwrap_or_else(|| panic!("variant {key} missing"))["scores"]
+    };
+    let variant = |key: &str| -> (f64, f64, f64, Option<f64>) {
+        let s = scores(key);
         (
             s["mean_energy_distance"].as_f64().unwrap(),
             s["mean_energy_distance_true_vs_true"].as_f64().unwrap(),
@@ -75,9 +79,25 @@ fn diffusion_beats_drift_only_and_full_rank_beats_diagonal_on_known_truth() {
     let (full, _, _, full_d) = variant("full");
     let (_, _, _, diagonal_d) = variant("diagonal");
     let (full_d, diagonal_d) = (full_d.unwrap(), diagonal_d.unwrap());
+    let full_scores = scores("full");
+    let swapped = |key: &str| full_scores[key].as_f64().unwrap();
+    let true_drift = swapped("mean_energy_distance_true_drift_learned_noise");
+    let true_noise = swapped("mean_energy_distance_learned_drift_true_noise");
+    let drift_error = swapped("drift_relative_error");
     eprintln!(
-        "energy distance: drift only {drift_only:.4}, full rank {full:.4}, floor {floor:.4}, \
-         true process rollouts {truth:.4}; D error: full rank {full_d:.3}, diagonal {diagonal_d:.3}"
+        "energy distance: drift only {drift_only:.4}, full rank {full:.4} (true drift with its noise \
+         {true_drift:.4}, its drift with the true noise {true_noise:.4}), floor {floor:.4}, \
+         true process rollouts {truth:.4}; D error: full rank {full_d:.3}, diagonal {diagonal_d:.3}; \
+         drift error {drift_error:.3}"
+    );
+    assert!(scores("drift-only")["mean_energy_distance_true_drift_learned_noise"].is_null());
+    // Either half of the truth swapped in brings the rollouts closer: the
+    // hybrids really take one half from each side.
+    assert!(true_drift < 0.9 * full, "{true_drift} vs {full}");
+    assert!(true_noise < 0.9 * full, "{true_noise} vs {full}");
+    assert!(
+        drift_error > 0.02 && drift_error < 0.3,
+        "drift error {drift_error}"
     );
     assert!(none.is_none(), "drift-only has no D");
     // The true process rolled out the same way scores near the floor and

@@ -13,7 +13,11 @@
 //!   every bin but the last (square root of the ratio of the summed
 //!   squares). `D` is the noise of the transition out of a state; the last
 //!   bin has none, so the model's `D` there is an extrapolation in time and
-//!   is reported apart (`d_error_all_bins`).
+//!   is reported apart (`d_error_all_bins`);
+//! - drift recovery: `‖f_θ − f‖ / ‖f‖` over the same states (`drift_error`);
+//! - which half falls short: the energy distance of rollouts that take the
+//!   drift from the true process and the noise from the model, and the
+//!   other way round ([`Hybrid`]).
 
 use super::train::{ModelArgs, Trained, progress_bar};
 use crate::csvio::write_atomic;
@@ -108,7 +112,7 @@ pub fn rollouts(trained: &Trained, start: &[f32], seed: u64) -> Result<Vec<f32>,
 /// under this protocol. The rollouts inherit the start bin's sampling
 /// error (e.g. its share of branch embryos), which the held-out later bins
 /// only partly share, so even these sit above the true-vs-true floor.
-pub fn true_rollouts(d: usize, start: &[f32], seed: u64) -> Result<Vec<f32>, String> {
+fn true_rollouts(d: usize, start: &[f32], seed: u64) -> Result<Vec<f32>, String> {
     rollouts_of(&EmbryoProcess { d }, start, seed)
 }
 
@@ -150,6 +154,56 @@ fn rollouts_of<S: Dynamics<f32> + Sync>(
     )
     .map_err(|e| format!("rollout: {e}"))?;
     Ok(out)
+}
+
+/// Dynamics with the drift of one of a learned model and the true process
+/// and the noise of the other: rolled out like the model, they say whether
+/// its drift or its noise keeps it from the true process's score.
+pub struct Hybrid<'a> {
+    pub model: Learned<'a, f32>,
+    pub truth: EmbryoProcess,
+    /// Learned drift with the true noise (else the true drift with the
+    /// learned noise).
+    pub learned_drift: bool,
+}
+
+impl Dynamics<f32> for Hybrid<'_> {
+    fn dim(&self) -> usize {
+        self.truth.d
+    }
+    fn noise_dim(&self) -> usize {
+        if self.learned_drift {
+            Dynamics::<f32>::noise_dim(&self.truth)
+        } else {
+            self.model.noise_dim()
+        }
+    }
+    /// The discarded drift (`rows×d`), then the larger of the two
+    /// dynamics' own workspaces.
+    fn workspace_len(&self, rows: usize) -> usize {
+        rows * self.truth.d
+            + self
+                .model
+                .workspace_len(rows)
+                .max(Dynamics::<f32>::workspace_len(&self.truth, rows))
+    }
+    fn drift(&self, z: &[f32], t: &[f32], f: &mut [f32], workspace: &mut [f32]) {
+        if self.learned_drift {
+            self.model.drift(z, t, f, workspace)
+        } else {
+            self.truth.drift(z, t, f, workspace)
+        }
+    }
+    fn drift_and_factor(&self, z: &[f32], t: &[f32], f: &mut [f32], l: &mut [f32], ws: &mut [f32]) {
+        let (discarded, ws) = ws.split_at_mut(t.len() * self.truth.d);
+        if self.learned_drift {
+            self.truth.drift_and_factor(z, t, discarded, l, ws);
+            self.model.drift(z, t, f, ws);
+        } else {
+            self.model.drift_and_factor(z, t, discarded, l, ws);
+            self.truth.drift(z, t, f, ws);
+        }
+    }
 }
 
 /// Writes rollouts (`n × (bins−1) × d`) as CSV rows `trajectory, t, z…`.
@@ -216,6 +270,13 @@ pub struct Scores {
     pub sliced_floor: Vec<f64>,
     /// Energy distance of the true process's rollouts ([`true_rollouts`]).
     pub energy_true_rollouts: Vec<f64>,
+    /// Energy distance of the [`Hybrid`] rollouts: the true drift with the
+    /// learned noise, and the learned drift with the true noise (both
+    /// `None` without a diffusion head).
+    pub energy_true_drift: Option<Vec<f64>>,
+    pub energy_true_noise: Option<Vec<f64>>,
+    /// `‖f_θ − f‖ / ‖f‖` over the held-out states of every bin but the last.
+    pub drift_error: f64,
     pub d_error: Option<f64>,
     /// The same over every held-out state, the last bin's included.
     pub d_error_all_bins: Option<f64>,
@@ -237,6 +298,11 @@ impl Scores {
             "mean_energy_distance_true_vs_true": Self::mean(&self.energy_floor),
             "energy_distance_true_process_rollouts": self.energy_true_rollouts,
             "mean_energy_distance_true_process_rollouts": Self::mean(&self.energy_true_rollouts),
+            "energy_distance_true_drift_learned_noise": self.energy_true_drift,
+            "mean_energy_distance_true_drift_learned_noise": self.energy_true_drift.as_deref().map(Self::mean),
+            "energy_distance_learned_drift_true_noise": self.energy_true_noise,
+            "mean_energy_distance_learned_drift_true_noise": self.energy_true_noise.as_deref().map(Self::mean),
+            "drift_relative_error": self.drift_error,
             "d_relative_frobenius_error": self.d_error,
             "d_relative_frobenius_error_all_bins": self.d_error_all_bins,
         })
@@ -244,16 +310,21 @@ impl Scores {
 }
 
 /// Scores `trained` against held-out data `test` and an independent true
-/// sample `reference` (for the noise floor); `paths` are the rollouts,
-/// `true_paths` the true process's from the same start.
+/// sample `reference` (for the noise floor). `paths` are the model's
+/// rollouts from `test`'s first bin with `seed` ([`rollouts`]); the true
+/// process and the [`Hybrid`]s are rolled out from the same start with the
+/// same seed.
 pub fn score(
     trained: &Trained,
     test: &Snapshots,
     reference: &Snapshots,
     paths: &[f32],
-    true_paths: &[f32],
+    seed: u64,
 ) -> Result<Scores, String> {
     let d = test.d;
+    let process = EmbryoProcess { d };
+    let model = Learned::new(&trained.config, &trained.params).map_err(|e| e.to_string())?;
+    let start = bin_rows(test, BINS[0]);
     let sw = |x: &[f32], y: &[f32]| -> Result<f64, String> {
         let mut ws = vec![
             0.0f32;
@@ -268,29 +339,44 @@ pub fn score(
             .map(f64::from)
             .map_err(|e| e.to_string())
     };
+    // Energy distance to the held-out data at every later bin.
+    let energy_of = |paths: &[f32]| -> Result<Vec<f64>, String> {
+        (1..BINS.len())
+            .map(|k| ed(&rollout_bin(paths, d, k), &bin_rows(test, BINS[k])))
+            .collect()
+    };
+    let hybrid = |learned_drift: bool| -> Result<Option<Vec<f64>>, String> {
+        if !trained.config.learn_diffusion {
+            return Ok(None);
+        }
+        let dynamics = Hybrid {
+            model,
+            truth: process,
+            learned_drift,
+        };
+        energy_of(&rollouts_of(&dynamics, &start, seed)?).map(Some)
+    };
     let mut s = Scores {
-        energy: vec![],
+        energy: energy_of(paths)?,
         energy_floor: vec![],
         sliced: vec![],
         sliced_floor: vec![],
-        energy_true_rollouts: vec![],
+        energy_true_rollouts: energy_of(&true_rollouts(d, &start, seed)?)?,
+        energy_true_drift: hybrid(false)?,
+        energy_true_noise: hybrid(true)?,
+        drift_error: drift_error(&model, test)?,
         d_error: None,
         d_error_all_bins: None,
     };
     for (k, &tb) in BINS.iter().enumerate().skip(1) {
         let held = bin_rows(test, tb);
         let other = bin_rows(reference, tb);
-        let sim = rollout_bin(paths, d, k);
-        s.energy.push(ed(&sim, &held)?);
         s.energy_floor.push(ed(&other, &held)?);
-        s.energy_true_rollouts
-            .push(ed(&rollout_bin(true_paths, d, k), &held)?);
-        s.sliced.push(sw(&sim, &held)?);
+        s.sliced.push(sw(&rollout_bin(paths, d, k), &held)?);
         s.sliced_floor.push(sw(&other, &held)?);
     }
     if trained.config.learn_diffusion {
         let learned = learned_diffusion(trained, &test.z, &test.t)?;
-        let process = EmbryoProcess { d };
         let (mut l, mut truth) = (vec![0.0f64; d * d], vec![0.0f64; d * d]);
         // Summed squares [num, den] of the bins with a next bin, then of the last.
         let mut sums = [[0.0f64; 2]; 2];
@@ -312,6 +398,37 @@ pub fn score(
         s.d_error_all_bins = Some(((leaving[0] + at_last[0]) / (leaving[1] + at_last[1])).sqrt());
     }
     Ok(s)
+}
+
+/// `‖f_θ − f‖ / ‖f‖` (square root of the ratio of the summed squares) over
+/// the held-out states of every bin but the last: the states whose
+/// transition the data shows.
+fn drift_error(model: &Learned<'_, f32>, test: &Snapshots) -> Result<f64, String> {
+    let d = test.d;
+    let last = BINS[BINS.len() - 1];
+    let rows: Vec<usize> = (0..test.len()).filter(|&i| test.t[i] != last).collect();
+    let z: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| test.z[i * d..(i + 1) * d].iter().copied())
+        .collect();
+    let t: Vec<f32> = rows.iter().map(|&i| test.t[i]).collect();
+    let mut learned = vec![0.0f32; z.len()];
+    let mut ws = vec![0.0f32; model.workspace_len(t.len())];
+    model.drift(&z, &t, &mut learned, &mut ws);
+    let mut truth = vec![0.0f64; d];
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (r, &tr) in t.iter().enumerate() {
+        let zr: Vec<f64> = z[r * d..(r + 1) * d].iter().map(|&x| x as f64).collect();
+        EmbryoProcess { d }.drift_at(&zr, tr as f64, &mut truth);
+        for (a, b) in learned[r * d..(r + 1) * d].iter().zip(&truth) {
+            num += (*a as f64 - b).powi(2);
+            den += b * b;
+        }
+    }
+    if !num.is_finite() {
+        return Err("the learned drift is not finite at the held-out states".into());
+    }
+    Ok((num / den).sqrt())
 }
 
 /// Plots of a trained model on the built-in process into `dir`.
@@ -425,8 +542,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     trained.save(&args.out.join("model.msde"))?;
     let start = bin_rows(&test, BINS[0]);
     let paths = rollouts(&trained, &start, seed + 3)?;
-    let true_paths = true_rollouts(args.d, &start, seed + 3)?;
-    let scores = score(&trained, &test, &reference, &paths, &true_paths)?;
+    let scores = score(&trained, &test, &reference, &paths, seed + 3)?;
     write_rollouts(&args.out.join("rollouts.csv"), args.d, &paths)?;
     plot_all(&args.out, &trained, &test, &paths)?;
     let report = json!({
@@ -446,6 +562,9 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
             "mean_energy_distance": Scores::mean(&scores.energy),
             "mean_energy_distance_true_vs_true": Scores::mean(&scores.energy_floor),
             "mean_energy_distance_true_process_rollouts": Scores::mean(&scores.energy_true_rollouts),
+            "mean_energy_distance_true_drift_learned_noise": scores.energy_true_drift.as_deref().map(Scores::mean),
+            "mean_energy_distance_learned_drift_true_noise": scores.energy_true_noise.as_deref().map(Scores::mean),
+            "drift_relative_error": scores.drift_error,
             "d_relative_frobenius_error": scores.d_error,
             "d_relative_frobenius_error_all_bins": scores.d_error_all_bins,
         })
