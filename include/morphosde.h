@@ -63,7 +63,7 @@
  * layout or status value; the shared library's SONAME is
  * libmorphosde.so.MSDE_ABI_VERSION.
  */
-#define MSDE_ABI_VERSION 2
+#define MSDE_ABI_VERSION 3
 
 /**
  * Largest number of clusters msde_cluster accepts (msde_cluster_config.k).
@@ -166,6 +166,19 @@
  * drift.
  */
 #define MSDE_RESIDUAL_PROPAGATED_FROZEN 3
+
+/**
+ * msde_model_config.drift_teacher: the seed's f(z_t) = v_hat (the drift
+ * learns the chord over the frame gap).
+ */
+#define MSDE_DRIFT_TEACHER_CHORD 0
+
+/**
+ * msde_model_config.drift_teacher: the learned drift's RK4 flow over the
+ * gap reproduces the teacher's displacement z_t + v_hat h (right at finite
+ * gaps; one flow per source and training step).
+ */
+#define MSDE_DRIFT_TEACHER_FLOW 1
 
 /**
  * Alignment in bytes caller memory for msde_model_init / msde_trainer_init
@@ -645,11 +658,16 @@ typedef struct msde_model_config {
      */
     uint32_t residual;
     /**
+     * MSDE_DRIFT_TEACHER_CHORD or MSDE_DRIFT_TEACHER_FLOW.
+     */
+    uint32_t drift_teacher;
+    /**
      * Threshold of MSDE_MASS_THRESHOLD (>= 0).
      */
     double mass_threshold;
     /**
-     * RK4 substeps of the flow residual (1..=1024).
+     * RK4 substeps of the flow (flow-based residuals and
+     * MSDE_DRIFT_TEACHER_FLOW; 1..=1024).
      */
     size_t flow_substeps;
     /**

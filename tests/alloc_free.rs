@@ -124,7 +124,7 @@ fn metrics_do_not_allocate() {
 fn train_step_and_codec_do_not_allocate() {
     use morphosde_core::codec::{load, model_bytes_len, save};
     use morphosde_core::integrate::Dynamics;
-    use morphosde_core::model::{Config, Layout, Learned, Residual, TargetMode};
+    use morphosde_core::model::{Config, DriftTeacher, Layout, Learned, Residual, TargetMode};
     use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
     let (n, m, d) = (16, 12, 3);
     let mut data = vec![0.0f32; 4 * n * d + m * d];
@@ -137,19 +137,58 @@ fn train_step_and_codec_do_not_allocate() {
     let h = vec![0.2f32; n];
     let mass = vec![1.0f32; n];
     let plan = vec![1.0f32 / (n * m) as f32; n * m];
-    for (mode, residual) in [
-        (TargetMode::Pairwise, Residual::Flow),
-        (TargetMode::PlanWeighted, Residual::Flow),
-        (TargetMode::Pairwise, Residual::Propagated),
-        (TargetMode::Pairwise, Residual::PropagatedFrozen),
+    for (learn_diffusion, mode, residual, drift_teacher) in [
+        (
+            true,
+            TargetMode::Pairwise,
+            Residual::Flow,
+            DriftTeacher::Chord,
+        ),
+        (
+            true,
+            TargetMode::PlanWeighted,
+            Residual::Flow,
+            DriftTeacher::Chord,
+        ),
+        (
+            true,
+            TargetMode::Pairwise,
+            Residual::Propagated,
+            DriftTeacher::Chord,
+        ),
+        (
+            true,
+            TargetMode::Pairwise,
+            Residual::PropagatedFrozen,
+            DriftTeacher::Flow,
+        ),
+        (
+            true,
+            TargetMode::Pairwise,
+            Residual::OneStep,
+            DriftTeacher::Flow,
+        ),
+        (
+            true,
+            TargetMode::PlanWeighted,
+            Residual::Flow,
+            DriftTeacher::Flow,
+        ),
+        (
+            false,
+            TargetMode::Pairwise,
+            Residual::Flow,
+            DriftTeacher::Flow,
+        ),
     ] {
         let config = Config {
             d,
             depth: 2,
             width: 16,
-            learn_diffusion: true,
+            learn_diffusion,
             target_mode: mode,
             residual,
+            drift_teacher,
             ..Config::default()
         };
         let layout = Layout::new(&config).unwrap();
@@ -188,13 +227,17 @@ fn train_step_and_codec_do_not_allocate() {
                 train_step(&config, epoch, &batch, &mut params, &mut adam, &mut ws).unwrap();
             }
             let learned = Learned::new(&config, &params).unwrap();
-            learned.drift_and_factor(x, &t, &mut f, &mut l, &mut ws);
+            if learn_diffusion {
+                learned.drift_and_factor(x, &t, &mut f, &mut l, &mut ws);
+            } else {
+                learned.drift(x, &t, &mut f, &mut ws);
+            }
             save(&config, &params, &mut bytes).unwrap();
             load(&bytes, &mut back).unwrap();
         });
-        assert_eq!(count, 0, "{mode:?} {residual:?}");
+        assert_eq!(count, 0, "{mode:?} {residual:?} {drift_teacher:?}");
         assert_eq!(back, params);
-        assert!(l.iter().all(|v| v.is_finite()));
+        assert!(l.iter().chain(&f).all(|v| v.is_finite()));
     }
 }
 

@@ -7,8 +7,8 @@
 //! | 8 | magic `b"MSDEMODL"` |
 //! | 4 | format version ([`FORMAT_VERSION`]) |
 //! | 4 | bytes per parameter (4 = f32, 8 = f64) |
-//! | 4 | number of config words `W` (29; 28 in version 1) |
-//! | 8·W | config words (`u64`; reals as IEEE-754 f64 bits): [`Config`] fields in declaration order except `time_scale`, which is last (version 2 added it; version 1 files load with `time_scale = 1`) |
+//! | 4 | number of config words `W` (30; 29 in version 2, 28 in version 1) |
+//! | 8·W | config words (`u64`; reals as IEEE-754 f64 bits): [`Config`] fields in declaration order except `time_scale` and `drift_teacher`, which come last in that order (version 2 added `time_scale`, version 3 `drift_teacher`; older files load with `time_scale = 1` and `DriftTeacher::Chord`) |
 //! | 8 | parameter count `P` |
 //! | P·(4 or 8) | parameters (layout of [`Layout::new`]) |
 //! | 8 | FNV-1a-64 of every byte before it |
@@ -21,16 +21,19 @@
 
 use crate::error::{Detail, Error, ErrorKind, Result, check_finite, check_len};
 use crate::float::Float;
-use crate::model::{Config, DriftLoss, Layout, MassWeighting, Residual, TargetMode};
+use crate::model::{Config, DriftLoss, DriftTeacher, Layout, MassWeighting, Residual, TargetMode};
 
 /// First eight bytes of every model.
 pub const MAGIC: [u8; 8] = *b"MSDEMODL";
 /// Version of this layout (written by [`save`]); [`load`] also reads
-/// version 1 (no `time_scale` word), any other version is refused.
-pub const FORMAT_VERSION: u32 = 2;
+/// versions 2 (no `drift_teacher` word) and 1 (nor `time_scale`), any other
+/// version is refused.
+pub const FORMAT_VERSION: u32 = 3;
 /// Config words written by this version.
-const CONFIG_WORDS: usize = 29;
-/// Config words of version 1 (this version's without `time_scale`).
+const CONFIG_WORDS: usize = 30;
+/// Config words of versions 2 and 1 (this version's without
+/// `drift_teacher`, and without `time_scale` too).
+const CONFIG_WORDS_V2: usize = 29;
 const CONFIG_WORDS_V1: usize = 28;
 const HEADER: usize = 8 + 4 + 4 + 4;
 
@@ -79,11 +82,13 @@ fn config_words(c: &Config) -> [u64; CONFIG_WORDS] {
         c.weight_decay.to_bits(),
         c.seed,
         c.time_scale.to_bits(),
+        c.drift_teacher as u64,
     ]
 }
 
-/// The config of `words` (`CONFIG_WORDS`, or the `CONFIG_WORDS_V1` of a
-/// version-1 file, whose `time_scale` is 1).
+/// The config of `words` (`CONFIG_WORDS`, or the fewer words of an older
+/// version: without `drift_teacher` it is [`DriftTeacher::Chord`], without
+/// `time_scale` 1).
 fn config_from_words(w: &[u64]) -> Result<Config> {
     let count = |v: u64| usize::try_from(v).map_err(|_| corrupt("config count out of range"));
     let flag = |v: u64| match v {
@@ -109,6 +114,11 @@ fn config_from_words(w: &[u64]) -> Result<Config> {
             0 => DriftLoss::Mse,
             1 => DriftLoss::Nll,
             _ => return Err(corrupt("unknown drift loss")),
+        },
+        drift_teacher: match w.get(29).copied().unwrap_or(0) {
+            0 => DriftTeacher::Chord,
+            1 => DriftTeacher::Flow,
+            _ => return Err(corrupt("unknown drift teacher")),
         },
         mass_weighting: match w[12] {
             0 => MassWeighting::RowMass,
@@ -219,6 +229,7 @@ pub fn load_config<F: Float>(bytes: &[u8]) -> Result<Config> {
     let version = u32_at(bytes, 8);
     let words = match version {
         FORMAT_VERSION => CONFIG_WORDS,
+        2 => CONFIG_WORDS_V2,
         1 => CONFIG_WORDS_V1,
         _ => {
             return Err(Error::new(
@@ -404,18 +415,21 @@ mod tests {
             msg(&foreign, &mut out).msg,
             "not morphosde model bytes (bad magic)"
         );
-        for version in [0u8, 3] {
+        for version in [0u8, 4] {
             let mut other = bytes.clone();
             other[8] = version;
             assert_eq!(msg(&other, &mut out).kind, ErrorKind::VersionMismatch);
         }
-        // Version-2 bytes labelled version 1 (29 config words, not 28).
-        let mut relabelled = bytes.clone();
-        relabelled[8] = 1;
-        assert_eq!(
-            msg(&relabelled, &mut out).msg,
-            "config word count does not match the format version"
-        );
+        // Version-3 bytes labelled version 2 or 1 (30 config words, not 29
+        // or 28).
+        for version in [1u8, 2] {
+            let mut relabelled = bytes.clone();
+            relabelled[8] = version;
+            assert_eq!(
+                msg(&relabelled, &mut out).msg,
+                "config word count does not match the format version"
+            );
+        }
         let mut short = vec![0.0f32; 3];
         assert_eq!(load(&bytes, &mut short).unwrap_err().arg, "params");
         assert_eq!(
@@ -486,11 +500,56 @@ mod tests {
         assert_eq!(got, config);
         assert_eq!(got.time_scale, 1.0);
         assert_eq!(back, params);
-        // Saving writes version 2, one word longer, and reads back the same.
-        let mut v2 = vec![0u8; model_bytes_len::<f32>(&config).unwrap()];
-        save(&config, &params, &mut v2).unwrap();
-        assert_eq!((u32_at(&v2, 8), v2.len()), (2, v1.len() + 8));
-        assert_eq!(load(&v2, &mut back).unwrap(), config);
+        // Saving writes version 3, two words longer, and reads back the same.
+        let mut v3 = vec![0u8; model_bytes_len::<f32>(&config).unwrap()];
+        save(&config, &params, &mut v3).unwrap();
+        assert_eq!((u32_at(&v3, 8), v3.len()), (3, v1.len() + 16));
+        assert_eq!(load(&v3, &mut back).unwrap(), config);
+    }
+
+    /// Version-2 bytes (29 config words: version 3's without the last,
+    /// `drift_teacher`) load with [`DriftTeacher::Chord`]; a version-3 file
+    /// with an unknown teacher is refused.
+    #[test]
+    fn version_2_bytes_load_with_the_chord_teacher() {
+        let config = Config {
+            d: 2,
+            time_features: 2,
+            time_scale: 0.25,
+            depth: 1,
+            width: 3,
+            drift_teacher: DriftTeacher::Flow,
+            ..Config::default()
+        };
+        let params: std::vec::Vec<f32> = (0..23).map(|k| 0.02 * k as f32 - 0.2).collect();
+        let mut v3 = vec![0u8; model_bytes_len::<f32>(&config).unwrap()];
+        save(&config, &params, &mut v3).unwrap();
+        let mut back = vec![0.0f32; 23];
+        assert_eq!(load(&v3, &mut back).unwrap(), config);
+        let teacher_word = HEADER + 8 * 29;
+        let mut v2 = v3[..teacher_word].to_vec();
+        v2.extend_from_slice(&v3[teacher_word + 8..v3.len() - 8]);
+        v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+        v2[16..20].copy_from_slice(&29u32.to_le_bytes());
+        let sum = fnv1a64(&v2);
+        v2.extend_from_slice(&sum.to_le_bytes());
+        let got = load(&v2, &mut back).unwrap();
+        assert_eq!(
+            got,
+            Config {
+                drift_teacher: DriftTeacher::Chord,
+                ..config
+            }
+        );
+        assert_eq!(back, params);
+        let mut unknown = v3.clone();
+        unknown[teacher_word..teacher_word + 8].copy_from_slice(&2u64.to_le_bytes());
+        let end = unknown.len() - 8;
+        let sum = fnv1a64(&unknown[..end]);
+        unknown[end..].copy_from_slice(&sum.to_le_bytes());
+        let err = load(&unknown, &mut back).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::CorruptModel);
+        assert_eq!(back, params, "nothing written on failure");
     }
 
     #[test]

@@ -131,6 +131,7 @@ class ModelConfig(ctypes.Structure):
         ("mass_weighting", c_uint32),
         ("target_mode", c_uint32),
         ("residual", c_uint32),
+        ("drift_teacher", c_uint32),
         ("mass_threshold", c_double),
         ("flow_substeps", c_size_t),
         ("k_neighbours", c_size_t),

@@ -11,7 +11,9 @@ use morphosde_core::codec;
 use morphosde_core::error::{
     Detail, Error, ErrorKind, check_finite, check_len, check_room, checked_mul,
 };
-use morphosde_core::model::{Config, DriftLoss, Layout, MassWeighting, Residual, TargetMode};
+use morphosde_core::model::{
+    Config, DriftLoss, DriftTeacher, Layout, MassWeighting, Residual, TargetMode,
+};
 
 /// msde_model_config.drift_loss: mean squared error weighted by row mass.
 pub const MSDE_DRIFT_LOSS_MSE: u32 = 0;
@@ -37,6 +39,13 @@ pub const MSDE_RESIDUAL_PROPAGATED: u32 = 2;
 /// midpoint; D evaluated there): several times cheaper, exact for a linear
 /// drift.
 pub const MSDE_RESIDUAL_PROPAGATED_FROZEN: u32 = 3;
+/// msde_model_config.drift_teacher: the seed's f(z_t) = v_hat (the drift
+/// learns the chord over the frame gap).
+pub const MSDE_DRIFT_TEACHER_CHORD: u32 = 0;
+/// msde_model_config.drift_teacher: the learned drift's RK4 flow over the
+/// gap reproduces the teacher's displacement z_t + v_hat h (right at finite
+/// gaps; one flow per source and training step).
+pub const MSDE_DRIFT_TEACHER_FLOW: u32 = 1;
 /// Alignment in bytes caller memory for msde_model_init / msde_trainer_init
 /// must have (malloc'ed memory and uint64_t or double arrays have it).
 pub const MSDE_STATE_ALIGN: usize = 8;
@@ -85,9 +94,12 @@ pub struct msde_model_config {
     /// MSDE_RESIDUAL_ONE_STEP, MSDE_RESIDUAL_FLOW, MSDE_RESIDUAL_PROPAGATED or
     /// MSDE_RESIDUAL_PROPAGATED_FROZEN.
     pub residual: u32,
+    /// MSDE_DRIFT_TEACHER_CHORD or MSDE_DRIFT_TEACHER_FLOW.
+    pub drift_teacher: u32,
     /// Threshold of MSDE_MASS_THRESHOLD (>= 0).
     pub mass_threshold: f64,
-    /// RK4 substeps of the flow residual (1..=1024).
+    /// RK4 substeps of the flow (flow-based residuals and
+    /// MSDE_DRIFT_TEACHER_FLOW; 1..=1024).
     pub flow_substeps: usize,
     /// Neighbourhood size of the pairwise target (>= 1, counts the source).
     pub k_neighbours: usize,
@@ -140,6 +152,10 @@ pub(crate) fn to_core(c: &msde_model_config) -> Result<Config> {
             MSDE_DRIFT_LOSS_MSE => DriftLoss::Mse,
             _ => DriftLoss::Nll,
         },
+        drift_teacher: match enum_field(c.drift_teacher, 1, "drift_teacher")? {
+            MSDE_DRIFT_TEACHER_CHORD => DriftTeacher::Chord,
+            _ => DriftTeacher::Flow,
+        },
         mass_weighting: match enum_field(c.mass_weighting, 1, "mass_weighting")? {
             MSDE_MASS_ROW_MASS => MassWeighting::RowMass,
             _ => MassWeighting::Threshold,
@@ -190,6 +206,7 @@ fn from_core(c: &Config) -> msde_model_config {
         mass_weighting: c.mass_weighting as u32,
         target_mode: c.target_mode as u32,
         residual: c.residual as u32,
+        drift_teacher: c.drift_teacher as u32,
         mass_threshold: c.mass_threshold,
         flow_substeps: c.flow_substeps,
         k_neighbours: c.k_neighbours,

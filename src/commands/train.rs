@@ -13,7 +13,7 @@ use crate::plots;
 use clap::{ArgAction, Args, ValueEnum};
 use morphosde_core::cluster::ClusterConfig;
 use morphosde_core::codec;
-use morphosde_core::model::{Config, Layout, Residual, TargetMode};
+use morphosde_core::model::{Config, DriftTeacher, Layout, Residual, TargetMode};
 use morphosde_core::sampler::UNTRACKED;
 use morphosde_core::train::AdamState;
 use morphosde_core::train::fit::{
@@ -31,6 +31,16 @@ pub enum TargetArg {
     Pairwise,
     /// Option B: residuals weighted by the transport plan row.
     Plan,
+}
+
+/// Drift teacher choice on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DriftTeacherArg {
+    /// The seed's f(z_t) ≈ v̂: the drift learns the chord over the gap.
+    Chord,
+    /// The learned flow over the gap reproduces the teacher's displacement
+    /// z_t + v̂·h (right at finite frame gaps; one RK4 flow per step).
+    Flow,
 }
 
 /// Residual choice on the command line.
@@ -122,6 +132,9 @@ pub struct ModelArgs {
     /// Residual the target is built from.
     #[arg(long, value_enum, default_value_t = ResidualArg::Flow)]
     pub residual: ResidualArg,
+    /// What the drift learns from a teacher velocity v̂ over a frame gap h.
+    #[arg(long, value_enum, default_value_t = DriftTeacherArg::Chord)]
+    pub drift_teacher: DriftTeacherArg,
     /// RK4 substeps of the flow over one frame gap (flow and propagated
     /// residuals).
     #[arg(long, default_value_t = 4)]
@@ -283,6 +296,10 @@ impl ModelArgs {
                 ResidualArg::Propagated => Residual::Propagated,
                 ResidualArg::PropagatedFrozen => Residual::PropagatedFrozen,
             },
+            drift_teacher: match self.drift_teacher {
+                DriftTeacherArg::Chord => DriftTeacher::Chord,
+                DriftTeacherArg::Flow => DriftTeacher::Flow,
+            },
             flow_substeps: self.flow_substeps,
             k_neighbours: self.k_neighbours,
             shrinkage: self.shrinkage,
@@ -438,6 +455,8 @@ impl Trained {
             "learn_diffusion": self.config.learn_diffusion,
             "diffusion_head": format!("{:?}", self.config.head()),
             "time_scale": self.config.time_scale,
+            "residual": format!("{:?}", self.config.residual),
+            "drift_teacher": format!("{:?}", self.config.drift_teacher),
             "parameters": self.params.len(),
             "epochs": r.epochs,
             "best_epoch": r.best_epoch,

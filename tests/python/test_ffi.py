@@ -49,7 +49,7 @@ class Version(unittest.TestCase):
     def test_version_agrees_everywhere(self):
         major, minor, patch = LIB.version()
         self.assertEqual(LIB.version_string(), f"{major}.{minor}.{patch}")
-        self.assertEqual(LIB.lib.msde_abi_version(), 2)
+        self.assertEqual(LIB.lib.msde_abi_version(), 3)
 
     def test_every_header_function_is_declared_and_exercised(self):
         """Every function of include/morphosde.h has ctypes signatures in
@@ -357,7 +357,8 @@ class Model(CallCase):
         # Bad configs are refused with the field named, by every call taking one.
         for field, value in [
             ("d", 0), ("d", 65), ("depth", 9), ("time_features", 3), ("learn_diffusion", 2),
-            ("drift_loss", 5), ("residual", 4), ("learning_rate", NAN), ("shrinkage", 1.5), ("beta2", 1.0),
+            ("drift_loss", 5), ("residual", 4), ("drift_teacher", 2), ("learning_rate", NAN), ("shrinkage", 1.5),
+            ("beta2", 1.0),
             ("time_scale", 0.0), ("time_scale", -1.0), ("time_scale", NAN), ("time_scale", INF),
         ]:
             cfg = small_model_config(**{field: value})
@@ -375,6 +376,11 @@ class Model(CallCase):
         for residual in range(4):
             _, back = LIB.model_new(small_model_config(residual=residual)).info()
             self.assertEqual(back.residual, residual)
+        # Both drift teachers (MSDE_DRIFT_TEACHER_CHORD 0, default; FLOW 1) are taken and kept.
+        self.assertEqual(small_model_config().drift_teacher, 0)
+        for teacher in range(2):
+            _, back = LIB.model_new(small_model_config(drift_teacher=teacher)).info()
+            self.assertEqual(back.drift_teacher, teacher)
         # Caller memory: NULL, short, misaligned.
         cfg = small_model_config()
         need = ctypes.c_size_t()

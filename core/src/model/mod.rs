@@ -25,7 +25,9 @@ mod jacobian;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Config, DiffusionHead, DriftLoss, MassWeighting, Residual, TargetMode};
+pub use config::{
+    Config, DiffusionHead, DriftLoss, DriftTeacher, MassWeighting, Residual, TargetMode,
+};
 use heads::{HeadShape, head_outputs};
 
 use crate::error::{Arena, Result, check_finite, check_len, check_room, checked_mul};

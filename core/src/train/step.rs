@@ -42,10 +42,10 @@ use crate::error::{
     Arena, Error, ErrorKind, Result, check_finite, check_len, check_room, checked_mul,
 };
 use crate::float::Float;
-use crate::integrate::{rk4_flow, rk4_flow_workspace_len};
+use crate::integrate::{rk4_flow, rk4_stages_len};
 use crate::linalg::gemm::matmul_acc;
 use crate::loss::{diffusion_loss, drift_loss, mass_weights};
-use crate::model::{Config, Layout, Learned, Residual, TargetMode};
+use crate::model::{Config, DriftTeacher, Layout, Learned, Residual, TargetMode};
 use crate::optim::{Adam, clip_grad_norm};
 use crate::propagate::{
     DiffusionAt, PROPAGATE_BLOCK_ROWS, Propagation, gap_midpoints, propagate, propagate_frozen,
@@ -107,9 +107,9 @@ pub struct AdamState<'a, F> {
 
 /// Workspace elements of [`train_step`] for `n` sources and `m` targets of
 /// the plan (`m` is ignored for pairwise targets).
-pub fn train_step_workspace_len(config: &Config, n: usize, m: usize) -> Result<usize> {
+pub fn train_step_workspace_len(config: &Config, n: usize, _m: usize) -> Result<usize> {
     let layout = Layout::new(config)?;
-    Ok(layout.len + loss_workspace_len(config, &layout, n) + targets_len(config, &layout, n, m))
+    Ok(layout.len + loss_workspace_len(config, &layout, n) + step_scratch_len(config, &layout, n))
 }
 
 /// Elements of [`loss_and_gradient`]'s workspace.
@@ -303,75 +303,108 @@ fn propagate_batch<F: Float>(
     )
 }
 
-/// Elements for the targets `D̂` and their computation (0 without
-/// diffusion).
-fn targets_len(config: &Config, layout: &Layout, n: usize, _m: usize) -> usize {
-    if layout.head.is_none() {
-        return 0;
-    }
+/// Whether a step needs the flow `φ_h(x)` of the learned drift over each
+/// gap: for the flow-based targets `D̂` or for [`DriftTeacher::Flow`].
+fn needs_flow(config: &Config, layout: &Layout) -> bool {
+    config.drift_teacher == DriftTeacher::Flow
+        || (layout.head.is_some() && config.residual != Residual::OneStep)
+}
+
+/// Elements of a step's scratch beyond the loss workspace: the flow (and
+/// [`rk4_flow`]'s workspace unless the propagated target computes it), the
+/// targets `D̂` with the one-step prediction, and the flow teacher.
+fn step_scratch_len(config: &Config, layout: &Layout, n: usize) -> usize {
     let d = layout.d;
-    let flow = match config.residual {
-        // The propagated target's flow is already at hand.
-        Residual::OneStep | Residual::Propagated | Residual::PropagatedFrozen => 0,
-        // rk4_flow_workspace_len of the learned model, spelled out (no
-        // parameters at hand here).
-        Residual::Flow => 5 * n * d + n + layout.infer_workspace_len(n),
-    };
-    n * d * d + n * d + flow
+    let mut len = 0;
+    if needs_flow(config, layout) {
+        len += n * d;
+        if !is_propagated(config, layout) {
+            len += flow_workspace_len(layout, n);
+        }
+    }
+    if layout.head.is_some() {
+        len += n * d * d
+            + if config.residual == Residual::OneStep {
+                n * d
+            } else {
+                0
+            };
+    }
+    if config.drift_teacher == DriftTeacher::Flow {
+        len += n * d;
+    }
+    len
+}
+
+/// [`crate::integrate::rk4_flow_workspace_len`] of the learned model for
+/// `n` sources, from its layout (no parameters at hand where it is needed).
+fn flow_workspace_len(layout: &Layout, n: usize) -> usize {
+    rk4_stages_len(n, layout.d) + layout.infer_workspace_len(n)
+}
+
+/// The flow `φ_h(x)` (`n×d`) of the learned drift over each source's gap
+/// into `flow`: the last node of the propagated target's states when
+/// `node_states` holds them (bit-identical to [`rk4_flow`]'s), else by
+/// [`rk4_flow`] with `workspace`.
+#[allow(clippy::too_many_arguments)]
+fn learned_flow<F: Float>(
+    config: &Config,
+    params: &[F],
+    batch: &Batch<'_, F>,
+    node_states: &[F],
+    d: usize,
+    flow: &mut [F],
+    workspace: &mut [F],
+) -> Result<()> {
+    if node_states.is_empty() {
+        let learned = Learned::new(config, params)?;
+        return rk4_flow(
+            &learned,
+            batch.x,
+            batch.t,
+            batch.h,
+            config.flow_substeps,
+            flow,
+            workspace,
+        );
+    }
+    let last = config.flow_substeps;
+    for (p, node) in flow
+        .chunks_exact_mut(d)
+        .zip(node_states.chunks_exact((last + 1) * d))
+    {
+        p.copy_from_slice(&node[last * d..]);
+    }
+    Ok(())
 }
 
 /// The targets `D̂` (`n×d×d`) of a batch under the current parameters
 /// (see [`crate::targets`]); `cache` holds [`Layout::forward_train`]'s
 /// output for these parameters (its drift is the one-step prediction);
-/// with a propagated residual, `node_states` are [`propagate_batch`]'s
-/// (its last node is the flow, bit-identical to `rk4_flow`'s), else empty.
-#[allow(clippy::too_many_arguments)]
+/// `flow` is [`learned_flow`]'s for the flow-based residuals, else empty;
+/// `workspace` holds `n×d` elements for the one-step prediction.
 fn compute_targets<F: Float>(
     config: &Config,
     layout: &Layout,
-    params: &[F],
     batch: &Batch<'_, F>,
     cache: &[F],
-    node_states: &[F],
+    flow: &[F],
     d_hat: &mut [F],
     workspace: &mut [F],
 ) -> Result<()> {
     let (n, d) = (batch.len(), layout.d);
-    let mut arena = Arena::new(workspace);
-    let pred = arena.take(n * d)?;
-    match config.residual {
-        Residual::OneStep => {
-            // Pairwise: the learned drift; plan-weighted: the teacher's.
-            let v = match config.target_mode {
-                TargetMode::Pairwise => layout.cached_drift(n, cache),
-                TargetMode::PlanWeighted => batch.v_hat,
-            };
-            predict_one_step(batch.x, v, batch.h, d, pred)?;
-        }
-        Residual::Propagated | Residual::PropagatedFrozen => {
-            let last = config.flow_substeps;
-            let nodes = (last + 1) * d;
-            for (p, node) in pred
-                .chunks_exact_mut(d)
-                .zip(node_states.chunks_exact(nodes))
-            {
-                p.copy_from_slice(&node[last * d..]);
-            }
-        }
-        Residual::Flow => {
-            let learned = Learned::new(config, params)?;
-            let ws = arena.take(rk4_flow_workspace_len(&learned, n))?;
-            rk4_flow(
-                &learned,
-                batch.x,
-                batch.t,
-                batch.h,
-                config.flow_substeps,
-                pred,
-                ws,
-            )?;
-        }
-    }
+    let pred: &[F] = if config.residual == Residual::OneStep {
+        let pred = &mut workspace[..n * d];
+        // Pairwise: the learned drift; plan-weighted: the teacher's.
+        let v = match config.target_mode {
+            TargetMode::Pairwise => layout.cached_drift(n, cache),
+            TargetMode::PlanWeighted => batch.v_hat,
+        };
+        predict_one_step(batch.x, v, batch.h, d, pred)?;
+        pred
+    } else {
+        flow
+    };
     let alpha = F::from_f64(config.shrinkage);
     let eps = F::from_f64(config.target_epsilon);
     match config.target_mode {
@@ -388,6 +421,24 @@ fn compute_targets<F: Float>(
         ),
         TargetMode::PlanWeighted => {
             plan_weighted_targets(pred, batch.y, batch.plan, batch.h, d, alpha, eps, d_hat)
+        }
+    }
+}
+
+/// [`DriftTeacher::Flow`]'s teacher `v̂ + f − (φ_h(x) − x)/h` (`n×d`) into
+/// `teacher`, from the batch's `v̂`, the current drift `f` and flow `φ_h(x)`.
+fn flow_teacher<F: Float>(batch: &Batch<'_, F>, f: &[F], flow: &[F], d: usize, teacher: &mut [F]) {
+    for (i, &h) in batch.h.iter().enumerate() {
+        let inv_h = F::ONE / h;
+        let row = i * d..(i + 1) * d;
+        for ((((o, &v), &fi), &phi), &x) in teacher[row.clone()]
+            .iter_mut()
+            .zip(&batch.v_hat[row.clone()])
+            .zip(&f[row.clone()])
+            .zip(&flow[row.clone()])
+            .zip(&batch.x[row])
+        {
+            *o = v + fi - (phi - x) * inv_h;
         }
     }
 }
@@ -744,27 +795,50 @@ fn step_loss<F: Float>(
     check_len(params, layout.len, "params")?;
     check_room(grad, layout.len, "workspace")?;
     check_batch(config, layout, batch)?;
-    let n = batch.len();
+    let (n, d) = (batch.len(), layout.d);
     let mut arena = Arena::new(workspace);
     let loss_ws = arena.take(loss_workspace_len(config, layout, n))?;
     let (cache, propagated, rest) = split_loss_workspace(config, layout, n, loss_ws)?;
     layout.forward_train(params, batch.x, batch.t, cache)?;
-    let d_hat = arena.take(if layout.head.is_some() {
-        n * layout.d * layout.d
-    } else {
-        0
-    })?;
-    if layout.head.is_some() {
-        let node_states: &[F] = if is_propagated(config, layout) {
-            propagate_batch(config, layout, params, batch, propagated)?;
-            &propagated[..n * (config.flow_substeps + 1) * layout.d]
+    let propagated_on = is_propagated(config, layout);
+    if propagated_on {
+        propagate_batch(config, layout, params, batch, propagated)?;
+    }
+    let flow = arena.take(if needs_flow(config, layout) { n * d } else { 0 })?;
+    if !flow.is_empty() {
+        let node_states: &[F] = if propagated_on {
+            &propagated[..n * (config.flow_substeps + 1) * d]
         } else {
             &[]
         };
-        let ws = arena.take(targets_len(config, layout, n, 0) - d_hat.len())?;
-        compute_targets(config, layout, params, batch, cache, node_states, d_hat, ws)?;
+        let ws = arena.take(if propagated_on {
+            0
+        } else {
+            flow_workspace_len(layout, n)
+        })?;
+        learned_flow(config, params, batch, node_states, d, flow, ws)?;
+    }
+    let d_hat = arena.take(if layout.head.is_some() { n * d * d } else { 0 })?;
+    if layout.head.is_some() {
+        let ws = arena.take(if config.residual == Residual::OneStep {
+            n * d
+        } else {
+            0
+        })?;
+        compute_targets(config, layout, batch, cache, flow, d_hat, ws)?;
     }
     let lambda = F::from_f64(config.lambda_at(epoch));
+    if config.drift_teacher == DriftTeacher::Flow {
+        let teacher = arena.take(n * d)?;
+        flow_teacher(batch, layout.cached_drift(n, cache), flow, d, teacher);
+        let taught = Batch {
+            v_hat: teacher,
+            ..*batch
+        };
+        return forward_losses(
+            config, layout, lambda, at, &taught, params, d_hat, cache, propagated, grad, rest,
+        );
+    }
     forward_losses(
         config, layout, lambda, at, batch, params, d_hat, cache, propagated, grad, rest,
     )

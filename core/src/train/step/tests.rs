@@ -1,5 +1,6 @@
 use super::*;
 use crate::error::ErrorKind;
+use crate::integrate::{Dynamics, rk4_flow_workspace_len};
 use crate::model::{DiffusionHead, DriftLoss, MassWeighting};
 use crate::propagate::{gap_midpoints, node_times};
 use crate::rng::{Family, Rng};
@@ -322,48 +323,67 @@ fn run_steps(config: &Config, data: &Data<f32>, steps: u32) -> (Vec<f32>, Vec<f3
 /// `learn_diffusion = false`: the diffusion knobs change nothing (same
 /// parameter count as the drift-only model, bit-identical training); on,
 /// with λ = 0 (warm-up epoch 0), the drift parameters follow exactly the
-/// drift-only trajectory.
+/// drift-only trajectory. Both drift teachers.
 #[test]
 fn diffusion_toggle_keeps_the_drift_only_path() {
     let data = Data::<f32>::random(16, 3, 5);
-    let drift_only = small(None);
-    let a = run_steps(&drift_only, &data, 5);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    for residual in [
-        Residual::OneStep,
-        Residual::Flow,
-        Residual::Propagated,
-        Residual::PropagatedFrozen,
-    ] {
-        let knobs_off = Config {
-            diffusion_low_rank: true,
-            q: 2,
-            lambda_diff: 3.0,
-            target_mode: TargetMode::PlanWeighted,
-            residual,
-            ..drift_only
+    for drift_teacher in [DriftTeacher::Chord, DriftTeacher::Flow] {
+        let drift_only = Config {
+            drift_teacher,
+            ..small(None)
         };
-        assert_eq!(
-            Layout::new(&knobs_off).unwrap().len,
-            Layout::new(&drift_only).unwrap().len
+        let a = run_steps(&drift_only, &data, 5);
+        for residual in [
+            Residual::OneStep,
+            Residual::Flow,
+            Residual::Propagated,
+            Residual::PropagatedFrozen,
+        ] {
+            let tag = (drift_teacher, residual);
+            let knobs_off = Config {
+                diffusion_low_rank: true,
+                q: 2,
+                lambda_diff: 3.0,
+                target_mode: TargetMode::PlanWeighted,
+                residual,
+                ..drift_only
+            };
+            assert_eq!(
+                Layout::new(&knobs_off).unwrap().len,
+                Layout::new(&drift_only).unwrap().len
+            );
+            let b = run_steps(&knobs_off, &data, 5);
+            assert_eq!(bits(&a.0), bits(&b.0), "{tag:?}");
+            assert_eq!(bits(&a.1), bits(&b.1), "{tag:?}");
+            assert_eq!(bits(&a.2), bits(&b.2), "{tag:?}");
+            let on = Config {
+                learn_diffusion: true,
+                warmup_epochs: 5,
+                residual,
+                ..drift_only
+            };
+            let c = run_steps(&on, &data, 5);
+            let p = a.0.len();
+            assert_eq!(a.0[..], c.0[..p], "{tag:?}");
+        }
+        assert!(
+            a.0 != run_steps(&drift_only, &data, 4).0,
+            "training moves the parameters"
         );
-        let b = run_steps(&knobs_off, &data, 5);
-        assert_eq!(bits(&a.0), bits(&b.0), "{residual:?}");
-        assert_eq!(bits(&a.1), bits(&b.1), "{residual:?}");
-        assert_eq!(bits(&a.2), bits(&b.2), "{residual:?}");
-        let on = Config {
-            learn_diffusion: true,
-            warmup_epochs: 5,
-            residual,
-            ..drift_only
-        };
-        let c = run_steps(&on, &data, 5);
-        let p = a.0.len();
-        assert_eq!(a.0[..], c.0[..p], "{residual:?}");
     }
     assert!(
-        a.0 != run_steps(&drift_only, &data, 4).0,
-        "training moves the parameters"
+        run_steps(&small(None), &data, 5).0
+            != run_steps(
+                &Config {
+                    drift_teacher: DriftTeacher::Flow,
+                    ..small(None)
+                },
+                &data,
+                5
+            )
+            .0,
+        "the teachers differ"
     );
 }
 
@@ -410,4 +430,100 @@ fn non_finite_step_changes_nothing() {
     .unwrap_err();
     assert_eq!(e.kind, ErrorKind::BufferTooSmall);
     assert_eq!(before.0, params);
+}
+
+/// [`DriftTeacher::Flow`]: the drift loss is the weighted mean squared
+/// mismatch `‖x + v̂h − φ_h(x)‖²/h²` of the learned flow (an independent
+/// [`rk4_flow`] of the model), and the gradient is the one of the chord
+/// loss towards the shifted teachers `v̂ + f − (φ_h(x) − x)/h`, computed
+/// here on their own (f64; drift only, and with each residual and a head).
+#[test]
+fn flow_teacher_matches_the_flow_mismatch_and_shifts_the_teachers() {
+    let data = Data::<f64>::random(12, 3, 21);
+    let (n, d) = (12, 3);
+    let mut configs = vec![small(None)];
+    for residual in [
+        Residual::OneStep,
+        Residual::Flow,
+        Residual::Propagated,
+        Residual::PropagatedFrozen,
+    ] {
+        configs.push(Config {
+            residual,
+            ..small(Some(DiffusionHead::Full))
+        });
+    }
+    for chord in configs {
+        let flow_config = Config {
+            drift_teacher: DriftTeacher::Flow,
+            ..chord
+        };
+        let layout = Layout::new(&chord).unwrap();
+        let mut params = vec![0.0f64; layout.len];
+        layout.init(4, &mut params).unwrap();
+        // The model's drift and flow, on their own.
+        let learned = Learned::new(&chord, &params).unwrap();
+        let mut f = vec![0.0f64; n * d];
+        let mut ws = vec![0.0f64; Dynamics::workspace_len(&learned, n)];
+        Dynamics::drift(&learned, &data.x, &data.t, &mut f, &mut ws);
+        let mut phi = vec![0.0f64; n * d];
+        let mut ws = vec![0.0f64; rk4_flow_workspace_len(&learned, n)];
+        rk4_flow(&learned, &data.x, &data.t, &data.h, 4, &mut phi, &mut ws).unwrap();
+        let (mut mismatch, mut mass) = (0.0, 0.0);
+        let mut shifted = data.v.clone();
+        for i in 0..n {
+            let h = data.h[i];
+            for k in 0..d {
+                let c = i * d + k;
+                let miss = (data.x[c] + data.v[c] * h - phi[c]) / h;
+                mismatch += data.mass[i] * miss * miss;
+                shifted[c] += f[c] - (phi[c] - data.x[c]) / h;
+            }
+            mass += data.mass[i];
+        }
+        mismatch /= mass;
+        let shifted_data = Data {
+            v: shifted,
+            ..Data::random(n, d, 21)
+        };
+        let len = train_step_workspace_len(&flow_config, n, 0).unwrap();
+        let gradient = |config: &Config, batch: &Batch<'_, f64>| {
+            let mut grad = vec![0.0f64; layout.len];
+            let mut ws = vec![0.0f64; len];
+            let loss = step_loss(
+                config,
+                &layout,
+                20,
+                DiffusionAt::Path,
+                batch,
+                &params,
+                &mut grad,
+                &mut ws,
+            )
+            .unwrap();
+            (loss, grad)
+        };
+        let (loss, grad) = gradient(&flow_config, &data.batch());
+        let (chord_loss, chord_grad) = gradient(&chord, &shifted_data.batch());
+        let tag = (chord.learn_diffusion, chord.residual);
+        assert!(
+            (loss.drift - mismatch).abs() <= 1e-12 * mismatch,
+            "{tag:?}: {} vs {mismatch}",
+            loss.drift
+        );
+        assert!((loss.drift - chord_loss.drift).abs() <= 1e-12 * mismatch);
+        assert_eq!(loss.diffusion.to_bits(), chord_loss.diffusion.to_bits());
+        let scale = chord_grad.iter().fold(0.0f64, |a, g| a.max(g.abs()));
+        let worst = grad
+            .iter()
+            .zip(&chord_grad)
+            .fold(0.0f64, |a, (g, c)| a.max((g - c).abs()));
+        assert!(worst <= 1e-12 * scale, "{tag:?}: {worst:e} of {scale:e}");
+        // The chord teacher's loss differs: the shift is not zero.
+        let (plain, _) = gradient(&chord, &data.batch());
+        assert!(
+            (plain.drift - loss.drift).abs() > 1e-3 * loss.drift,
+            "{tag:?}"
+        );
+    }
 }
