@@ -2,52 +2,82 @@
 //! learned drift and learned `D` from snapshots with 30% of the embryos
 //! tracked, through the real pipeline — `morphosde train` at the CLI's
 //! defaults (pairwise target, 80 epochs at learning rate 1e-3) with each
-//! residual, `morphosde field` for the learned `D`, `morphosde simulate`
-//! for the rollouts — scored on an independent held-out sample the way the
-//! demo scores the embryo process:
+//! drift teacher (`--drift-teacher chord|flow`) and residual, `morphosde
+//! field` for the learned `D`, `morphosde simulate` for the rollouts —
+//! scored on an independent held-out sample the way the demo scores the
+//! embryo process:
 //! - D error: `‖D_θ − D‖_F / ‖D‖_F` summed over the held-out states of
 //!   every bin but the last (square root of the ratio of summed squares);
 //! - energy ratio: the mean over the later bins of the energy distance
 //!   between rollouts (Euler–Maruyama, step 0.01, from the held-out first
 //!   bin) and the held-out bin, over the same mean between an independent
-//!   true sample and the held-out bin (the sampling floor).
+//!   true sample and the held-out bin (the sampling floor);
+//! - drift error: `‖f_θ(z) − A z‖ / ‖A z‖` over the same held-out states.
 //!
 //! Data ([`sample`]): 8 bins at gap 0.2 (`h‖A‖₂ ≈ 0.6`), `per_bin`
 //! embryos per bin of which 30% are tracked through every bin and the rest
 //! are fresh untracked embryos, simulated by Euler–Maruyama at step 0.002
 //! (`synthetic::snapshots`) from `z₀ ~ N(m, 0.1² I)`, `m = (1, −0.5, 0.8)`.
-//! The test runs at 600 per bin and 40 epochs (instead of 1000 and 80) to
-//! stay fast (about 8 s); `-- --ignored` runs the full size over three
-//! seeds.
+//! The test runs at 600 per bin and 40 epochs (instead of 1000 and 80)
+//! and leaves out the flow teacher's one-step row to stay fast (about 18 s
+//! on 2 cores); `-- --ignored` runs the full size over three seeds with
+//! every row.
+//!
+//! The chord teacher (the seed's) trains the drift on `(z_{t+h} − z_t)/h`,
+//! the chord velocity `(e^{Ah} − I)z/h`, 19% from `A z` at this gap: the
+//! learned drift is that chord (5% from it), and the chord process itself
+//! rolls out at 26-42x the floor, as those models do. The flow teacher
+//! trains the drift so that its RK4 flow over the gap reproduces the
+//! teacher's displacement: drift error 6-10%, rollouts 2-9x the floor.
+//! Measured (600/bin, 40 epochs, seed 0; chord process 25.9x, true process
+//! 1.05x):
+//!
+//! | teacher | residual          | D error | energy | drift error |
+//! |---------|-------------------|---------|--------|-------------|
+//! | chord   | one-step          | 29.2%   | 27.0x  | 19.8%       |
+//! | chord   | flow              | 27.9%   | 26.7x  | 19.8%       |
+//! | chord   | propagated        | 23.4%   | 25.8x  | 19.8%       |
+//! | chord   | propagated-frozen | 23.4%   | 25.8x  | 19.8%       |
+//! | flow    | flow              | 29.6%   | 2.7x   | 6.8%        |
+//! | flow    | propagated        | 21.5%   | 2.3x   | 6.8%        |
+//! | flow    | propagated-frozen | 21.5%   | 2.3x   | 6.8%        |
+//!
+//! Full size (1000/bin, 80 epochs), seeds 0 / 1 / 2 (errors in %, energy
+//! in multiples of the floor; chord process 34.2 / 30.7 / 42.1x, true
+//! process 1.02 / 0.86 / 0.86x):
+//!
+//! | teacher | residual          | D error            | energy             | drift error        |
+//! |---------|-------------------|--------------------|--------------------|--------------------|
+//! | chord   | one-step          | 28.0 / 31.5 / 31.1 | 32.7 / 28.4 / 53.4 | 19.2 / 18.0 / 19.8 |
+//! | chord   | flow              | 26.3 / 29.6 / 30.0 | 32.3 / 27.3 / 52.5 | 19.2 / 18.0 / 19.8 |
+//! | chord   | propagated        | 23.4 / 21.8 / 21.6 | 31.4 / 25.8 / 48.9 | 19.2 / 18.0 / 19.8 |
+//! | chord   | propagated-frozen | 23.2 / 21.7 / 21.5 | 31.3 / 25.8 / 48.9 | 19.2 / 18.0 / 19.8 |
+//! | flow    | one-step          | 26.9 / 29.8 / 29.0 | 3.4 / 2.8 / 9.6    | 8.5 / 5.7 / 9.8    |
+//! | flow    | flow              | 28.4 / 31.8 / 31.0 | 3.8 / 3.2 / 9.9    | 8.5 / 5.7 / 9.8    |
+//! | flow    | propagated        | 19.2 / 20.4 / 17.1 | 3.3 / 1.9 / 8.6    | 8.5 / 5.7 / 9.8    |
+//! | flow    | propagated-frozen | 19.1 / 20.4 / 17.1 | 3.3 / 1.9 / 8.6    | 8.5 / 5.7 / 9.8    |
 //!
 //! The issue asks for D within 15% with the propagated target and rollouts
-//! within 1.5x the floor. Neither holds here, and the test says why: the
-//! drift is trained on the teachers' `(z_{t+h} − z_t)/h`, the chord
-//! velocity `(e^{Ah} − I)z/h`, 19% from `A z` at this gap; the learned
-//! drift is that chord (5% from it), and the chord process itself rolls
-//! out at about 26x the floor, as the learned models do. The propagated
-//! targets still bring D closest (23% against 28-29%). The test asserts
-//! what holds (see its comments), so it fails when the drift's own
-//! finite-gap bias is fixed, and must then be tightened to the issue's
-//! figures.
+//! within 1.5x the floor. Neither holds with either teacher; the flow
+//! teacher with the propagated target comes closest (D 17-20%, energy
+//! 1.9-8.6x). The test asserts what holds (see its comments): the chord
+//! teacher's bias, the flow teacher's removal of most of it, and the
+//! propagated targets' lead in D with each teacher.
 //!
-//! Where the rest of the D error sits (600/bin, seed 0): the propagated
-//! target's error of the mean learned `D` over the held-out states is 8.9%
-//! (one-step 22.4%, flow 20.6%); the remainder of its 23.4% is the
-//! network's state-to-state scatter (about 16% within a bin), worst in the
-//! first bin (mean error 26.6%), where the drift is furthest from its
-//! chord. `--k-neighbours 16` does not reduce it (23.3%). An experiment not
-//! on main, the drift trained towards `v̂ + (z + f h − φ_h(z))/h` (the
-//! learned flow's end-point mismatch added to the teacher, semi-gradient;
-//! the propagated step already has `φ_h`), gave: drift error 6.8%, energy
-//! 2.3x, D 21.5% (mean error 2.5%); at 1000/bin, seeds 0-2, drift 8.5 /
-//! 5.7 / 9.8%, energy 3.3 / 1.9 / 8.6x, D 19.2 / 20.4 / 17.1%. On the
-//! embryo demo (propagated residual, seed 0) it was mixed: d = 2 D 0.184 →
-//! 0.180, energy 0.00214 → 0.00293; d = 8 D 0.262 → 0.281, energy 0.00206
-//! → 0.00169.
+//! Where the rest of the D error sits (chord teacher, 600/bin, seed 0): the
+//! propagated target's error of the mean learned `D` over the held-out
+//! states is 8.9% (one-step 22.4%, flow 20.6%); the remainder of its 23.4%
+//! is the network's state-to-state scatter (about 16% within a bin), worst
+//! in the first bin (mean error 26.6%), where the drift is furthest from
+//! its chord. `--k-neighbours 16` does not reduce it (23.3%). With the flow
+//! teacher (the same figures as an earlier off-main experiment, the drift
+//! trained towards `v̂ + (z + f h − φ_h(z))/h`) the propagated target's
+//! error of the mean `D` is 2.5%. On the embryo demo (propagated residual,
+//! seed 0) that experiment was mixed: d = 2 D 0.184 → 0.180, energy
+//! 0.00214 → 0.00293; d = 8 D 0.262 → 0.281, energy 0.00206 → 0.00169.
 //!
 //! `cargo test --release --test ou_end_to_end -- --nocapture` prints the
-//! table.
+//! table (`-- --ignored --nocapture` the full size, about 2 minutes).
 #[path = "common/non_normal_ou.rs"]
 mod non_normal_ou;
 
@@ -67,8 +97,29 @@ const D: usize = 3;
 /// Mean and spread of the initial cloud.
 const START_MEAN: [f32; D] = [1.0, -0.5, 0.8];
 const START_SD: f32 = 0.1;
-/// Residuals compared, as the CLI spells them.
-const RESIDUALS: [&str; 4] = ["one-step", "flow", "propagated", "propagated-frozen"];
+/// A configuration compared: the drift teacher and the residual, as the
+/// CLI spells them.
+#[derive(Clone, Copy)]
+struct Setting {
+    teacher: &'static str,
+    residual: &'static str,
+}
+
+const fn setting(teacher: &'static str, residual: &'static str) -> Setting {
+    Setting { teacher, residual }
+}
+
+/// The settings of the fast test: every residual with the chord teacher,
+/// the flow-based ones with the flow teacher.
+const SETTINGS: [Setting; 7] = [
+    setting("chord", "one-step"),
+    setting("chord", "flow"),
+    setting("chord", "propagated"),
+    setting("chord", "propagated-frozen"),
+    setting("flow", "flow"),
+    setting("flow", "propagated"),
+    setting("flow", "propagated-frozen"),
+];
 
 /// A snapshot dataset: `obs × D` states, times, track ids.
 struct Data {
@@ -230,16 +281,18 @@ struct Scores {
     drift_vs_chord: f64,
 }
 
-/// Trains with `residual` on `train.csv` in `dir` and scores the model.
+/// Trains with `setting` on `train.csv` in `dir` and scores the model.
 fn train_and_score(
     dir: &Path,
-    residual: &str,
+    setting: Setting,
     seed: u64,
     extra: &[&str],
     test: &Data,
     chord: &LinearSde,
 ) -> Scores {
-    let model = dir.join(format!("{residual}.msde"));
+    let Setting { teacher, residual } = setting;
+    let name = format!("{teacher}-{residual}");
+    let model = dir.join(format!("{name}.msde"));
     let (data, seed_arg) = (dir.join("train.csv"), seed.to_string());
     let mut args = vec![
         "train",
@@ -251,6 +304,8 @@ fn train_and_score(
         "true",
         "--residual",
         residual,
+        "--drift-teacher",
+        teacher,
         "--seed",
         &seed_arg,
         "--out",
@@ -260,7 +315,7 @@ fn train_and_score(
     args.extend(extra);
     morphosde(&args);
     // Learned D at the held-out states of every bin but the last.
-    let field = dir.join(format!("{residual}-field.csv"));
+    let field = dir.join(format!("{name}-field.csv"));
     morphosde(&[
         "field",
         "--model",
@@ -286,7 +341,7 @@ fn train_and_score(
         }
     }
     // Rollouts from the held-out first bin to the later bins.
-    let rollouts = dir.join(format!("{residual}-rollouts.csv"));
+    let rollouts = dir.join(format!("{name}-rollouts.csv"));
     let times: Vec<String> = BINS[1..].iter().map(f32::to_string).collect();
     let rollout_seed = (seed + 3).to_string();
     morphosde(&[
@@ -320,7 +375,7 @@ fn train_and_score(
     }
 }
 
-/// One run: every residual's scores, the floor, and the energy distances
+/// One run: every setting's scores, the floor, and the energy distances
 /// of the true process's rollouts from the same start (what a perfect
 /// model scores) and of the chord-velocity process's (what a perfect model
 /// of the chord velocity scores).
@@ -332,9 +387,9 @@ struct Run {
 }
 
 /// Samples training, held-out and reference data with `seed` (`seed`,
-/// `seed + 1`, `seed + 2`, as the demo does), trains every residual with
+/// `seed + 1`, `seed + 2`, as the demo does), trains every setting with
 /// the CLI's defaults and `extra` flags, and scores them.
-fn run(per_bin: usize, seed: u64, extra: &[&str]) -> Run {
+fn run(per_bin: usize, seed: u64, settings: &[Setting], extra: &[&str]) -> Run {
     let dir: PathBuf = std::env::temp_dir().join(format!(
         "msde-ou-e2e-{}-{per_bin}-{seed}",
         std::process::id()
@@ -364,9 +419,9 @@ fn run(per_bin: usize, seed: u64, extra: &[&str]) -> Run {
     write_csv(&dir.join("start.csv"), "z0,z1,z2", &start, |_| {
         String::new()
     });
-    let scores = RESIDUALS
+    let scores = settings
         .iter()
-        .map(|r| train_and_score(&dir, r, seed, extra, &test, &chord))
+        .map(|&s| train_and_score(&dir, s, seed, extra, &test, &chord))
         .collect();
     let later = |data: &Data| -> Vec<Vec<f32>> {
         BINS[1..].iter().map(|&tb| data.rows(|t| t == tb)).collect()
@@ -383,7 +438,7 @@ fn run(per_bin: usize, seed: u64, extra: &[&str]) -> Run {
     }
 }
 
-fn print(per_bin: usize, seed: u64, run: &Run) {
+fn print(per_bin: usize, seed: u64, settings: &[Setting], run: &Run) {
     eprintln!(
         "OU non-normal, {per_bin}/bin, seed {seed}: energy floor {:.5}; rollouts of the true \
          process {:.5} ({:.2}x), of the chord-velocity process {:.5} ({:.1}x)",
@@ -393,9 +448,9 @@ fn print(per_bin: usize, seed: u64, run: &Run) {
         run.chord_rollouts,
         run.chord_rollouts / run.floor
     );
-    for (name, s) in RESIDUALS.iter().zip(&run.scores) {
+    for (Setting { teacher, residual }, s) in settings.iter().zip(&run.scores) {
         eprintln!(
-            "  {name:<18} D error {:5.1}%  energy {:.5} ({:4.1}x floor)  drift error {:4.1}% \
+            "  {teacher:<5} teacher, {residual:<18} D error {:5.1}%  energy {:.5} ({:4.1}x floor)  drift error {:4.1}% \
              (vs chord {:4.1}%)",
             100.0 * s.d_error,
             s.energy,
@@ -409,8 +464,8 @@ fn print(per_bin: usize, seed: u64, run: &Run) {
 #[test]
 fn propagated_target_learns_ou_diffusion_end_to_end() {
     let (per_bin, seed) = (600, 0);
-    let run = run(per_bin, seed, &["--epochs", "40"]);
-    print(per_bin, seed, &run);
+    let run = run(per_bin, seed, &SETTINGS, &["--epochs", "40"]);
+    print(per_bin, seed, &SETTINGS, &run);
     // The protocol can reach the issue's 1.5x: the true process rolled out
     // from the held-out start scores at the floor (measured 1.05x).
     assert!(
@@ -419,10 +474,29 @@ fn propagated_target_learns_ou_diffusion_end_to_end() {
         run.true_rollouts,
         run.floor
     );
-    // The drift is learned from (z_{t+h} − z_t)/h: it is the chord
-    // velocity (measured 5.4% from C z), 19% from the true A z, and the
-    // chord process alone sits far above the floor (measured 25.9x).
-    for (name, s) in RESIDUALS.iter().zip(&run.scores) {
+    assert!(run.chord_rollouts > 10.0 * run.floor);
+    let [
+        chord_one_step,
+        chord_flow,
+        chord_propagated,
+        chord_frozen,
+        flow_flow,
+        flow_propagated,
+        flow_frozen,
+    ] = &run.scores[..]
+    else {
+        unreachable!()
+    };
+    let chord_rows = [
+        ("chord one-step", chord_one_step),
+        ("chord flow", chord_flow),
+        ("chord propagated", chord_propagated),
+        ("chord frozen", chord_frozen),
+    ];
+    // The chord teacher learns from (z_{t+h} − z_t)/h: the drift is the
+    // chord velocity (measured 5.4% from C z), 19.8% from the true A z, and
+    // the chord process alone sits far above the floor (measured 25.9x).
+    for (name, s) in chord_rows {
         assert!(
             s.drift_vs_chord < 0.10,
             "{name}: drift vs chord {}",
@@ -442,30 +516,89 @@ fn propagated_target_learns_ou_diffusion_end_to_end() {
             run.chord_rollouts
         );
     }
-    assert!(run.chord_rollouts > 10.0 * run.floor);
-    // The propagated targets bring D closest (measured 23.4% both, against
-    // 29.2% one-step and 27.9% flow), not within the issue's 15%: the
+    // With the chord teacher the propagated targets bring D closest
+    // (measured 23.4% both, against 29.2% one-step and 27.9% flow): the
     // biased drift's flow and Jacobian enter the target.
-    let [one_step, flow, propagated, frozen] = &run.scores[..] else {
-        unreachable!()
-    };
-    for (name, s) in [("propagated", propagated), ("frozen", frozen)] {
+    for (name, s) in [
+        ("chord propagated", chord_propagated),
+        ("chord frozen", chord_frozen),
+    ] {
         assert!(s.d_error < 0.27, "{name}: D error {}", s.d_error);
         assert!(
-            s.d_error < one_step.d_error.min(flow.d_error) - 0.025,
+            s.d_error < chord_one_step.d_error.min(chord_flow.d_error) - 0.025,
             "{name}: D error {} vs one-step {} and flow {}",
             s.d_error,
-            one_step.d_error,
-            flow.d_error
+            chord_one_step.d_error,
+            chord_flow.d_error
+        );
+    }
+    // The flow teacher removes the drift's finite-gap bias: 6.8% from A z
+    // (19.6% from the chord), against 19.8% with the chord teacher, and the
+    // rollouts fall from 26-27x the floor to 2.3-2.7x, an order of
+    // magnitude below the chord process's. Not yet the issue's 1.5x.
+    let flow_rows = [
+        ("flow flow", flow_flow),
+        ("flow propagated", flow_propagated),
+        ("flow frozen", flow_frozen),
+    ];
+    for (name, s) in flow_rows {
+        assert!(
+            s.drift_error < 0.10,
+            "{name}: drift error {}",
+            s.drift_error
+        );
+        assert!(
+            s.drift_error < 0.5 * chord_propagated.drift_error,
+            "{name}: drift error {} vs chord teacher's {}",
+            s.drift_error,
+            chord_propagated.drift_error
+        );
+        assert!(
+            s.energy < 4.0 * run.floor,
+            "{name}: energy {} vs floor {}",
+            s.energy,
+            run.floor
+        );
+        assert!(
+            s.energy < 0.2 * run.chord_rollouts,
+            "{name}: energy {} vs chord process {}",
+            s.energy,
+            run.chord_rollouts
+        );
+    }
+    // With the flow teacher too the propagated targets bring D closest
+    // (measured 21.5% both, against 29.6% with the flow residual); not yet
+    // the issue's 15%.
+    for (name, s) in [
+        ("flow propagated", flow_propagated),
+        ("flow frozen", flow_frozen),
+    ] {
+        assert!(s.d_error < 0.25, "{name}: D error {}", s.d_error);
+        assert!(
+            s.d_error < flow_flow.d_error - 0.04,
+            "{name}: D error {} vs flow residual {}",
+            s.d_error,
+            flow_flow.d_error
         );
     }
 }
 
-/// The full-size measurement: 1000 per bin, 80 epochs, three seeds.
+/// The full-size measurement: 1000 per bin, 80 epochs, three seeds, both
+/// teachers with each residual.
 #[test]
 #[ignore]
 fn full_size_over_three_seeds() {
+    const FULL: [Setting; 8] = [
+        setting("chord", "one-step"),
+        setting("chord", "flow"),
+        setting("chord", "propagated"),
+        setting("chord", "propagated-frozen"),
+        setting("flow", "one-step"),
+        setting("flow", "flow"),
+        setting("flow", "propagated"),
+        setting("flow", "propagated-frozen"),
+    ];
     for seed in 0..3 {
-        print(1000, seed, &run(1000, seed, &[]));
+        print(1000, seed, &FULL, &run(1000, seed, &FULL, &[]));
     }
 }
