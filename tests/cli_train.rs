@@ -2,6 +2,7 @@
 //! and bad input refused with a message, a failing exit status and no model
 //! file left behind.
 
+use morphosde_core::model::DriftTeacher;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -138,11 +139,17 @@ fn demo_then_train_and_field_on_its_data() {
     let bytes = std::fs::read(&in_hours).unwrap();
     let config = morphosde_core::codec::load_config::<f32>(&bytes).unwrap();
     assert_eq!(config.time_scale, 1.0 / 42.0);
-    // A fixed scale is taken as given.
-    args.extend(["--time-scale", "0.5"]);
+    assert_eq!(config.drift_teacher, DriftTeacher::Flow, "the CLI default");
+    // A fixed scale is taken as given; so is the seed's chord teacher.
+    args.extend(["--time-scale", "0.5", "--drift-teacher", "chord"]);
     let o = morphosde(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(summary_time_scale(&summary), 0.5);
+    let summary_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(summary_json["drift_teacher"], "Chord");
+    let config = morphosde_core::codec::load_config::<f32>(&std::fs::read(&in_hours).unwrap());
+    assert_eq!(config.unwrap().drift_teacher, DriftTeacher::Chord);
 
     // field: f and D at two points; D is zero for the drift-only model and
     // symmetric positive for the demo's model.
@@ -182,7 +189,7 @@ fn bad_input_is_refused_without_leaving_a_model() {
     let dir = temp_dir("bad");
     let model = dir.join("model.msde");
     let good = "t,id,z0\n0,1,0.5\n0.2,1,0.6\n";
-    let cases: [(&str, &[&str], &str); 9] = [
+    let cases: [(&str, &[&str], &str); 10] = [
         ("t,id,z0\n0,1,0.5\n0.2,1,x\n", &[], "is not a number"),
         ("t,id,z0\n0,1,0.5\n0,2,0.1\n", &[], "single time bin"),
         (
@@ -200,6 +207,7 @@ fn bad_input_is_refused_without_leaving_a_model() {
         (good, &["--time-scale=-1"], "got '-1'"),
         (good, &["--time-scale", "nan"], "got 'nan'"),
         (good, &["--time-scale", "abc"], "got 'abc'"),
+        (good, &["--drift-teacher", "euler"], "'euler'"),
     ];
     for (i, (csv, extra, message)) in cases.iter().enumerate() {
         let data = dir.join(format!("data{i}.csv"));

@@ -1,14 +1,15 @@
 //! `morphosde ablate`: the same data, the same seed, one change at a time —
 //! drift-only vs drift + diffusion, full-rank vs diagonal vs low-rank head,
 //! pairwise vs plan-weighted D̂ (with the relative or the bridge ε), one-step
-//! vs flow vs propagated residual (exact or frozen Jacobian) —
+//! vs flow vs propagated residual (exact or frozen Jacobian), chord vs
+//! flow drift teacher —
 //! scored on the built-in process as in `demo` (held-out energy distance and sliced
 //! Wasserstein, drift and D recovery where the truth is known, and the
 //! energy distance with the true drift or the true noise swapped in). Writes a Markdown
 //! table (stdout and `--out`) and the JSON behind it.
 
 use super::demo::{BINS, Scores, bin_rows, builtin_dataset, rollouts, score};
-use super::train::{ModelArgs, ResidualArg, TargetArg};
+use super::train::{DriftTeacherArg, ModelArgs, ResidualArg, TargetArg};
 use crate::csvio::write_atomic;
 use clap::Args;
 use serde_json::json;
@@ -27,7 +28,7 @@ pub struct AblateArgs {
     pub out: PathBuf,
     /// Run only these variants (comma-separated keys: drift-only, full,
     /// diagonal, low-rank, plan, plan-bridge, one-step, propagated,
-    /// propagated-frozen; default all).
+    /// propagated-frozen, chord-teacher, flow-teacher; default all).
     #[arg(long, value_delimiter = ',')]
     pub only: Option<Vec<String>>,
     #[command(flatten)]
@@ -35,7 +36,7 @@ pub struct AblateArgs {
 }
 
 /// Keys of the variants, in table order (see [`variants`]).
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 11] = [
     "drift-only",
     "full",
     "diagonal",
@@ -45,6 +46,8 @@ const KEYS: [&str; 9] = [
     "one-step",
     "propagated",
     "propagated-frozen",
+    "chord-teacher",
+    "flow-teacher",
 ];
 
 /// The variants: a name and the change to the base settings (one per
@@ -68,7 +71,10 @@ fn variants(base: &ModelArgs, d: usize) -> Vec<(String, ModelArgs)> {
                 ..base.clone()
             },
         ),
-        ("full rank (pairwise, flow residual)".into(), on.clone()),
+        (
+            "full rank (pairwise, flow residual, flow teacher)".into(),
+            on.clone(),
+        ),
         ("diagonal".into(), with(&|m| m.diffusion_diagonal = true)),
         (
             format!("low rank q = {rank}"),
@@ -99,6 +105,14 @@ fn variants(base: &ModelArgs, d: usize) -> Vec<(String, ModelArgs)> {
         (
             "propagated residual, frozen Jacobian".into(),
             with(&|m| m.residual = ResidualArg::PropagatedFrozen),
+        ),
+        (
+            "chord drift teacher (seed)".into(),
+            with(&|m| m.drift_teacher = DriftTeacherArg::Chord),
+        ),
+        (
+            "flow drift teacher".into(),
+            with(&|m| m.drift_teacher = DriftTeacherArg::Flow),
         ),
     ]
 }

@@ -132,8 +132,9 @@ pub struct ModelArgs {
     /// Residual the target is built from.
     #[arg(long, value_enum, default_value_t = ResidualArg::Flow)]
     pub residual: ResidualArg,
-    /// What the drift learns from a teacher velocity v̂ over a frame gap h.
-    #[arg(long, value_enum, default_value_t = DriftTeacherArg::Chord)]
+    /// What the drift learns from a teacher velocity v̂ over a frame gap h
+    /// (chord: the seed's).
+    #[arg(long, value_enum, default_value_t = DriftTeacherArg::Flow)]
     pub drift_teacher: DriftTeacherArg,
     /// RK4 substeps of the flow over one frame gap (flow and propagated
     /// residuals).
