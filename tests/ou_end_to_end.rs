@@ -58,11 +58,21 @@
 //! | flow    | propagated-frozen | 19.1 / 20.4 / 17.1 | 3.3 / 1.9 / 8.6    | 8.5 / 5.7 / 9.8    |
 //!
 //! The issue asks for D within 15% with the propagated target and rollouts
-//! within 1.5x the floor. Neither holds with either teacher; the flow
-//! teacher with the propagated target comes closest (D 17-20%, energy
-//! 1.9-8.6x). The test asserts what holds (see its comments): the chord
-//! teacher's bias, the flow teacher's removal of most of it, and the
-//! propagated targets' lead in D with each teacher.
+//! within 1.5x the floor. Neither holds with either teacher at the CLI's
+//! defaults; the flow teacher with the propagated target comes closest (D
+//! 17-20%, energy 1.9-8.6x). The test asserts what holds (see its
+//! comments): the chord teacher's bias, the flow teacher's removal of most
+//! of it, and the propagated targets' lead in D with each teacher.
+//!
+//! Longer training (`full_size_flow_teacher_longer_training`, flow teacher,
+//! propagated, 1000/bin, seeds 0 / 1 / 2): 160 epochs give D 19.0 / 22.0 /
+//! 17.7%, energy 3.2 / 1.1 / 1.2x, drift error 10.1 / 7.0 / 9.3%; with
+//! `--k-neighbours 8` as well D 17.4 / 17.3 / 14.8%, energy 3.1 / 1.0 /
+//! 1.1x (80 epochs with `--k-neighbours 8`: D 17.8 / 19.1 / 15.7%, energy
+//! unchanged). `--flow-substeps 8` changes no printed figure (seeds 0
+//! and 2). Seed 0's 3x is the drift: its rollouts drift away from the
+//! held-out bins as time goes on (energy 0.0011 at t = 0.2 to 0.0044 at
+//! t = 1.4, against a floor of 0.0004-0.0017).
 //!
 //! Where the rest of the D error sits (chord teacher, 600/bin, seed 0): the
 //! propagated target's error of the mean learned `D` over the held-out
@@ -600,5 +610,26 @@ fn full_size_over_three_seeds() {
     ];
     for seed in 0..3 {
         print(1000, seed, &FULL, &run(1000, seed, &FULL, &[]));
+    }
+}
+
+/// Longer training with the flow teacher and the propagated residual at
+/// full size, three seeds: 160 epochs (the schedule stretched, so the
+/// learning rate decays over twice the steps), with and without the
+/// pairwise target's residuals averaged over 8 neighbours.
+#[test]
+#[ignore]
+fn full_size_flow_teacher_longer_training() {
+    const FLOW_PROPAGATED: [Setting; 1] = [setting("flow", "propagated")];
+    let variants: [&[&str]; 2] = [
+        &["--epochs", "160"],
+        &["--epochs", "160", "--k-neighbours", "8"],
+    ];
+    for extra in variants {
+        for seed in 0..3 {
+            eprintln!("{extra:?}");
+            let run = run(1000, seed, &FLOW_PROPAGATED, extra);
+            print(1000, seed, &FLOW_PROPAGATED, &run);
+        }
     }
 }
