@@ -3,7 +3,10 @@
 //! seed's one-step residual, the flow residual, the propagated loss (`D_θ`
 //! along the substep states, the default, and at `z_t`) and the frozen
 //! propagated loss (one Jacobian per source at the gap's midpoint, `D_θ`
-//! there, the default, and at `z_t`); and `propagate` and
+//! there, the default, and at `z_t`); the flow drift teacher with the
+//! one-step, flow and frozen residuals (its flow is the flow residual's, so
+//! it only costs a flow of its own beside the one-step residual); and
+//! `propagate` and
 //! `propagate_frozen` alone on the learned model (the exact map's 16
 //! forward-mode Jacobian passes of 16 tangents each are the bulk of the
 //! propagated step; the frozen map has one).
@@ -17,7 +20,7 @@
 //! is sequential), then runs criterion (`-- nomatch` skips it).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use morphosde_core::model::{Config, Layout, Learned, Residual};
+use morphosde_core::model::{Config, DriftTeacher, Layout, Learned, Residual};
 use morphosde_core::propagate::{
     DiffusionAt, propagate, propagate_frozen, propagate_workspace_len,
 };
@@ -30,30 +33,74 @@ const D: usize = 16;
 const N: usize = 256;
 const SUBSTEPS: usize = 4;
 
-const VARIANTS: [(&str, Residual, DiffusionAt); 6] = [
-    ("one_step", Residual::OneStep, DiffusionAt::Path),
-    ("flow", Residual::Flow, DiffusionAt::Path),
-    ("propagated", Residual::Propagated, DiffusionAt::Path),
+/// Name, residual, where the propagated target reads `D_θ`, drift teacher.
+type Variant = (&'static str, Residual, DiffusionAt, DriftTeacher);
+
+const VARIANTS: [Variant; 9] = [
+    (
+        "one_step",
+        Residual::OneStep,
+        DiffusionAt::Path,
+        DriftTeacher::Chord,
+    ),
+    (
+        "flow",
+        Residual::Flow,
+        DiffusionAt::Path,
+        DriftTeacher::Chord,
+    ),
+    (
+        "propagated",
+        Residual::Propagated,
+        DiffusionAt::Path,
+        DriftTeacher::Chord,
+    ),
     (
         "propagated_d_at_start",
         Residual::Propagated,
         DiffusionAt::Constant,
+        DriftTeacher::Chord,
     ),
-    ("frozen", Residual::PropagatedFrozen, DiffusionAt::Path),
+    (
+        "frozen",
+        Residual::PropagatedFrozen,
+        DiffusionAt::Path,
+        DriftTeacher::Chord,
+    ),
     (
         "frozen_d_at_start",
         Residual::PropagatedFrozen,
         DiffusionAt::Constant,
+        DriftTeacher::Chord,
+    ),
+    (
+        "one_step_flow_teacher",
+        Residual::OneStep,
+        DiffusionAt::Path,
+        DriftTeacher::Flow,
+    ),
+    (
+        "flow_flow_teacher",
+        Residual::Flow,
+        DiffusionAt::Path,
+        DriftTeacher::Flow,
+    ),
+    (
+        "frozen_flow_teacher",
+        Residual::PropagatedFrozen,
+        DiffusionAt::Path,
+        DriftTeacher::Flow,
     ),
 ];
 
-fn config(residual: Residual) -> Config {
+fn config(residual: Residual, drift_teacher: DriftTeacher) -> Config {
     Config {
         d: D,
         depth: 3,
         width: 128,
         learn_diffusion: true,
         residual,
+        drift_teacher,
         flow_substeps: SUBSTEPS,
         warmup_epochs: 0,
         ..Config::default()
@@ -109,8 +156,8 @@ struct Stepper {
 }
 
 impl Stepper {
-    fn new(residual: Residual, at: DiffusionAt) -> Self {
-        let config = config(residual);
+    fn new(residual: Residual, at: DiffusionAt, drift_teacher: DriftTeacher) -> Self {
+        let config = config(residual, drift_teacher);
         let layout = Layout::new(&config).unwrap();
         let mut params = vec![0.0f32; layout.len];
         layout.init(1, &mut params).unwrap();
@@ -157,7 +204,7 @@ struct Flow {
 
 impl Flow {
     fn new(frozen: bool) -> Self {
-        let config = config(Residual::Propagated);
+        let config = config(Residual::Propagated, DriftTeacher::Chord);
         let layout = Layout::new(&config).unwrap();
         let mut params = vec![0.0f32; layout.len];
         layout.init(1, &mut params).unwrap();
@@ -232,7 +279,7 @@ fn side_by_side_in_pool() {
     let batch = data.batch();
     let mut steppers: Vec<Stepper> = VARIANTS
         .iter()
-        .map(|&(_, residual, at)| Stepper::new(residual, at))
+        .map(|&(_, residual, at, teacher)| Stepper::new(residual, at, teacher))
         .collect();
     for s in &mut steppers {
         black_box(s.step(&batch));
@@ -304,8 +351,8 @@ fn bench(c: &mut Criterion) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));
-    for (name, residual, at) in VARIANTS {
-        let mut stepper = Stepper::new(residual, at);
+    for (name, residual, at, teacher) in VARIANTS {
+        let mut stepper = Stepper::new(residual, at, teacher);
         group.bench_function(name, |b| b.iter(|| black_box(stepper.step(&batch))));
     }
     for (name, frozen) in [("propagate_only", false), ("propagate_frozen_only", true)] {

@@ -102,7 +102,9 @@ pub enum DriftTeacher {
     /// under the current parameters, held fixed inside the loss as `D̂` is:
     /// the drift loss is the weighted mean of `‖z_t + v̂h − φ_h(z_t)‖²/h²`
     /// and its fixed point is the flow match. Costs one flow per source and
-    /// step, shared with the flow-based residuals.
+    /// step, shared with the flow-based residuals (d = 16, batch 256, 4
+    /// substeps: 1.9× a one-step step beside the one-step residual, nothing
+    /// measurable beside the flow residual; `benches/propagated.rs`).
     Flow = 1,
 }
 
