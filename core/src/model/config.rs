@@ -78,7 +78,7 @@ pub enum Residual {
     /// per source at the gap's midpoint state (first Magnus term, exact for
     /// a linear drift) in place of one per RK4 stage, and `D_θ` evaluated
     /// once per source at that midpoint. At d = 16, 4 substeps a step costs
-    /// 4.6× a one-step step against 16.9× for the exact map
+    /// 4.0–4.2× a one-step step against 15× for the exact map
     /// (`benches/propagated.rs`); at the imaging gap the map stays within
     /// 3% of the exact one on a limit cycle and within 1e-4 on the embryo
     /// drift (`tests/propagated_targets.rs`).

@@ -22,8 +22,11 @@
 //!
 //! Cost (`RAYON_NUM_THREADS=1 cargo bench --bench propagated -- nomatch`,
 //! d = 16, batch 256, 3×128, 4 substeps, single-core CPU time over the
-//! one-step step's): flow residual 2.4×, exact propagated 16.9× (15.7× with
-//! `D_θ` at `z_t`), frozen 4.6× (4.0× with `D_θ` at `z_t`). The ratios move
+//! one-step step's, two runs of 2026-11-29): flow residual 2.25/2.14×, exact
+//! propagated 15.0/14.8× (14.1/13.2× with `D_θ` at `z_t`), frozen 4.2/4.0×
+//! (3.5/3.4× with `D_θ` at `z_t`); the flow drift teacher adds nothing
+//! measurable to a step that has the flow already. Earlier builds gave
+//! 2.4×, 16.9× (15.7×) and 4.6× (4.0×). The ratios move
 //! with the one-step step's own time, which is build-sensitive: 2.7 ms with
 //! this code, 3.4 ms on the build before the frozen map (same machine,
 //! minutes apart; there the exact step was 14.0×, 47 ms against 45 ms now).
