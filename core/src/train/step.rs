@@ -108,8 +108,8 @@ pub struct AdamState<'a, F> {
     pub steps: u64,
 }
 
-/// Workspace elements of [`train_step`] for `n` sources and `m` targets of
-/// the plan (`m` is ignored for pairwise targets).
+/// Workspace elements of [`train_step`] for `n` sources (`m`, the plan's
+/// targets, does not change it: the plan is the caller's).
 pub fn train_step_workspace_len(config: &Config, n: usize, _m: usize) -> Result<usize> {
     let layout = Layout::new(config)?;
     Ok(layout.len + loss_workspace_len(config, &layout, n) + step_scratch_len(config, &layout, n))
@@ -349,7 +349,6 @@ fn flow_workspace_len(layout: &Layout, n: usize) -> usize {
 /// into `flow`: the last node of the propagated target's states when
 /// `node_states` holds them (bit-identical to [`rk4_flow`]'s), else by
 /// [`rk4_flow`] with `workspace`.
-#[allow(clippy::too_many_arguments)]
 fn learned_flow<F: Float>(
     config: &Config,
     params: &[F],
