@@ -415,11 +415,12 @@ fn drift_error(model: &Learned<'_, f32>, test: &Snapshots) -> Result<f64, String
     let mut learned = vec![0.0f32; z.len()];
     let mut ws = vec![0.0f32; model.workspace_len(t.len())];
     model.drift(&z, &t, &mut learned, &mut ws);
+    let process = EmbryoProcess { d };
     let mut truth = vec![0.0f64; d];
     let (mut num, mut den) = (0.0f64, 0.0f64);
     for (r, &tr) in t.iter().enumerate() {
         let zr: Vec<f64> = z[r * d..(r + 1) * d].iter().map(|&x| x as f64).collect();
-        EmbryoProcess { d }.drift_at(&zr, tr as f64, &mut truth);
+        process.drift_at(&zr, tr as f64, &mut truth);
         for (a, b) in learned[r * d..(r + 1) * d].iter().zip(&truth) {
             num += (*a as f64 - b).powi(2);
             den += b * b;

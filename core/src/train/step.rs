@@ -470,6 +470,9 @@ fn check_batch<F: Float>(config: &Config, layout: &Layout, batch: &Batch<'_, F>)
 
 /// Loss parts and `grad = ∂total/∂θ` for fixed targets `d_hat` (`n×d×d`,
 /// ignored without diffusion) and weight `lambda` of the diffusion loss.
+/// The batch's teachers `v̂` are used as given, whatever
+/// `config.drift_teacher` says: the flow teacher's shifted teachers are
+/// computed by [`train_step`] and [`batch_loss`].
 /// The workspace holds at least `loss_workspace_len` elements (part of
 /// [`train_step_workspace_len`]).
 #[allow(clippy::too_many_arguments)]
@@ -830,17 +833,18 @@ fn step_loss<F: Float>(
         compute_targets(config, layout, batch, cache, flow, d_hat, ws)?;
     }
     let lambda = F::from_f64(config.lambda_at(epoch));
-    if config.drift_teacher == DriftTeacher::Flow {
+    let taught;
+    let batch = if config.drift_teacher == DriftTeacher::Flow {
         let teacher = arena.take(n * d)?;
         flow_teacher(batch, layout.cached_drift(n, cache), flow, d, teacher);
-        let taught = Batch {
+        taught = Batch {
             v_hat: teacher,
             ..*batch
         };
-        return forward_losses(
-            config, layout, lambda, at, &taught, params, d_hat, cache, propagated, grad, rest,
-        );
-    }
+        &taught
+    } else {
+        batch
+    };
     forward_losses(
         config, layout, lambda, at, batch, params, d_hat, cache, propagated, grad, rest,
     )
