@@ -96,7 +96,8 @@ fn rollout_step_does_not_allocate() {
 #[test]
 fn metrics_do_not_allocate() {
     use morphosde_core::metrics::{
-        calibration_summary, diffusion_spectrum, energy_distance, sliced_wasserstein,
+        GroundCost, PlanEntry, calibration_summary, diffusion_spectrum, emd, emd_workspace_len,
+        energy_distance, sliced_wasserstein, wasserstein1,
     };
     let mut x = [0.0f32; 40 * 3];
     let mut y = [0.0f32; 30 * 3];
@@ -107,7 +108,14 @@ fn metrics_do_not_allocate() {
     let l = [1.0f32, 0.0, 0.5, 2.0];
     let (mut w, mut v, mut scratch) = ([0.0f32; 2], [0.0f32; 4], [0.0f32; 4]);
     let (mut qa, mut qr) = ([0.0f32; 3], [0.0f32; 3]);
+    let len = emd_workspace_len(40, 30);
+    let (mut floats, mut indices) = (vec![0.0f64; len.floats], vec![0u32; len.indices]);
+    let mut plan = [PlanEntry::default(); 69];
     let (n, ()) = count_allocations(|| {
+        assert!(wasserstein1(&x, None, &y, None, 3, &mut floats, &mut indices).unwrap() > 0.0);
+        let sq = GroundCost::SquaredEuclidean;
+        let p = Some(&mut plan[..]);
+        assert!(emd(&x, None, &y, None, 3, sq, p, &mut floats, &mut indices).is_ok());
         assert!(energy_distance(&x, &y, 3).unwrap() > 0.0);
         assert!(sliced_wasserstein(&x, &y, 3, 10, 4, &mut ws).unwrap() > 0.0);
         diffusion_spectrum(&l, 2, 2, &mut w, &mut v, &mut scratch).unwrap();

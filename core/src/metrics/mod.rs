@@ -4,20 +4,28 @@
 //!   `dcor.energy_distance`'s default), not its square root;
 //! - [`sliced_wasserstein`]: `(mean_θ W₂²(θ#μ, θ#ν))^½` over unit directions
 //!   (as POT's `ot.sliced_wasserstein_distance`);
+//! - [`wasserstein1`] and [`emd`]: exact optimal transport (network
+//!   simplex) between weighted clouds, `W₁` and the optimal coupling;
 //! - [`calibration_summary`]: quantiles of `‖D_pred − D̂‖_F` and of its
 //!   relative size over minibatches;
 //! - [`diffusion_from_factor`] and [`diffusion_spectrum`]: `D = L Lᵀ` and its
 //!   eigen-decomposition (directions in which trajectories diverge).
 //!
-//! Clouds are row-major `n×d` and `m×d` slices with uniform weights.
+//! Clouds are row-major `n×d` and `m×d` slices with uniform weights (the
+//! exact transport also takes weights).
 
 mod calibration;
+mod emd;
 mod energy;
 mod sliced;
 mod spectrum;
 
 pub use calibration::{
     CalibrationSummary, calibration_summary, calibration_workspace_len, quantile_sorted,
+};
+pub use emd::{
+    EMD_MAX_POINTS, EMD_PRICE_TOLERANCE, EMD_WEIGHT_SUM_TOLERANCE, Emd, EmdLen, GroundCost,
+    PlanEntry, emd, emd_max_pivots, emd_workspace_len, wasserstein1,
 };
 pub use energy::energy_distance;
 pub use sliced::{
