@@ -7,6 +7,7 @@
 //! embryo; a negative or `NaN` id marks an untracked observation.
 
 use crate::csvio::{Table, read_table, write_atomic};
+use crate::times::TimeGrid;
 use std::path::Path;
 
 /// Observations `z` (`n × d`, row-major), their times `t` (length `n`) and
@@ -31,6 +32,18 @@ pub enum CoordinateColumns {
     Prefix(String),
     /// The named (or 0-based numbered) columns, in this order.
     Named(Vec<String>),
+}
+
+impl CoordinateColumns {
+    /// The choice the flags `--columns` (names or numbers) and `--prefix`
+    /// make; neither: every other column.
+    pub fn from_flags(columns: &Option<Vec<String>>, prefix: &Option<String>) -> Self {
+        match (columns, prefix) {
+            (Some(c), _) => CoordinateColumns::Named(c.clone()),
+            (None, Some(p)) => CoordinateColumns::Prefix(p.clone()),
+            (None, None) => CoordinateColumns::Rest,
+        }
+    }
 }
 
 impl Snapshots {
@@ -131,6 +144,66 @@ impl Snapshots {
         })
     }
 
+    /// The distinct times of the observations.
+    pub fn grid(&self) -> TimeGrid {
+        TimeGrid::new(self.t.iter().map(|&t| t as f64))
+    }
+
+    /// The observations `keep` accepts (by row), in order.
+    pub fn retain(&self, keep: impl Fn(usize) -> bool) -> Snapshots {
+        let rows: Vec<usize> = (0..self.len()).filter(|&i| keep(i)).collect();
+        Snapshots {
+            d: self.d,
+            z: rows
+                .iter()
+                .flat_map(|&i| self.z[i * self.d..(i + 1) * self.d].iter().copied())
+                .collect(),
+            t: rows.iter().map(|&i| self.t[i]).collect(),
+            track: rows.iter().map(|&i| self.track[i]).collect(),
+            names: self.names.clone(),
+        }
+    }
+
+    /// The rows at the time of the data that `at` matches (an error naming
+    /// `what` if none does).
+    pub fn at_time(&self, at: f64, what: &str) -> Result<Snapshots, String> {
+        let grid = self.grid();
+        let bin = grid.times[grid.find(at, what)?];
+        Ok(self.retain(|i| grid.matches(self.t[i] as f64, bin)))
+    }
+
+    /// Time selection: without the rows at the `exclude` times, or (when
+    /// `keep` is not empty) only the rows at the `keep` times. Every given
+    /// time must match a time of the data (the flags `--exclude-times` and
+    /// `--times` are named in the errors). Returns the selection and the
+    /// data's times it dropped.
+    pub fn select_times(
+        &self,
+        exclude: &[f64],
+        keep: &[f64],
+    ) -> Result<(Snapshots, Vec<f64>), String> {
+        let grid = self.grid();
+        let find = |times: &[f64], what: &str| -> Result<Vec<f64>, String> {
+            times
+                .iter()
+                .map(|&t| grid.find(t, what).map(|b| grid.times[b]))
+                .collect()
+        };
+        let excluded = find(exclude, "--exclude-times")?;
+        let kept = find(keep, "--times")?;
+        let dropped: Vec<f64> = grid
+            .times
+            .iter()
+            .copied()
+            .filter(|t| excluded.contains(t) || (!kept.is_empty() && !kept.contains(t)))
+            .collect();
+        let selection = self.retain(|i| {
+            let t = self.t[i] as f64;
+            !dropped.iter().any(|&b| grid.matches(t, b))
+        });
+        Ok((selection, dropped))
+    }
+
     /// Writes the table with columns `t, id, <names…>` (id −1 = untracked).
     pub fn write(&self, path: &Path) -> Result<(), String> {
         write_atomic(path, |w| {
@@ -193,6 +266,28 @@ mod tests {
         let t = table("time,pc1\ninf,1\n");
         let e = Snapshots::from_table(&t, "time", None, &CoordinateColumns::Rest);
         assert!(e.unwrap_err().contains("row 1: the time is not finite"));
+    }
+
+    #[test]
+    fn time_selection_drops_or_keeps_whole_bins() {
+        let t = table("t,x\n0,1\n0.2,2\n0.2,3\n0.4,4\n0.6,5\n");
+        let s = Snapshots::from_table(&t, "t", None, &CoordinateColumns::Rest).unwrap();
+        let (sel, dropped) = s.select_times(&[0.2], &[]).unwrap();
+        assert_eq!((sel.z.clone(), dropped.len()), (vec![1., 4., 5.], 1));
+        assert!((dropped[0] - 0.2).abs() < 1e-7);
+        let (sel, dropped) = s.select_times(&[], &[0.6, 0.0]).unwrap();
+        assert_eq!((sel.z, dropped.len()), (vec![1., 5.], 2));
+        let e = s.select_times(&[0.3], &[]).unwrap_err();
+        assert!(
+            e.starts_with("--exclude-times: no time of the data matches 0.3"),
+            "{e}"
+        );
+        assert!(
+            s.select_times(&[], &[1.0])
+                .unwrap_err()
+                .starts_with("--times")
+        );
+        assert_eq!(s.at_time(0.2, "--t0").unwrap().z, [2., 3.]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod commands;
 mod csvio;
 mod data;
 mod plots;
+mod times;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

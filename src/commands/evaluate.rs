@@ -1,37 +1,56 @@
 //! `morphosde evaluate`: scores two point clouds against each other (e.g.
-//! held-out observations against rollouts made anywhere) with the energy
-//! distance and the sliced Wasserstein distance (`morphosde_core::metrics`).
+//! held-out observations against `simulate`'s rollouts) with the exact
+//! Wasserstein-1 distance, the energy distance and the sliced Wasserstein
+//! distance (`morphosde_core::metrics`).
 //!
-//! Input: two CSV files; the coordinates are every column, or `--columns`.
-//! With `--time-column` and `--time`, only the rows at that time are used
-//! (e.g. one observation bin against the rollouts' states at its time).
-//! Output: a one-line JSON object on stdout, also written to `--out` if given.
+//! Input: two CSV files, read as they are. The time column
+//! (`--time-column`, default `t`), a `trajectory` column (`simulate`
+//! writes one) and `--id-column` are recognised where present and are not
+//! coordinates. With `--t`, only the rows at that time are used from each
+//! file that has a time column (a file without one is used whole; the time
+//! is matched to within 1% of the file's smallest gap between times).
+//! Coordinates: `--columns` (names or numbers, looked up in each file), or
+//! every other column of `--a`, found by name in `--b` when both files have
+//! a header (by position otherwise).
+//! Output: a one-line JSON object on stdout, also written to `--out` if
+//! given. `wasserstein1` is exact (network simplex, Euclidean cost); above
+//! `EMD_MAX_POINTS` points on a side it is `null` and `wasserstein1_note`
+//! says why.
 
 use crate::csvio::{Table, read_table, write_atomic};
+use crate::times::TimeGrid;
 use clap::Args;
 use morphosde_core::metrics::{
-    energy_distance, sliced_wasserstein, sliced_wasserstein_workspace_len,
+    EMD_MAX_POINTS, emd_workspace_len, energy_distance, sliced_wasserstein,
+    sliced_wasserstein_workspace_len, wasserstein1,
 };
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// Name of the column `simulate` numbers its trajectories in.
+const TRAJECTORY_COLUMN: &str = "trajectory";
 
 #[derive(Args, Debug)]
 pub struct EvaluateArgs {
     /// First cloud (CSV; e.g. held-out observations).
     #[arg(long)]
     pub a: PathBuf,
-    /// Second cloud (CSV; e.g. rollouts).
+    /// Second cloud (CSV; e.g. `simulate`'s output).
     #[arg(long)]
     pub b: PathBuf,
     /// Coordinate columns, comma-separated names or 0-based numbers, looked
-    /// up in each file (default: every column except --time-column).
+    /// up in each file (default: every column of --a except the time,
+    /// trajectory and id columns, matched by name in --b).
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
-    /// Time column (name or number) for --time.
-    #[arg(long, requires = "time")]
-    pub time_column: Option<String>,
-    /// Use only rows whose time is within 1e-6 (relative) of this value.
-    #[arg(long, requires = "time_column", allow_negative_numbers = true)]
+    /// Time column (name or number), in each file that has it.
+    #[arg(long, default_value = "t")]
+    pub time_column: String,
+    /// Track-id column, left out of the coordinates where present.
+    #[arg(long)]
+    pub id_column: Option<String>,
+    /// Use only the rows at this time, in each file with a time column.
+    #[arg(long = "t", visible_alias = "time", allow_negative_numbers = true)]
     pub time: Option<f64>,
     /// Random directions of the sliced Wasserstein distance.
     #[arg(long, default_value_t = 128)]
@@ -44,40 +63,154 @@ pub struct EvaluateArgs {
     pub out: Option<PathBuf>,
 }
 
-/// The selected rows and coordinates of one file, row-major.
-fn cloud(table: &Table, args: &EvaluateArgs, what: &str) -> Result<(Vec<f64>, usize), String> {
-    let time_col = match &args.time_column {
-        Some(spec) => Some(
-            table
-                .column_index(spec)
-                .map_err(|e| format!("{what}: {e}"))?,
-        ),
-        None => None,
-    };
-    let cols: Vec<usize> = match &args.columns {
-        Some(specs) => specs
-            .iter()
-            .map(|s| table.column_index(s).map_err(|e| format!("{what}: {e}")))
-            .collect::<Result<_, _>>()?,
-        None => (0..table.cols).filter(|&c| Some(c) != time_col).collect(),
-    };
-    if cols.is_empty() {
-        return Err(format!("{what}: no coordinate columns"));
+/// One input file: its table and its time column (if it has one).
+struct Input {
+    table: Table,
+    time_col: Option<usize>,
+    what: &'static str,
+}
+
+impl Input {
+    fn read(
+        path: &std::path::Path,
+        what: &'static str,
+        args: &EvaluateArgs,
+    ) -> Result<Self, String> {
+        let table = read_table(path, what)?;
+        let time_col = table.column_index(&args.time_column).ok();
+        Ok(Input {
+            table,
+            time_col,
+            what,
+        })
     }
-    let mut z = Vec::new();
-    for r in 0..table.rows {
-        let row = &table.data[r * table.cols..(r + 1) * table.cols];
-        if let (Some(c), Some(t)) = (time_col, args.time)
-            && (row[c] - t).abs() > 1e-6 * t.abs().max(1.0)
-        {
-            continue;
+
+    /// Columns that are not coordinates: time, trajectory and id.
+    fn recognised(&self, args: &EvaluateArgs) -> Vec<usize> {
+        let named = |name: &str| {
+            self.table
+                .header
+                .as_ref()
+                .and_then(|h| h.iter().position(|c| c == name))
+        };
+        let id = args
+            .id_column
+            .as_ref()
+            .and_then(|spec| self.table.column_index(spec).ok());
+        [self.time_col, named(TRAJECTORY_COLUMN), id]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Every column that is not recognised as time, trajectory or id.
+    fn other_columns(&self, args: &EvaluateArgs) -> Vec<usize> {
+        let skip = self.recognised(args);
+        (0..self.table.cols).filter(|c| !skip.contains(c)).collect()
+    }
+
+    /// The selected rows (at `--t` if the file has a time column) of the
+    /// columns `cols`, row-major.
+    fn cloud(&self, cols: &[usize], args: &EvaluateArgs) -> Result<Vec<f64>, String> {
+        let t = &self.table;
+        let at = match (self.time_col, args.time) {
+            (Some(c), Some(want)) => {
+                let grid = TimeGrid::new(t.column(c));
+                let bin = grid.times[grid.find(want, &format!("{} --t", self.what))?];
+                Some((c, grid, bin))
+            }
+            _ => None,
+        };
+        let mut z = Vec::new();
+        for row in t.data.chunks_exact(t.cols) {
+            if let Some((c, grid, bin)) = &at
+                && !grid.matches(row[*c], *bin)
+            {
+                continue;
+            }
+            z.extend(cols.iter().map(|&c| row[c]));
         }
-        z.extend(cols.iter().map(|&c| row[c]));
+        Ok(z)
     }
-    if z.is_empty() {
-        return Err(format!("{what}: no rows selected"));
+}
+
+/// The coordinate columns of `--a` and of `--b`, and their names.
+struct Coordinates {
+    cols_a: Vec<usize>,
+    cols_b: Vec<usize>,
+    names: Vec<String>,
+}
+
+/// The coordinates: `--columns`, else by name or position (module docs).
+fn coordinates(a: &Input, b: &Input, args: &EvaluateArgs) -> Result<Coordinates, String> {
+    if let Some(specs) = &args.columns {
+        let find = |input: &Input| -> Result<Vec<usize>, String> {
+            specs
+                .iter()
+                .map(|s| {
+                    input
+                        .table
+                        .column_index(s)
+                        .map_err(|e| format!("{}: {e}", input.what))
+                })
+                .collect()
+        };
+        return Ok(Coordinates {
+            cols_a: find(a)?,
+            cols_b: find(b)?,
+            names: specs.clone(),
+        });
     }
-    Ok((z, cols.len()))
+    let cols_a = a.other_columns(args);
+    let cols_b = b.other_columns(args);
+    match (&a.table.header, &b.table.header) {
+        (Some(ha), Some(hb)) => {
+            let names: Vec<String> = cols_a.iter().map(|&c| ha[c].clone()).collect();
+            let by_name = names
+                .iter()
+                .map(|name| {
+                    hb.iter().position(|c| c == name).ok_or_else(|| {
+                        format!(
+                            "--b has no column named '{name}' (the coordinates of --a: {}; \
+                             choose them with --columns)",
+                            names.join(", ")
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let extra: Vec<&str> = cols_b
+                .iter()
+                .filter(|c| !by_name.contains(c))
+                .map(|&c| hb[c].as_str())
+                .collect();
+            if !extra.is_empty() {
+                return Err(format!(
+                    "--b has coordinate columns that --a lacks: {} (choose them with --columns)",
+                    extra.join(", ")
+                ));
+            }
+            Ok(Coordinates {
+                cols_a,
+                cols_b: by_name,
+                names,
+            })
+        }
+        _ => {
+            if cols_a.len() != cols_b.len() {
+                return Err(format!(
+                    "--a has {} coordinates but --b has {}",
+                    cols_a.len(),
+                    cols_b.len()
+                ));
+            }
+            let names = (0..cols_a.len()).map(|c| format!("z{c}")).collect();
+            Ok(Coordinates {
+                cols_a,
+                cols_b,
+                names,
+            })
+        }
+    }
 }
 
 /// A JSON number, or null when not finite.
@@ -89,21 +222,60 @@ fn json_number(x: f64) -> String {
     }
 }
 
+/// The exact W1 as JSON, or `null` and a note when a cloud is above the
+/// exact solver's size limit.
+fn exact_w1(a: &[f64], b: &[f64], d: usize) -> Result<(String, String), String> {
+    let (n, m) = (a.len() / d, b.len() / d);
+    if n > EMD_MAX_POINTS || m > EMD_MAX_POINTS {
+        let note = format!(
+            "\"not computed: {n} and {m} points, the exact solver takes at most {EMD_MAX_POINTS} \
+             per side (subsample to score it)\""
+        );
+        return Ok(("null".into(), note));
+    }
+    let len = emd_workspace_len(n, m);
+    let (mut floats, mut indices) = (vec![0.0; len.floats], vec![0u32; len.indices]);
+    let w = wasserstein1(a, None, b, None, d, &mut floats, &mut indices)
+        .map_err(|e| format!("Wasserstein-1: {e}"))?;
+    Ok((json_number(w), "null".into()))
+}
+
 pub fn run(args: &EvaluateArgs) -> Result<(), String> {
-    let (a, d) = cloud(&read_table(&args.a, "--a")?, args, "--a")?;
-    let (b, db) = cloud(&read_table(&args.b, "--b")?, args, "--b")?;
-    if d != db {
-        return Err(format!("--a has {d} coordinates but --b has {db}"));
+    let input_a = Input::read(&args.a, "--a", args)?;
+    let input_b = Input::read(&args.b, "--b", args)?;
+    if args.time.is_some() && input_a.time_col.is_none() && input_b.time_col.is_none() {
+        return Err(format!(
+            "--t: neither file has the time column '{}'",
+            args.time_column
+        ));
+    }
+    let Coordinates {
+        cols_a,
+        cols_b,
+        names,
+    } = coordinates(&input_a, &input_b, args)?;
+    let d = cols_a.len();
+    if d == 0 {
+        return Err("--a: no coordinate columns".into());
+    }
+    let a = input_a.cloud(&cols_a, args)?;
+    let b = input_b.cloud(&cols_b, args)?;
+    for (cloud, what) in [(&a, "--a"), (&b, "--b")] {
+        if cloud.is_empty() {
+            return Err(format!("{what}: no rows selected"));
+        }
     }
     let (n, m) = (a.len() / d, b.len() / d);
     let start = Instant::now();
+    let (w1, w1_note) = exact_w1(&a, &b, d)?;
     let energy = energy_distance(&a, &b, d).map_err(|e| format!("energy distance: {e}"))?;
     let mut ws = vec![0.0; sliced_wasserstein_workspace_len(n, m, d, args.projections)];
     let sw = sliced_wasserstein(&a, &b, d, args.projections, args.seed, &mut ws)
         .map_err(|e| format!("sliced Wasserstein: {e}"))?;
     let seconds = start.elapsed().as_secs_f64();
+    let coordinates = serde_json::to_string(&names).map_err(|e| e.to_string())?;
     let json = format!(
-        "{{\"n_a\":{n},\"n_b\":{m},\"d\":{d},\"energy_distance\":{},\"energy_estimator\":\"V-statistic\",\"sliced_wasserstein\":{},\"projections\":{},\"seed\":{},\"seconds\":{seconds}}}",
+        "{{\"n_a\":{n},\"n_b\":{m},\"d\":{d},\"coordinates\":{coordinates},\"wasserstein1\":{w1},\"wasserstein1_note\":{w1_note},\"energy_distance\":{},\"energy_estimator\":\"V-statistic\",\"sliced_wasserstein\":{},\"projections\":{},\"seed\":{},\"seconds\":{seconds}}}",
         json_number(energy),
         json_number(sw),
         args.projections,

@@ -4,8 +4,11 @@
 //! with the core's integrators (`morphosde_core::integrate::rollout`).
 //!
 //! Input: `--initial`, a CSV of initial states (every column, or
-//! `--columns`). One row: `--trajectories` copies of it; several rows: one
-//! trajectory per row. Methods: `em` (Euler–Maruyama, needs a diffusion
+//! `--columns`), or `--from-data`, a snapshot table whose rows at time
+//! `--t0` are the initial states (columns as `train` reads them:
+//! `--time-column`, `--columns` or `--prefix`, `--id-column` excluded from
+//! the coordinates). One row: `--trajectories` copies of it; several rows:
+//! one trajectory per row. Methods: `em` (Euler–Maruyama, needs a diffusion
 //! factor), `rk4`, `dopri5` (the drift's ODE: mean paths); `auto` picks `em`
 //! when the dynamics have diffusion (a model trained with its diffusion
 //! head) and `dopri5` otherwise; `em` on a model without a diffusion head is
@@ -15,6 +18,7 @@
 //! time on); `--report` and stdout get a one-line JSON report.
 
 use crate::csvio::{read_table, write_atomic};
+use crate::data::{CoordinateColumns, Snapshots};
 use clap::{Args, ValueEnum};
 use morphosde_core::integrate::Dynamics;
 use morphosde_core::integrate::ode::Dopri5Config;
@@ -41,6 +45,7 @@ pub enum MethodArg {
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("dynamics").required(true).args(["model", "synthetic_dim"])))]
+#[command(group(clap::ArgGroup::new("start").required(true).args(["initial", "from_data"])))]
 pub struct SimulateArgs {
     /// Trained model file (morphosde model bytes, f32).
     #[arg(long)]
@@ -51,15 +56,31 @@ pub struct SimulateArgs {
     pub synthetic_dim: Option<usize>,
     /// Initial states (CSV).
     #[arg(long)]
-    pub initial: PathBuf,
-    /// Coordinate columns of --initial, comma-separated names or numbers
-    /// (default: every column).
-    #[arg(long, value_delimiter = ',')]
+    pub initial: Option<PathBuf>,
+    /// Instead of --initial: a snapshot table (as `train --data` reads it);
+    /// its rows at time --t0 are the initial states.
+    #[arg(long)]
+    pub from_data: Option<PathBuf>,
+    /// Time column of --from-data (name or number).
+    #[arg(long, default_value = "t", requires = "from_data")]
+    pub time_column: String,
+    /// Track-id column of --from-data, left out of the coordinates.
+    #[arg(long, requires = "from_data")]
+    pub id_column: Option<String>,
+    /// Coordinate columns, comma-separated names or numbers (default: every
+    /// column of --initial; every column of --from-data except its time and
+    /// id columns).
+    #[arg(long, value_delimiter = ',', conflicts_with = "prefix")]
     pub columns: Option<Vec<String>>,
+    /// Coordinates of --from-data: every column whose name starts with this.
+    #[arg(long, requires = "from_data")]
+    pub prefix: Option<String>,
     /// Trajectories per initial state when --initial has one row.
     #[arg(long, default_value_t = 1000)]
     pub trajectories: usize,
-    /// Start time of every trajectory.
+    /// Start time of every trajectory (with --from-data also the time of
+    /// its rows to start from, matched to within 1% of its smallest frame
+    /// gap).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub t0: f32,
     /// Output times, comma-separated, increasing, ≥ --t0.
@@ -116,14 +137,27 @@ pub fn run(args: &SimulateArgs) -> Result<(), String> {
     }
 }
 
-/// Rolls out `dynamics` as `args` say and writes the outputs.
-fn simulate<S: Dynamics<f32> + Sync>(
-    dynamics: &S,
-    source: &str,
-    args: &SimulateArgs,
-) -> Result<(), String> {
-    let d = dynamics.dim();
-    let table = read_table(&args.initial, "--initial")?;
+/// The initial states (row-major), their coordinate names and the flag
+/// they came from.
+fn initial_states(args: &SimulateArgs) -> Result<(Vec<f32>, Vec<String>, &'static str), String> {
+    if let Some(path) = &args.from_data {
+        let coords = CoordinateColumns::from_flags(&args.columns, &args.prefix);
+        let table = read_table(path, "--from-data")?;
+        let data = Snapshots::from_table(
+            &table,
+            &args.time_column,
+            args.id_column.as_deref(),
+            &coords,
+        )
+        .map_err(|e| format!("--from-data ('{}'): {e}", path.display()))?;
+        let at = data.at_time(args.t0 as f64, "--t0")?;
+        return Ok((at.z, at.names, "--from-data"));
+    }
+    let path = args
+        .initial
+        .as_ref()
+        .ok_or("--initial or --from-data is required")?;
+    let table = read_table(path, "--initial")?;
     let cols: Vec<usize> = match &args.columns {
         Some(specs) => specs
             .iter()
@@ -131,21 +165,32 @@ fn simulate<S: Dynamics<f32> + Sync>(
             .collect::<Result<_, _>>()?,
         None => (0..table.cols).collect(),
     };
-    if cols.len() != d {
-        return Err(format!(
-            "--initial: {} coordinate columns, but the dynamics have d = {d}",
-            cols.len()
-        ));
-    }
-    let initial = table.select_f32(&cols);
     let names: Vec<String> = match &table.header {
         Some(h) => cols.iter().map(|&c| h[c].clone()).collect(),
-        None => (0..d).map(|c| format!("z{c}")).collect(),
+        None => (0..cols.len()).map(|c| format!("z{c}")).collect(),
     };
-    let (start, n) = if table.rows == 1 {
+    Ok((table.select_f32(&cols), names, "--initial"))
+}
+
+/// Rolls out `dynamics` as `args` say and writes the outputs.
+fn simulate<S: Dynamics<f32> + Sync>(
+    dynamics: &S,
+    source: &str,
+    args: &SimulateArgs,
+) -> Result<(), String> {
+    let d = dynamics.dim();
+    let (initial, names, what) = initial_states(args)?;
+    if names.len() != d {
+        return Err(format!(
+            "{what}: {} coordinate columns, but the dynamics have d = {d}",
+            names.len()
+        ));
+    }
+    let rows = initial.len() / d;
+    let (start, n) = if rows == 1 {
         (Start::Point(&initial[..]), args.trajectories)
     } else {
-        (Start::Cloud(&initial[..]), table.rows)
+        (Start::Cloud(&initial[..]), rows)
     };
     let method = match args.method {
         MethodArg::Em => "em",

@@ -247,6 +247,20 @@ pub struct TrainArgs {
     /// columns except time and id).
     #[arg(long)]
     pub prefix: Option<String>,
+    /// Drop the rows at these times before training (comma-separated; each
+    /// must match a time of --data to within 1% of its smallest frame gap),
+    /// e.g. a bin held out to test the model on.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        conflicts_with = "times"
+    )]
+    pub exclude_times: Vec<f64>,
+    /// Train on the rows at these times only (comma-separated; matched as
+    /// --exclude-times).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub times: Vec<f64>,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Model file to write.
@@ -484,17 +498,14 @@ impl Trained {
 }
 
 pub fn run(args: &TrainArgs) -> Result<(), String> {
-    let coords = match (&args.columns, &args.prefix) {
-        (Some(c), _) => CoordinateColumns::Named(c.clone()),
-        (None, Some(p)) => CoordinateColumns::Prefix(p.clone()),
-        (None, None) => CoordinateColumns::Rest,
-    };
-    let data = Snapshots::read(
+    let coords = CoordinateColumns::from_flags(&args.columns, &args.prefix);
+    let all = Snapshots::read(
         &args.data,
         &args.time_column,
         args.id_column.as_deref(),
         &coords,
     )?;
+    let (data, dropped) = all.select_times(&args.exclude_times, &args.times)?;
     let mut bar = progress_bar(args.model.epochs);
     let quiet = args.quiet;
     let trained = args.model.train(&data, &mut |r| {
@@ -506,7 +517,10 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
         eprintln!();
     }
     trained.save(&args.out)?;
-    let summary = trained.summary_json();
+    let mut summary = trained.summary_json();
+    summary["data_times"] = json!(all.grid().times);
+    summary["excluded_times"] = json!(dropped);
+    summary["excluded_rows"] = json!(all.len() - data.len());
     if let Some(path) = &args.summary {
         let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
         write_atomic(path, |w| w.write_all(text.as_bytes()))?;
@@ -519,7 +533,7 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
         json!({"model": args.out, "epochs": trained.report.epochs,
                "best_epoch": trained.report.best_epoch,
                "best_validation_loss": trained.report.best_validation.map(|l| l.total),
-               "seconds": trained.seconds})
+               "excluded_times": dropped, "seconds": trained.seconds})
     );
     Ok(())
 }
