@@ -63,7 +63,7 @@
  * layout or status value; the shared library's SONAME is
  * libmorphosde.so.MSDE_ABI_VERSION.
  */
-#define MSDE_ABI_VERSION 3
+#define MSDE_ABI_VERSION 4
 
 /**
  * Largest number of clusters msde_cluster accepts (msde_cluster_config.k).
@@ -287,6 +287,12 @@ enum msde_status
      * A caller buffer is not aligned for its element type.
      */
     MSDE_ERR_MISALIGNED = 11,
+    /**
+     * Training diverged: its loss kept exploding or turning non-finite
+     * after rolling back and lowering the learning rate, or the trained
+     * model's rollouts leave the data's range; nothing was kept.
+     */
+    MSDE_ERR_DIVERGED = 12,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -495,6 +501,24 @@ typedef struct msde_fit_config {
      * Clustering of the training rows (its seed is replaced by `seed`).
      */
     struct msde_cluster_config cluster;
+    /**
+     * Each time bin is topped up to at least this many validation rows
+     * (at most a quarter of the bin; 0..=64; only with validation).
+     */
+    size_t validation_min_per_bin;
+    /**
+     * Divergence guard: a step whose drift or diffusion loss exceeds this
+     * multiple (> 1, finite) of its lowest epoch mean so far, an epoch
+     * whose validation loss exceeds it times the lowest so far, or three
+     * non-finite steps in a row roll the parameters back to the kept ones,
+     * restart Adam and halve the learning rate.
+     */
+    float divergence_factor;
+    /**
+     * Roll-backs allowed (0..=64); one more ends the call with
+     * MSDE_ERR_DIVERGED.
+     */
+    size_t max_rollbacks;
 } msde_fit_config;
 
 /**
@@ -525,6 +549,12 @@ typedef struct msde_fit_epoch {
      * Epoch with the best validation loss so far.
      */
     size_t best_epoch;
+    /**
+     * Roll-backs of the divergence guard during this epoch, and the
+     * learning rate's factor from all roll-backs so far (0.5^rollbacks).
+     */
+    size_t rollbacks;
+    float learning_rate_factor;
 } msde_fit_epoch;
 
 /**
@@ -576,9 +606,14 @@ typedef struct msde_fit_report {
      */
     float best_validation;
     /**
-     * Optimiser steps the trainer has taken, including earlier calls.
+     * Optimiser steps since the optimiser last (re)started, including
+     * earlier calls (a roll-back restarts Adam and this count).
      */
     uint64_t steps;
+    /**
+     * Roll-backs of the divergence guard over the call.
+     */
+    size_t rollbacks;
 } msde_fit_report;
 
 /**
@@ -1047,9 +1082,10 @@ msde_status msde_cluster(const float *z,
  * batches of 128 (16 points before the whole-bin fallback), epsilon 0.05
  * and rho 10 times the batch's median squared distance, self-edge bound
  * 0.5, UOT tol 1e-4 and 5000 iterations, 4 clusters with sigma_t 0.3 time
- * units (otherwise msde_cluster_config_default), 15% of embryos held out,
- * 8 validation batches, patience 8, validation tolerance 5%, cosine decay
- * of the learning rate to 10%, no bridge epsilon, seed 0.
+ * units (otherwise msde_cluster_config_default), 15% of embryos held out
+ * (at least 8 rows per time bin), 8 validation batches, patience 8,
+ * validation tolerance 5%, cosine decay of the learning rate to 10%, no
+ * bridge epsilon, divergence factor 100 with at most 4 roll-backs, seed 0.
  *
  * # Safety
  * `out` NULL (refused) or writable.

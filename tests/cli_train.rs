@@ -107,20 +107,23 @@ fn demo_then_train_and_field_on_its_data() {
     // f32), to one unit.
     assert_eq!(summary_time_scale(&summary), 1.0 / (1.4f32 as f64));
 
-    // The same table with its times in hours (× 30: 0, 6, …, 42): auto
-    // gives 1/42, and the model file carries it.
-    let hours = dir.join("hours.csv");
+    // The same table with its times in days (× 5: 0, 1, …, 7): auto gives
+    // 1/7, and the model file carries it. (The network's drift and D are per
+    // unit of the data's time, so a few steps of training leave the drift
+    // of units far from the data's, such as hours, so fast that the
+    // model's rollouts leave the data's range and `train` refuses it.)
+    let hours = dir.join("days.csv");
     let text = std::fs::read_to_string(&train).unwrap();
     let mut lines = text.lines();
     let mut scaled = format!("{}\n", lines.next().unwrap());
     for line in lines {
         let (t, rest) = line.split_once(',').unwrap();
-        let h = (t.parse::<f64>().unwrap() * 30.0).round();
+        let h = (t.parse::<f64>().unwrap() * 5.0).round();
         scaled.push_str(&format!("{h},{rest}\n"));
     }
-    assert!(scaled.contains("\n42,") && scaled.contains("\n6,"));
+    assert!(scaled.contains("\n7,") && scaled.contains("\n1,"));
     std::fs::write(&hours, scaled).unwrap();
-    let in_hours = dir.join("hours.msde");
+    let in_hours = dir.join("days.msde");
     let mut args = vec![
         "train",
         "--data",
@@ -135,10 +138,10 @@ fn demo_then_train_and_field_on_its_data() {
     args.extend(TINY);
     let o = morphosde(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(summary_time_scale(&summary), 1.0 / 42.0);
+    assert_eq!(summary_time_scale(&summary), 1.0 / 7.0);
     let bytes = std::fs::read(&in_hours).unwrap();
     let config = morphosde_core::codec::load_config::<f32>(&bytes).unwrap();
-    assert_eq!(config.time_scale, 1.0 / 42.0);
+    assert_eq!(config.time_scale, 1.0 / 7.0);
     assert_eq!(config.drift_teacher, DriftTeacher::Flow, "the CLI default");
     // A fixed scale is taken as given; so is the seed's chord teacher.
     args.extend(["--time-scale", "0.5", "--drift-teacher", "chord"]);

@@ -35,6 +35,10 @@ pub enum ErrorKind {
     Internal = 10,
     /// A caller buffer is not aligned for its element type (C ABI only).
     Misaligned = 11,
+    /// Training diverged: its loss or gradient kept exploding or turning
+    /// non-finite after rolling back and lowering the learning rate, or the
+    /// trained model's rollouts leave the data's range (no model is kept).
+    Diverged = 12,
 }
 
 impl ErrorKind {
@@ -52,6 +56,7 @@ impl ErrorKind {
             ErrorKind::NumericalFailure => "numerical failure",
             ErrorKind::Internal => "internal error (please report)",
             ErrorKind::Misaligned => "misaligned buffer",
+            ErrorKind::Diverged => "training diverged",
         }
     }
 }

@@ -59,6 +59,20 @@ pub fn index_workspace_len(n: usize) -> IndexLen {
     }
 }
 
+/// The smallest of the times `t` above `after` (the smallest of all when
+/// `after` is `None`); `None` when there is none. Walking the distinct
+/// times of `n` observations in order this way costs `O(n)` per time and
+/// needs no memory.
+pub fn next_time<F: Float>(t: &[F], after: Option<F>) -> Option<F> {
+    t.iter()
+        .copied()
+        .filter(|&v| after.is_none_or(|a| v > a))
+        .fold(None, |best, v| match best {
+            Some(b) if b <= v => Some(b),
+            _ => Some(v),
+        })
+}
+
 /// Sampling parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SampleConfig {
@@ -333,6 +347,31 @@ impl<'a, F: Float> MinibatchIndex<'a, F> {
             target,
             pairs,
         )
+    }
+
+    /// Draws the batch of `step` from bin `bin` (`< bins − 1`): the source
+    /// cell is the cell of a uniformly drawn observation of that bin, then
+    /// as [`MinibatchIndex::sample_cell`] with the same stream.
+    pub fn sample_in_bin(
+        &self,
+        cfg: &SampleConfig,
+        step: u64,
+        bin: usize,
+        source: &mut [u32],
+        target: &mut [u32],
+        pairs: &mut [u32],
+    ) -> Result<BatchSizes> {
+        if bin + 1 >= self.bins() {
+            return Err(Error::bad_config("bin", "needs a following bin").with(Detail::Index(bin)));
+        }
+        let mut rng = Rng::stream(cfg.seed, Family::Minibatch, step);
+        let (lo, hi) = self.range(bin, None);
+        if lo == hi {
+            return Err(Error::new(ErrorKind::BadDimension, "bin", "empty time bin")
+                .with(Detail::Index(bin)));
+        }
+        let (_, cluster) = self.key(lo + rng.below((hi - lo) as u64) as usize);
+        self.draw(cfg, &mut rng, bin, cluster as usize, source, target, pairs)
     }
 
     /// Draws the batch of `step` from bin `bin` (`< bins − 1`) and cluster

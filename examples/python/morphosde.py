@@ -42,6 +42,7 @@ STATUS_NAMES = {
     9: "MSDE_ERR_NUMERICAL",
     10: "MSDE_ERR_INTERNAL",
     11: "MSDE_ERR_MISALIGNED",
+    12: "MSDE_ERR_DIVERGED",
 }
 
 
@@ -227,6 +228,9 @@ class FitConfig(ctypes.Structure):
         ("bridge_epsilon", c_uint32),
         ("seed", c_uint64),
         ("cluster", ClusterConfig),
+        ("validation_min_per_bin", c_size_t),
+        ("divergence_factor", c_float),
+        ("max_rollbacks", c_size_t),
     ]
 
 
@@ -242,6 +246,8 @@ class FitEpoch(ctypes.Structure):
         ("skipped", c_size_t),
         ("whole_bins", c_size_t),
         ("best_epoch", c_size_t),
+        ("rollbacks", c_size_t),
+        ("learning_rate_factor", c_float),
     ]
 
 
@@ -263,6 +269,7 @@ class FitReport(ctypes.Structure):
         ("whole_bin_batches", c_size_t),
         ("best_validation", c_float),
         ("steps", c_uint64),
+        ("rollbacks", c_size_t),
     ]
 
 

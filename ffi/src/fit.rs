@@ -13,8 +13,10 @@ use core::ffi::c_void;
 use morphosde_core::Result;
 use morphosde_core::error::{Arena, Error, check_len, check_room, checked_mul};
 use morphosde_core::model::Config;
+use morphosde_core::model::Learned;
 use morphosde_core::sampler::UNTRACKED;
 use morphosde_core::train::AdamState;
+use morphosde_core::train::acceptance::{RangeCheck, check_rollouts, check_rollouts_workspace_len};
 use morphosde_core::train::fit::{
     Control, FitConfig, ModelLearner, Observations, fit, fit_workspace_len,
 };
@@ -75,6 +77,18 @@ pub struct msde_fit_config {
     pub seed: u64,
     /// Clustering of the training rows (its seed is replaced by `seed`).
     pub cluster: msde_cluster_config,
+    /// Each time bin is topped up to at least this many validation rows
+    /// (at most a quarter of the bin; 0..=64; only with validation).
+    pub validation_min_per_bin: usize,
+    /// Divergence guard: a step whose drift or diffusion loss exceeds this
+    /// multiple (> 1, finite) of its lowest epoch mean so far, an epoch
+    /// whose validation loss exceeds it times the lowest so far, or three
+    /// non-finite steps in a row roll the parameters back to the kept ones,
+    /// restart Adam and halve the learning rate.
+    pub divergence_factor: f32,
+    /// Roll-backs allowed (0..=64); one more ends the call with
+    /// MSDE_ERR_DIVERGED.
+    pub max_rollbacks: usize,
 }
 
 /// One epoch's summary, handed to an msde_fit_progress callback.
@@ -95,6 +109,10 @@ pub struct msde_fit_epoch {
     pub whole_bins: usize,
     /// Epoch with the best validation loss so far.
     pub best_epoch: usize,
+    /// Roll-backs of the divergence guard during this epoch, and the
+    /// learning rate's factor from all roll-backs so far (0.5^rollbacks).
+    pub rollbacks: usize,
+    pub learning_rate_factor: f32,
 }
 
 /// Progress callback of msde_trainer_fit, called after every epoch with
@@ -130,8 +148,11 @@ pub struct msde_fit_report {
     pub whole_bin_batches: usize,
     /// Best validation total loss (NaN without validation).
     pub best_validation: f32,
-    /// Optimiser steps the trainer has taken, including earlier calls.
+    /// Optimiser steps since the optimiser last (re)started, including
+    /// earlier calls (a roll-back restarts Adam and this count).
     pub steps: u64,
+    /// Roll-backs of the divergence guard over the call.
+    pub rollbacks: usize,
 }
 
 fn to_core(c: &msde_fit_config) -> Result<FitConfig<f32>> {
@@ -156,6 +177,9 @@ fn to_core(c: &msde_fit_config) -> Result<FitConfig<f32>> {
         1 => true,
         _ => return Err(Error::bad_config("bridge_epsilon", "must be 0 or 1")),
     };
+    f.validation_min_per_bin = c.validation_min_per_bin;
+    f.divergence_factor = c.divergence_factor;
+    f.max_rollbacks = c.max_rollbacks;
     f.seed = c.seed;
     Ok(f)
 }
@@ -164,9 +188,10 @@ fn to_core(c: &msde_fit_config) -> Result<FitConfig<f32>> {
 /// batches of 128 (16 points before the whole-bin fallback), epsilon 0.05
 /// and rho 10 times the batch's median squared distance, self-edge bound
 /// 0.5, UOT tol 1e-4 and 5000 iterations, 4 clusters with sigma_t 0.3 time
-/// units (otherwise msde_cluster_config_default), 15% of embryos held out,
-/// 8 validation batches, patience 8, validation tolerance 5%, cosine decay
-/// of the learning rate to 10%, no bridge epsilon, seed 0.
+/// units (otherwise msde_cluster_config_default), 15% of embryos held out
+/// (at least 8 rows per time bin), 8 validation batches, patience 8,
+/// validation tolerance 5%, cosine decay of the learning rate to 10%, no
+/// bridge epsilon, divergence factor 100 with at most 4 roll-backs, seed 0.
 ///
 /// # Safety
 /// `out` NULL (refused) or writable.
@@ -196,17 +221,30 @@ pub unsafe extern "C" fn msde_fit_config_default(
             bridge_epsilon: u32::from(f.bridge_epsilon),
             seed: f.seed,
             cluster: cluster::from_core(&f.cluster),
+            validation_min_per_bin: f.validation_min_per_bin,
+            divergence_factor: f.divergence_factor,
+            max_rollbacks: f.max_rollbacks,
         };
         Ok(())
     })
 }
 
-/// Workspace lengths (floats, indices): the loop's own, then the working
-/// copies of parameters, best parameters and Adam moments and the staged
-/// epoch losses (floats), and the staged track ids (indices).
+/// The acceptance check msde_trainer_fit runs on the trained model.
+fn range_check(fit_cfg: &FitConfig<f32>) -> RangeCheck {
+    RangeCheck {
+        seed: fit_cfg.seed,
+        ..RangeCheck::default()
+    }
+}
+
+/// Workspace lengths (floats, indices): the working copies of parameters,
+/// best parameters and Adam moments and the staged epoch losses, then the
+/// larger of the loop's own and the acceptance check's (floats), and the
+/// staged track ids and the loop's own (indices). `params` are the model's
+/// (only their number and the config's layout are read).
 fn sizes(
     config: &Config,
-    params: usize,
+    params: &[f32],
     n: usize,
     fit_cfg: &FitConfig<f32>,
 ) -> Result<(usize, usize)> {
@@ -223,8 +261,10 @@ fn sizes(
         learning_rate: config.learning_rate,
     };
     let need = fit_workspace_len(n, config.d, fit_cfg, &sizing)?;
+    let model = Learned::new(config, params)?;
+    let check = check_rollouts_workspace_len(&model, n, &range_check(fit_cfg), 1);
     let too_big = || Error::bad_dim("n", "too many observations");
-    let extra = checked_mul(params, 4, "model")?
+    let extra = checked_mul(params.len(), 4, "model")?
         .checked_add(checked_mul(
             fit_cfg.epochs,
             MSDE_FIT_EPOCH_FLOATS,
@@ -232,7 +272,10 @@ fn sizes(
         )?)
         .ok_or_else(too_big)?;
     Ok((
-        need.floats.checked_add(extra).ok_or_else(too_big)?,
+        need.floats
+            .max(check)
+            .checked_add(extra)
+            .ok_or_else(too_big)?,
         need.indices.checked_add(n).ok_or_else(too_big)?,
     ))
 }
@@ -254,11 +297,11 @@ pub unsafe extern "C" fn msde_fit_workspace_len(
     err: *mut msde_error,
 ) -> msde_status {
     guard(err, || {
-        let (m, _) = unsafe { model_ref(model, "model") }?;
+        let (m, params) = unsafe { model_ref(model, "model") }?;
         let cfg = to_core(unsafe { value_in(config, "config") }?)?;
         let float_len = unsafe { value_out(float_len, "float_len") }?;
         let index_len = unsafe { value_out(index_len, "index_len") }?;
-        (*float_len, *index_len) = sizes(&m.config, m.layout.len, n, &cfg)?;
+        (*float_len, *index_len) = sizes(&m.config, params, n, &cfg)?;
         Ok(())
     })
 }
@@ -335,7 +378,7 @@ pub unsafe extern "C" fn msde_trainer_fit(
         if n == 0 {
             return Err(Error::bad_dim("t", "no observations"));
         }
-        let (need_f, need_i) = sizes(&config, p, n, &cfg)?;
+        let (need_f, need_i) = sizes(&config, params, n, &cfg)?;
         check_len(z, checked_mul(n, config.d, "t")?, "z")?;
         if !track.is_empty() {
             check_len(track, n, "track")?;
@@ -376,11 +419,12 @@ pub unsafe extern "C" fn msde_trainer_fit(
             d: config.d,
         };
         let (mut skipped, mut whole) = (0, 0);
+        let scratch = floats.rest();
         let r = fit(
             &data,
             &cfg,
             &mut learner,
-            floats.rest(),
+            &mut *scratch,
             ints.rest(),
             &mut |e| {
                 let at = &mut staged[e.epoch * MSDE_FIT_EPOCH_FLOATS..][..MSDE_FIT_EPOCH_FLOATS];
@@ -397,6 +441,8 @@ pub unsafe extern "C" fn msde_trainer_fit(
                     skipped: e.skipped,
                     whole_bins: e.whole_bins,
                     best_epoch: e.best_epoch,
+                    rollbacks: e.rollbacks,
+                    learning_rate_factor: e.learning_rate_factor as f32,
                 };
                 // SAFETY: the caller's function, given a summary that lives
                 // for the call and its own user pointer.
@@ -406,6 +452,11 @@ pub unsafe extern "C" fn msde_trainer_fit(
                 }
             },
         )?;
+        // The last line of the divergence guard: the kept model must roll
+        // out inside the data's range.
+        let model = Learned::new(&config, learner.params)?;
+        let check = range_check(&cfg);
+        check_rollouts(&model, &data, &check, scratch)?.verdict(&check)?;
         let steps = learner.adam.steps;
         // Success: commit parameters, Adam state and outputs.
         let (_, params) = unsafe { crate::model::model_params_mut(parts.model, "trainer") }?;
@@ -428,6 +479,7 @@ pub unsafe extern "C" fn msde_trainer_fit(
                 whole_bin_batches: whole,
                 best_validation: r.best_validation.map_or(f32::NAN, |l| l.total),
                 steps,
+                rollbacks: r.rollbacks,
             };
         }
         Ok(())

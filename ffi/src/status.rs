@@ -34,6 +34,10 @@ pub enum msde_status {
     MSDE_ERR_INTERNAL = 10,
     /// A caller buffer is not aligned for its element type.
     MSDE_ERR_MISALIGNED = 11,
+    /// Training diverged: its loss kept exploding or turning non-finite
+    /// after rolling back and lowering the learning rate, or the trained
+    /// model's rollouts leave the data's range; nothing was kept.
+    MSDE_ERR_DIVERGED = 12,
 }
 
 impl From<ErrorKind> for msde_status {
@@ -50,6 +54,7 @@ impl From<ErrorKind> for msde_status {
             ErrorKind::NumericalFailure => msde_status::MSDE_ERR_NUMERICAL,
             ErrorKind::Internal => msde_status::MSDE_ERR_INTERNAL,
             ErrorKind::Misaligned => msde_status::MSDE_ERR_MISALIGNED,
+            ErrorKind::Diverged => msde_status::MSDE_ERR_DIVERGED,
         }
     }
 }
@@ -86,6 +91,7 @@ pub extern "C" fn msde_status_str(status: i32) -> *const c_char {
         9 => "numerical failure\0",
         10 => "internal error (please report)\0",
         11 => "misaligned buffer\0",
+        12 => "training diverged\0",
         _ => "unknown status\0",
     };
     s.as_ptr().cast()
@@ -239,6 +245,7 @@ mod tests {
             ErrorKind::NumericalFailure,
             ErrorKind::Internal,
             ErrorKind::Misaligned,
+            ErrorKind::Diverged,
         ];
         for kind in kinds {
             // Core's discriminants are the C status values.
@@ -246,7 +253,7 @@ mod tests {
             let s = unsafe { core::ffi::CStr::from_ptr(msde_status_str(kind as i32)) };
             assert_ne!(s.to_str().unwrap(), "unknown status");
         }
-        for bad in [-1, 12, i32::MAX, i32::MIN] {
+        for bad in [-1, 13, i32::MAX, i32::MIN] {
             let s = unsafe { core::ffi::CStr::from_ptr(msde_status_str(bad)) };
             assert_eq!(s.to_str().unwrap(), "unknown status");
         }

@@ -13,12 +13,18 @@ use crate::plots;
 use clap::{ArgAction, Args, ValueEnum};
 use morphosde_core::cluster::ClusterConfig;
 use morphosde_core::codec;
+use morphosde_core::integrate::rollout::default_workers;
+use morphosde_core::model::Learned;
 use morphosde_core::model::{Config, DriftTeacher, Layout, Residual, TargetMode};
 use morphosde_core::sampler::UNTRACKED;
 use morphosde_core::train::AdamState;
+use morphosde_core::train::acceptance::{
+    RangeCheck, RangeReport, check_rollouts, check_rollouts_workspace_len,
+};
 use morphosde_core::train::fit::{
     Control, EpochReport, FitConfig, FitReport, ModelLearner, Observations, fit, fit_workspace_len,
 };
+use morphosde_core::{Error, ErrorKind};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -224,6 +230,21 @@ pub struct ModelArgs {
     /// decay; 1 = constant).
     #[arg(long, default_value_t = 0.1)]
     pub final_learning_rate: f64,
+    /// Each time bin keeps at least this many validation rows (at most a
+    /// quarter of the bin), so the validation loss covers early bins too.
+    #[arg(long, default_value_t = FitConfig::<f32>::new().validation_min_per_bin)]
+    pub validation_min_per_bin: usize,
+    /// Divergence guard: a step whose drift or diffusion loss exceeds this
+    /// multiple of its lowest epoch mean (or an epoch whose validation loss
+    /// exceeds it times the lowest), or three non-finite steps in a row,
+    /// roll the model back to the last kept parameters, restart Adam and
+    /// halve the learning rate.
+    #[arg(long, default_value_t = FitConfig::<f32>::new().divergence_factor as f64)]
+    pub divergence_factor: f64,
+    /// Roll-backs allowed before training stops as diverged (no model is
+    /// written then).
+    #[arg(long, default_value_t = FitConfig::<f32>::new().max_rollbacks)]
+    pub max_rollbacks: usize,
     /// Seed of everything random (initialisation, batches, clustering).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -282,7 +303,48 @@ pub struct Trained {
     pub params: Vec<f32>,
     pub report: FitReport<f32>,
     pub history: Vec<EpochReport<f32>>,
+    /// The acceptance check's findings (the model passed it).
+    pub range: RangeReport<f32>,
     pub seconds: f64,
+}
+
+/// What to try when training diverged (appended to the error).
+const DIVERGED_ADVICE: &str = "no model was written. Try a lower --learning-rate \
+(e.g. half of it) or --max-rollbacks to allow more roll-backs, and check the data for \
+outliers and mixed units";
+
+/// The error of a diverged fit, with what to try.
+fn diverged(e: &Error) -> String {
+    format!("training diverged: {e}; {DIVERGED_ADVICE}")
+}
+
+/// The acceptance check's refusal in words: where the rollouts went, and
+/// what to try given whether the fit rolled back on the way.
+fn refused(range: &RangeReport<f32>, report: &FitReport<f32>, names: &[String]) -> String {
+    let place = range.worst.map_or(String::new(), |w| {
+        format!(
+            " (the farthest: from t = {} to t = {}, {} = {} against the allowed [{}, {}])",
+            w.from, w.at, names[w.coordinate], w.value, w.low, w.high
+        )
+    });
+    let advice = if report.rollbacks > 0 {
+        format!(
+            "the fit rolled back {} times on exploding losses: {DIVERGED_ADVICE}",
+            report.rollbacks
+        )
+    } else {
+        String::from(
+            "the losses stayed finite, so the model is most likely undertrained: no model was \
+             written. Try more --epochs or --steps-per-epoch, or time units closer to the \
+             data's frame gaps (the drift and D are per unit of time)",
+        )
+    };
+    format!(
+        "the trained model is not usable: its rollouts from the data leave the data's range \
+         (widened by its own width on each side) for {:.0}% of the trajectories of one \
+         rollout{place}; {advice}",
+        100.0 * range.worst_fraction
+    )
 }
 
 impl ModelArgs {
@@ -341,12 +403,18 @@ impl ModelArgs {
             patience: self.patience,
             validation_tolerance: self.validation_tolerance as f32,
             final_learning_rate: self.final_learning_rate as f32,
+            validation_min_per_bin: self.validation_min_per_bin,
+            divergence_factor: self.divergence_factor as f32,
+            max_rollbacks: self.max_rollbacks,
             seed: self.seed,
             ..FitConfig::new()
         }
     }
 
-    /// Trains on `data`; `progress` sees every epoch.
+    /// Trains on `data`; `progress` sees every epoch. A fit that diverged,
+    /// or whose model's rollouts leave the data's range
+    /// (`morphosde_core::train::acceptance`), is an error that says what
+    /// to try.
     pub fn train(
         &self,
         data: &Snapshots,
@@ -396,13 +464,33 @@ impl ModelArgs {
                 Control::Continue
             },
         )
-        .map_err(|e| format!("training: {e}"))?;
+        .map_err(|e| match e.kind {
+            ErrorKind::Diverged => diverged(&e),
+            _ => format!("training: {e}"),
+        })?;
+        let seconds = start.elapsed().as_secs_f64();
+        let model = Learned::new(&config, &params).map_err(|e| format!("model: {e}"))?;
+        let check = RangeCheck {
+            seed: self.seed,
+            ..RangeCheck::default()
+        };
+        let mut ws =
+            vec![
+                0.0f32;
+                check_rollouts_workspace_len(&model, obs.t.len(), &check, default_workers())
+            ];
+        let range = check_rollouts(&model, &obs, &check, &mut ws)
+            .map_err(|e| format!("checking the trained model: {e}"))?;
+        range
+            .verdict(&check)
+            .map_err(|_| refused(&range, &report, &data.names))?;
         Ok(Trained {
             config,
             params,
             report,
             history,
-            seconds: start.elapsed().as_secs_f64(),
+            range,
+            seconds,
         })
     }
 }
@@ -415,8 +503,13 @@ pub fn progress_bar(epochs: usize) -> impl FnMut(&EpochReport<f32>) {
         let valid = r
             .validation
             .map_or(String::from("-"), |l| format!("{:.4}", l.total));
+        let trouble = if r.skipped + r.rollbacks > 0 {
+            format!("  skipped {}  rolled back {}", r.skipped, r.rollbacks)
+        } else {
+            String::new()
+        };
         eprint!(
-            "\r[{}{}] epoch {done}/{epochs}  train {:.4} (drift {:.4}, diffusion {:.4})  valid {valid}  best {}   ",
+            "\r[{}{}] epoch {done}/{epochs}  train {:.4} (drift {:.4}, diffusion {:.4})  valid {valid}  best {}{trouble}   ",
             "#".repeat(filled),
             " ".repeat(30 - filled),
             r.train.total,
@@ -455,6 +548,8 @@ impl Trained {
                         "train": losses(&r.train),
                         "validation": r.validation.as_ref().map(losses),
                         "skipped_batches": r.skipped,
+                        "rollbacks": r.rollbacks,
+                        "learning_rate_factor": r.learning_rate_factor,
                         "whole_bin_batches": r.whole_bins,
                     })
                 })
@@ -479,6 +574,13 @@ impl Trained {
             "best_validation_loss": r.best_validation.map(|l| l.total),
             "train_rows": r.train_rows,
             "validation_rows": r.validation_rows,
+            "rollbacks": r.rollbacks,
+            "skipped_batches": self.history.iter().map(|e| e.skipped).sum::<usize>(),
+            "rollout_check": {
+                "end_points": self.range.checked,
+                "outside": self.range.outside,
+                "worst_fraction_outside": self.range.worst_fraction,
+            },
             "clusters": r.clusters,
             "seconds": self.seconds,
             "history": self.history_json(),

@@ -49,7 +49,7 @@ class Version(unittest.TestCase):
     def test_version_agrees_everywhere(self):
         major, minor, patch = LIB.version()
         self.assertEqual(LIB.version_string(), f"{major}.{minor}.{patch}")
-        self.assertEqual(LIB.lib.msde_abi_version(), 3)
+        self.assertEqual(LIB.lib.msde_abi_version(), 4)
 
     def test_every_header_function_is_declared_and_exercised(self):
         """Every function of include/morphosde.h has ctypes signatures in
@@ -906,6 +906,10 @@ class Fit(CallCase):
             (dict(cfg=cfg_with(validation_tolerance=-0.1)), 4, "validation_tolerance"),
             (dict(cfg=cfg_with(final_learning_rate=0.0)), 4, "final_learning_rate"),
             (dict(cfg=cfg_with(bridge_epsilon=2)), 4, "bridge_epsilon"),
+            (dict(cfg=cfg_with(validation_min_per_bin=65)), 4, "validation_min_per_bin"),
+            (dict(cfg=cfg_with(divergence_factor=1.0)), 4, "divergence_factor"),
+            (dict(cfg=cfg_with(divergence_factor=math.inf)), 4, "divergence_factor"),
+            (dict(cfg=cfg_with(max_rollbacks=65)), 4, "max_rollbacks"),
             (dict(cfg=cfg_with(cluster_k=0)), 4, "k"),
             (dict(cfg=cfg_with(cluster_sigma_z_mode=9)), 4, "sigma_z_mode"),
             (dict(fw_len=fl.value - 1), 5, "float_workspace"),
@@ -941,6 +945,32 @@ class Fit(CallCase):
         self.assertEqual(r.steps, 1 + cfg.epochs * cfg.steps_per_epoch - r.skipped_steps)
         self.assertNotEqual(trainer.model().params(), before)
 
+    def test_a_fit_that_diverges_is_refused_and_leaves_the_trainer_unchanged(self):
+        z, t, track = toy_snapshots()
+        model = LIB.model_new(small_model_config(learning_rate=10.0))
+        trainer = model.trainer(n_max=1)
+        before = trainer.model().params()
+        defaults = LIB.fit_config()
+        self.assertEqual((defaults.validation_min_per_bin, defaults.max_rollbacks), (8, 4))
+        self.assertEqual(defaults.divergence_factor, 100.0)
+        epochs = []
+
+        def progress(epoch):
+            epochs.append((epoch.rollbacks, epoch.learning_rate_factor))
+            return False
+
+        with self.assertRaises(morphosde.MorphosdeError) as ctx:
+            trainer.fit(fit_config(self.SMALL, epochs=30, patience=30), z, t, track, progress=progress)
+        self.assertEqual(ctx.exception.status, 12, ctx.exception)
+        self.assertIn("diverged", LIB.status_str(12))
+        self.assertEqual(trainer.model().params(), before)
+        # Each epoch reports the rate factor of the roll-backs so far; the
+        # fifth roll-back ends the call before its epoch is reported.
+        seen = 0
+        for rollbacks, factor in epochs:
+            seen += rollbacks
+            self.assertEqual(factor, 0.5**seen)
+        self.assertLessEqual(seen, 4)
 
 class DiffusionSpectrum(CallCase):
     @needs_expected

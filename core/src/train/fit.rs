@@ -26,6 +26,8 @@
 //! with fixed steps, so the validation loss of two epochs differs only by
 //! the model.
 
+use super::guard::{DivergenceGuard, Verdict};
+use super::split::{MAX_MIN_PER_BIN, validation_split};
 use super::step::{AdamState, Batch, batch_loss, train_step, train_step_workspace_len};
 use crate::cluster::{self, ClusterConfig};
 use crate::error::{Arena, Detail, Error, ErrorKind, Result, check_finite, check_len, checked_mul};
@@ -134,6 +136,12 @@ pub trait Learner<F: Float> {
     }
     /// Go back to the remembered parameters.
     fn restore_best(&mut self);
+    /// Go back to the remembered parameters and restart the optimiser (its
+    /// moments and step count): the divergence guard's roll-back. Learners
+    /// without an optimiser state only restore.
+    fn roll_back(&mut self) {
+        self.restore_best();
+    }
 }
 
 /// Settings of [`fit`]. [`FitConfig::new`] gives the defaults.
@@ -192,14 +200,27 @@ pub struct FitConfig<F> {
     /// targets are single noisy outer products; a decaying step averages
     /// them instead of jittering around the fit.
     pub final_learning_rate: F,
+    /// Each time bin is topped up to at least this many validation rows
+    /// (at most a quarter of the bin; `0..=`[`MAX_MIN_PER_BIN`]; see
+    /// [`super::split`]). Only with `validation_fraction > 0`.
+    pub validation_min_per_bin: usize,
+    /// The divergence guard ([`super::guard`]): a step whose loss exceeds
+    /// this multiple (> 1) of the lowest epoch-mean training loss so far,
+    /// or an epoch whose validation loss exceeds it times the lowest so far,
+    /// rolls the parameters back.
+    pub divergence_factor: F,
+    /// Roll-backs allowed (each halves the learning rate); one more ends
+    /// the fit with [`ErrorKind::Diverged`] (`0..=64`).
+    pub max_rollbacks: usize,
     pub seed: u64,
 }
 
 impl<F: Float> FitConfig<F> {
     /// 40 epochs of 50 steps, batches of 128, ε = 0.05·median, ρ = 10·median,
-    /// β = 0.5, 4 clusters with σ_t = 0.3 time units, 15% held out,
-    /// 8 validation batches, patience 8, tolerance 5%, cosine decay of the
-    /// learning rate to 10%.
+    /// β = 0.5, 4 clusters with σ_t = 0.3 time units, 15% held out (at
+    /// least 8 rows per bin), 8 validation batches, patience 8, tolerance
+    /// 5%, cosine decay of the learning rate to 10%; roll-backs above 100×
+    /// the lowest loss, at most 4.
     pub fn new() -> Self {
         FitConfig {
             epochs: 40,
@@ -218,6 +239,9 @@ impl<F: Float> FitConfig<F> {
             patience: 8,
             validation_tolerance: F::from_f64(0.05),
             final_learning_rate: F::from_f64(0.1),
+            validation_min_per_bin: 8,
+            divergence_factor: F::from_f64(100.0),
+            max_rollbacks: 4,
             seed: 0,
         }
     }
@@ -256,6 +280,15 @@ impl<F: Float> FitConfig<F> {
         if !(self.final_learning_rate > F::ZERO && self.final_learning_rate <= F::ONE) {
             return bad("final_learning_rate", "must be in (0, 1]");
         }
+        if self.validation_min_per_bin > MAX_MIN_PER_BIN {
+            return bad("validation_min_per_bin", "must be at most 64");
+        }
+        if !(self.divergence_factor > F::ONE && self.divergence_factor.is_finite()) {
+            return bad("divergence_factor", "must be finite and > 1");
+        }
+        if self.max_rollbacks > 64 {
+            return bad("max_rollbacks", "must be at most 64");
+        }
         Ok(())
     }
 }
@@ -284,6 +317,11 @@ pub struct EpochReport<F> {
     /// Steps skipped because UOT did not converge or the step failed on a
     /// non-finite loss (parameters untouched).
     pub skipped: usize,
+    /// Roll-backs of the divergence guard during this epoch.
+    pub rollbacks: usize,
+    /// The learning rate's factor from the guard's roll-backs so far
+    /// (`0.5^rollbacks`; the schedule's own factor comes on top).
+    pub learning_rate_factor: f64,
     /// Batches that fell back to whole bins (small clusters).
     pub whole_bins: usize,
     /// Epoch with the best validation loss so far.
@@ -298,6 +336,8 @@ pub struct FitReport<F> {
     pub best_validation: Option<Losses<F>>,
     /// The loop ended before `epochs` (early stopping or the callback).
     pub stopped_early: bool,
+    /// Roll-backs of the divergence guard over the whole fit.
+    pub rollbacks: usize,
     pub train_rows: usize,
     pub validation_rows: usize,
     pub clusters: usize,
@@ -393,16 +433,6 @@ pub fn fit_workspace_len<F: Float, L: Learner<F>>(
     })
 }
 
-/// Whether observation `row` is held out (see the module docs).
-fn held_out(seed: u64, track: u32, row: usize, fraction: f64) -> bool {
-    let key = if track == crate::sampler::UNTRACKED {
-        (1u64 << 32) + row as u64
-    } else {
-        u64::from(track)
-    };
-    fraction > 0.0 && Rng::stream(seed, Family::Data, key).uniform() < fraction
-}
-
 /// Trains `learner` on `data` (see the module docs); calls `progress` after
 /// every epoch and ends with the best parameters (by validation loss)
 /// restored. Errors: bad configuration or data (non-finite values, a single
@@ -434,17 +464,24 @@ pub fn fit<F: Float, L: Learner<F>>(
     let mut floats = Arena::new(float_ws);
     let mut ints = Arena::new(index_ws);
 
-    // Split: training rows first, then validation rows.
+    // Split: training rows first, then validation rows. The held-out
+    // flags borrow the labels' memory until the clustering fills it.
     let zs = floats.take(n * d)?;
     let ts = floats.take(n)?;
     let tracks = ints.take(n)?;
-    let fraction = cfg.validation_fraction.to_f64();
-    let n_train = (0..n)
-        .filter(|&r| !held_out(cfg.seed, data.track[r], r, fraction))
-        .count();
+    let labels = ints.take(n)?;
+    validation_split(
+        cfg.seed,
+        data.t,
+        data.track,
+        cfg.validation_fraction.to_f64(),
+        cfg.validation_min_per_bin,
+        labels,
+    );
+    let n_train = labels.iter().filter(|&&h| h == 0).count();
     let mut next = [0, n_train];
-    for row in 0..n {
-        let side = usize::from(held_out(cfg.seed, data.track[row], row, fraction));
+    for (row, &held) in labels.iter().enumerate() {
+        let side = held as usize;
         let k = next[side];
         next[side] += 1;
         zs[k * d..(k + 1) * d].copy_from_slice(&data.z[row * d..(row + 1) * d]);
@@ -464,7 +501,6 @@ pub fn fit<F: Float, L: Learner<F>>(
     // its nearest training row of the same time (any time if none). One
     // cluster is the whole time bins: no clustering, so no dense affinity
     // and no memory limit however many rows there are.
-    let labels = ints.take(n)?;
     let (train_labels, valid_labels) = labels.split_at_mut(n_train);
     let index_len = index_workspace_len(n);
     let index_ints = ints.take(index_len.indices)?;
@@ -534,51 +570,81 @@ pub fn fit<F: Float, L: Learner<F>>(
         ints: batch_ints,
         noise_variance: None,
     };
+    let mut guard = DivergenceGuard::new(cfg.divergence_factor.to_f64(), cfg.max_rollbacks);
     let mut best = (F::INFINITY, 0usize, None);
     // The lowest validation loss so far (the kept model's may be higher).
     let mut lowest = F::INFINITY;
     let mut stale = 0;
     let mut epochs_run = 0;
     let mut stopped_early = false;
+    let final_rate = cfg.final_learning_rate.to_f64();
     for epoch in 0..cfg.epochs {
         epochs_run = epoch + 1;
-        learner.scale_learning_rate(cosine_decay(
-            epoch,
-            cfg.epochs,
-            cfg.final_learning_rate.to_f64(),
-        ));
+        let schedule = cosine_decay(epoch, cfg.epochs, final_rate);
+        learner.scale_learning_rate(schedule * guard.learning_rate_factor);
         let sample = SampleConfig {
             batch: cfg.batch,
             min_points: cfg.min_points,
             seed: cfg.seed,
         };
         let (mut sum, mut ok, mut skipped, mut whole) = (Losses::default(), 0usize, 0, 0);
+        let rollbacks_before = guard.rollbacks;
+        let roll_back = |learner: &mut L, guard: &mut DivergenceGuard| -> Result<()> {
+            guard.roll_back(epoch)?;
+            learner.roll_back();
+            learner.scale_learning_rate(schedule * guard.learning_rate_factor);
+            Ok(())
+        };
         for s in 0..cfg.steps_per_epoch {
             let step = (epoch * cfg.steps_per_epoch + s) as u64;
-            match stepper.run(&train_index, zs, &sample, step, learner, epoch, true)? {
-                Some((l, wb)) => {
-                    add(&mut sum, &l);
-                    ok += 1;
-                    whole += usize::from(wb);
-                }
-                None => skipped += 1,
+            let verdict =
+                match stepper.run(&train_index, zs, &sample, step, Pass::Train, learner, epoch)? {
+                    Outcome::Done(l, wb) => {
+                        let verdict = guard.step(l.drift.to_f64(), l.diffusion.to_f64());
+                        if verdict == Verdict::Healthy {
+                            add(&mut sum, &l);
+                            ok += 1;
+                            whole += usize::from(wb);
+                        }
+                        verdict
+                    }
+                    Outcome::NoPlan => {
+                        skipped += 1;
+                        Verdict::Skip
+                    }
+                    Outcome::NonFinite => {
+                        skipped += 1;
+                        guard.non_finite()
+                    }
+                };
+            if verdict == Verdict::RollBack {
+                roll_back(learner, &mut guard)?;
             }
         }
         let train = mean(&sum, ok);
         let validation = match &valid_index {
             None => None,
             Some(index) => {
+                // Every pair of adjacent bins gets the same number of
+                // batches, so early bins weigh as much as late ones.
                 let vsample = SampleConfig {
                     batch: cfg.batch,
                     min_points: cfg.min_points.div_ceil(4),
                     seed: cfg.seed ^ 0x5641_4c49_4441_5445, // "VALIDATE"
                 };
+                let gaps = index.bins() - 1;
                 let (mut vsum, mut vok) = (Losses::default(), 0usize);
-                for v in 0..cfg.validation_batches {
+                for v in 0..cfg.validation_batches.div_ceil(gaps) * gaps {
                     let vz = &zs[n_train * d..];
-                    if let Some((l, _)) =
-                        stepper.run(index, vz, &vsample, v as u64, learner, epoch, false)?
-                    {
+                    if let Outcome::Done(l, _) = stepper.run(
+                        index,
+                        vz,
+                        &vsample,
+                        v as u64,
+                        Pass::Validate { bin: v % gaps },
+                        learner,
+                        epoch,
+                    )? {
                         add(&mut vsum, &l);
                         vok += 1;
                     }
@@ -586,8 +652,18 @@ pub fn fit<F: Float, L: Learner<F>>(
                 (vok > 0).then(|| mean(&vsum, vok))
             }
         };
+        let settled = guard.epoch(
+            train.drift.to_f64(),
+            train.diffusion.to_f64(),
+            validation.map(|l| l.total.to_f64()),
+        ) == Verdict::Healthy;
+        if !settled {
+            roll_back(learner, &mut guard)?;
+        }
         let score = validation.map_or(train.total, |l| l.total);
-        if epoch < learner.settled_from() {
+        if !settled || !train.total.is_finite() {
+            stale += 1;
+        } else if epoch < learner.settled_from() {
             // Still warming up: the latest parameters stand in for the best
             // until a settled epoch replaces them.
             best = (F::INFINITY, epoch, validation);
@@ -605,6 +681,8 @@ pub fn fit<F: Float, L: Learner<F>>(
             train,
             validation,
             skipped,
+            rollbacks: guard.rollbacks - rollbacks_before,
+            learning_rate_factor: guard.learning_rate_factor,
             whole_bins: whole,
             best_epoch: best.1,
         };
@@ -625,6 +703,7 @@ pub fn fit<F: Float, L: Learner<F>>(
         best_epoch: best.1,
         best_validation: best.2,
         stopped_early,
+        rollbacks: guard.rollbacks,
         train_rows: n_train,
         validation_rows: n_valid,
         clusters,
@@ -664,6 +743,28 @@ fn mean<F: Float>(sum: &Losses<F>, count: usize) -> Losses<F> {
     }
 }
 
+/// What a batch is for: a training step, or a validation batch drawn from
+/// a given source bin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Train,
+    Validate { bin: usize },
+}
+
+/// What became of one batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outcome<F> {
+    /// The learner stepped (or evaluated) with these losses; whether the
+    /// batch fell back to whole bins.
+    Done(Losses<F>, bool),
+    /// No usable plan (UOT did not converge, or degenerate distances):
+    /// the learner did not see the batch.
+    NoPlan,
+    /// The learner failed on a non-finite loss or gradient and changed
+    /// nothing.
+    NonFinite,
+}
+
 /// Sample → gather → UOT → learner, with the per-batch scratch.
 struct BatchStepper<'w, 'c, F> {
     cfg: &'c FitConfig<F>,
@@ -700,8 +801,7 @@ impl<F: Float> BatchStepper<'_, '_, F> {
             .filter(|&s| s.is_finite() && s > F::ZERO))
     }
 
-    /// One batch; `Ok(None)` when it was skipped (UOT not converged, or a
-    /// failed step), else the losses and whether it used whole bins.
+    /// One batch of `pass` (see [`Outcome`]).
     #[allow(clippy::too_many_arguments)]
     fn run<L: Learner<F>>(
         &mut self,
@@ -709,14 +809,20 @@ impl<F: Float> BatchStepper<'_, '_, F> {
         z: &[F],
         sample: &SampleConfig,
         step: u64,
+        pass: Pass,
         learner: &mut L,
         epoch: usize,
-        train: bool,
-    ) -> Result<Option<(Losses<F>, bool)>> {
+    ) -> Result<Outcome<F>> {
         let (d, b) = (self.d, self.cfg.batch);
         let (source, rest) = self.ints.split_at_mut(b);
         let (target, pairs) = rest.split_at_mut(b);
-        let sizes = index.sample(sample, step, source, target, pairs)?;
+        let sizes = match pass {
+            Pass::Train => index.sample(sample, step, source, target, pairs)?,
+            Pass::Validate { bin } => {
+                index.sample_in_bin(sample, step, bin, source, target, pairs)?
+            }
+        };
+        let train = pass == Pass::Train;
         let (n, m) = (sizes.sources, sizes.targets);
         let mut arena = Arena::new(&mut *self.scratch);
         let x = arena.take(n * d)?;
@@ -764,7 +870,7 @@ impl<F: Float> BatchStepper<'_, '_, F> {
         let median_ws = arena.take(median_sq_distance_workspace_len(n, m))?;
         let median = median_sq_distance(x, y, n, m, d, median_ws)?;
         if median.is_nan() || median <= F::ZERO {
-            return Ok(None);
+            return Ok(Outcome::NoPlan);
         }
         let epsilon = match self.noise_variance {
             Some(s2) => (F::TWO * s2 * h).max(F::from_f64(BRIDGE_EPSILON_FLOOR) * median),
@@ -812,7 +918,7 @@ impl<F: Float> BatchStepper<'_, '_, F> {
             uot_ws,
         )?;
         if !report.converged {
-            return Ok(None);
+            return Ok(Outcome::NoPlan);
         }
         // Row mass relative to the source mass: the teacher's weight.
         let inv_a = F::from_usize(n);
@@ -846,8 +952,7 @@ impl<F: Float> BatchStepper<'_, '_, F> {
     }
 }
 
-/// A training step or an evaluation of `learner` on `batch`: the losses and
-/// `whole_bins`, `Ok(None)` for a numerical failure (the batch is skipped).
+/// A training step or an evaluation of `learner` on `batch`.
 fn apply<F: Float, L: Learner<F>>(
     learner: &mut L,
     batch: &Minibatch<'_, F>,
@@ -856,15 +961,15 @@ fn apply<F: Float, L: Learner<F>>(
     step: u64,
     whole_bins: bool,
     ws: &mut [F],
-) -> Result<Option<(Losses<F>, bool)>> {
+) -> Result<Outcome<F>> {
     let result = if train {
         learner.step(batch, epoch, ws)
     } else {
         learner.evaluate(batch, epoch, ws)
     };
     match result {
-        Ok(l) => Ok(Some((l, whole_bins))),
-        Err(e) if e.kind == ErrorKind::NumericalFailure => Ok(None),
+        Ok(l) => Ok(Outcome::Done(l, whole_bins)),
+        Err(e) if e.kind == ErrorKind::NumericalFailure => Ok(Outcome::NonFinite),
         Err(e) => Err(e.with(Detail::Index(step as usize))),
     }
 }
@@ -1097,6 +1202,15 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
         self.params.copy_from_slice(self.best);
     }
 
+    /// Restores the kept parameters and restarts Adam (zero moments, step
+    /// count 0, so its bias correction starts afresh).
+    fn roll_back(&mut self) {
+        self.restore_best();
+        self.adam.m.fill(F::ZERO);
+        self.adam.v.fill(F::ZERO);
+        self.adam.steps = 0;
+    }
+
     fn noise_variance_workspace_len(&self, rows: usize) -> usize {
         match Layout::new(self.config) {
             Ok(layout) if layout.head.is_some() => {
@@ -1147,6 +1261,14 @@ mod tests {
         noise_calls: core::cell::Cell<usize>,
         /// [`Learner::settled_from`].
         settled: usize,
+        /// Training loss of step number `steps` after `rollbacks`
+        /// roll-backs (NaN: the step fails as non-finite).
+        train_loss: fn(usize, usize) -> f64,
+        rollbacks: usize,
+        /// Every learning-rate factor set, and the source time of every
+        /// validation batch.
+        rates: Vec<f64>,
+        validated: Vec<f64>,
     }
 
     impl Learner<f64> for Probe {
@@ -1161,12 +1283,16 @@ mod tests {
         ) -> Result<Losses<f64>> {
             assert!(ws.len() >= b.n);
             check_batch(b, self.d);
+            let loss = (self.train_loss)(self.steps, self.rollbacks);
             self.steps += 1;
             self.epsilons.push((epoch, b.epsilon));
+            if loss.is_nan() {
+                return Err(Error::new(ErrorKind::NumericalFailure, "batch", "scripted"));
+            }
             Ok(Losses {
-                drift: 1.0,
+                drift: loss,
                 diffusion: 0.0,
-                total: 1.0,
+                total: loss,
             })
         }
         fn evaluate(
@@ -1177,6 +1303,7 @@ mod tests {
         ) -> Result<Losses<f64>> {
             check_batch(b, self.d);
             self.evaluations += 1;
+            self.validated.push(b.t);
             let v = self.script[epoch];
             Ok(Losses {
                 drift: v,
@@ -1192,6 +1319,12 @@ mod tests {
         }
         fn restore_best(&mut self) {
             self.restored = true;
+        }
+        fn roll_back(&mut self) {
+            self.rollbacks += 1;
+        }
+        fn scale_learning_rate(&mut self, factor: f64) {
+            self.rates.push(factor);
         }
         fn noise_variance_workspace_len(&self, rows: usize) -> usize {
             rows
@@ -1266,6 +1399,17 @@ mod tests {
         noise: Option<f64>,
         settled: usize,
     ) -> (Result<FitReport<f64>>, Probe, Vec<EpochReport<f64>>) {
+        run_scripted(cfg, script, noise, settled, |_, _| 1.0)
+    }
+
+    /// [`run_with`] with scripted training losses.
+    fn run_scripted(
+        cfg: &FitConfig<f64>,
+        script: Vec<f64>,
+        noise: Option<f64>,
+        settled: usize,
+        train_loss: fn(usize, usize) -> f64,
+    ) -> (Result<FitReport<f64>>, Probe, Vec<EpochReport<f64>>) {
         let (z, t, track) = dataset();
         let data = Observations {
             z: &z,
@@ -1284,6 +1428,10 @@ mod tests {
             epsilons: vec![],
             noise_calls: core::cell::Cell::new(0),
             settled,
+            train_loss,
+            rollbacks: 0,
+            rates: vec![],
+            validated: vec![],
         };
         let need = fit_workspace_len(t.len(), 2, cfg, &probe).unwrap_or(FitWorkspaceLen {
             floats: 0,
@@ -1416,9 +1564,16 @@ mod tests {
         assert_eq!(probe.best_marks, vec![5, 10]);
         assert!(probe.restored);
         assert_eq!(probe.steps, 25);
-        assert_eq!(probe.evaluations, 10);
+        // Two validation batches per epoch round up to one per pair of
+        // adjacent bins (three), every pair in every epoch.
+        assert_eq!(probe.evaluations, 15);
+        for epoch in probe.validated.chunks(3) {
+            let mut sources = epoch.to_vec();
+            sources.sort_by(f64::total_cmp);
+            assert_eq!(sources, [0.0, 0.2, 0.4]);
+        }
         assert_eq!(epochs.len(), 5);
-        assert!(epochs.iter().all(|e| e.skipped == 0));
+        assert!(epochs.iter().all(|e| e.skipped == 0 && e.rollbacks == 0));
         // Held-out embryos are about 15% of the rows, and disjoint by track.
         let frac = r.validation_rows as f64 / (r.train_rows + r.validation_rows) as f64;
         assert!((0.08..0.25).contains(&frac), "{frac}");
@@ -1593,5 +1748,126 @@ mod tests {
         let learner = ModelLearner::new(&config, &mut p, &mut b, adam).unwrap();
         assert_eq!(learner.noise_variance_workspace_len(3), 0);
         assert_eq!(learner.noise_variance(&z, &t, &mut []).unwrap(), None);
+    }
+
+    #[test]
+    fn a_loss_that_keeps_exploding_is_rolled_back_then_the_fit_diverges() {
+        // Epoch 0 sets the reference (1); from step 5 on every step's loss
+        // is 1e6: each one rolls back (halving the rate) until the fifth.
+        let cfg = config();
+        let (r, probe, epochs) =
+            run_scripted(
+                &cfg,
+                vec![1.0; 6],
+                None,
+                0,
+                |s, _| if s < 5 { 1.0 } else { 1e6 },
+            );
+        let e = r.unwrap_err();
+        assert_eq!((e.kind, e.detail), (ErrorKind::Diverged, Detail::Index(1)));
+        assert_eq!(probe.rollbacks, cfg.max_rollbacks);
+        assert_eq!(epochs.len(), 1, "no report for the epoch that diverged");
+        // The first epoch's rate, then each roll-back's half of epoch 1's.
+        let schedule = cosine_decay(1, cfg.epochs, cfg.final_learning_rate);
+        let mut expected = vec![1.0, schedule];
+        expected.extend((1..=4).map(|k| schedule * 0.5f64.powi(k)));
+        assert_eq!(probe.rates, expected);
+    }
+
+    #[test]
+    fn one_roll_back_recovers_with_half_the_learning_rate() {
+        let cfg = config();
+        let (r, probe, epochs) = run_scripted(&cfg, vec![1.0; 6], None, 0, |s, rb| {
+            if s == 7 && rb == 0 { 1e6 } else { 1.0 }
+        });
+        let r = r.unwrap();
+        assert_eq!((r.rollbacks, probe.rollbacks, r.epochs), (1, 1, 6));
+        let per_epoch: Vec<(usize, f64)> = epochs
+            .iter()
+            .map(|e| (e.rollbacks, e.learning_rate_factor))
+            .collect();
+        assert_eq!(per_epoch[..3], [(0, 1.0), (1, 0.5), (0, 0.5)]);
+        // The exploding step does not count in the epoch's mean.
+        assert_eq!(epochs[1].train.total, 1.0);
+        let last = cosine_decay(5, cfg.epochs, cfg.final_learning_rate);
+        assert_eq!(*probe.rates.last().unwrap(), 0.5 * last);
+    }
+
+    #[test]
+    fn single_non_finite_steps_are_skipped_and_a_run_of_three_rolls_back() {
+        let cfg = config();
+        let (r, probe, epochs) = run_scripted(&cfg, vec![1.0; 6], None, 0, |s, rb| {
+            if s == 2 || s == 7 || (rb == 0 && (11..14).contains(&s)) {
+                f64::NAN
+            } else {
+                1.0
+            }
+        });
+        let r = r.unwrap();
+        let skipped: Vec<usize> = epochs.iter().map(|e| e.skipped).collect();
+        assert_eq!(skipped[..3], [1, 1, 3]);
+        assert_eq!(
+            (r.rollbacks, probe.rollbacks, epochs[2].rollbacks),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn an_exploding_validation_loss_rolls_back_and_is_never_kept() {
+        // Epoch 2's validation loss is 1000× the lowest: the parameters go
+        // back to epoch 1's and epoch 2 never becomes the best.
+        let (r, probe, epochs) = run(&config(), vec![3.0, 2.0, 2000.0, 1.9, 1.9, 1.9]);
+        let r = r.unwrap();
+        assert_eq!(
+            (r.rollbacks, probe.rollbacks, epochs[2].rollbacks),
+            (1, 1, 1)
+        );
+        assert!(epochs.iter().all(|e| e.best_epoch != 2));
+        assert_eq!(probe.best_marks, vec![5, 10, 20, 25, 30]);
+    }
+
+    #[test]
+    fn a_model_trained_at_a_rate_that_must_diverge_is_refused() {
+        let (z, t, track) = dataset();
+        let data = Observations {
+            z: &z,
+            t: &t,
+            track: &track,
+            d: 2,
+        };
+        let model = Config {
+            learn_diffusion: true,
+            learning_rate: 10.0,
+            width: 32,
+            ..Config::default()
+        };
+        let layout = Layout::new(&model).unwrap();
+        let mut params = vec![0.0; layout.len];
+        layout.init(1, &mut params).unwrap();
+        let (mut best, mut m, mut v) =
+            (params.clone(), vec![0.0; layout.len], vec![0.0; layout.len]);
+        let adam = AdamState {
+            m: &mut m,
+            v: &mut v,
+            steps: 0,
+        };
+        let mut learner = ModelLearner::new(&model, &mut params, &mut best, adam).unwrap();
+        let mut cfg = config();
+        cfg.cluster = ClusterConfig::new(1, 0.3);
+        // Patience beyond the epochs: the roll-back budget decides.
+        (cfg.epochs, cfg.patience) = (30, 30);
+        let need = fit_workspace_len(t.len(), 2, &cfg, &learner).unwrap();
+        let mut floats = vec![f64::NAN; need.floats];
+        let mut ints = vec![u32::MAX; need.indices];
+        let e = fit(
+            &data,
+            &cfg,
+            &mut learner,
+            &mut floats,
+            &mut ints,
+            &mut |_| Control::Continue,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Diverged, "{e}");
     }
 }

@@ -2,7 +2,10 @@
 //! turns one prepared minibatch into a parameter update; the epoch loop
 //! (sampling, UOT, teacher velocities) builds on it.
 
+pub mod acceptance;
 pub mod fit;
+pub mod guard;
+pub mod split;
 pub mod step;
 
 pub use step::{

@@ -800,6 +800,36 @@ fn step_loss<F: Float>(
     check_len(params, layout.len, "params")?;
     check_room(grad, layout.len, "workspace")?;
     check_batch(config, layout, batch)?;
+    computed(step_loss_checked(
+        config, layout, epoch, at, batch, params, grad, workspace,
+    ))
+}
+
+/// After [`check_batch`] every value is computed from finite inputs: a
+/// non-finite one (a flow, a propagated map or a target that overflowed)
+/// is a numerical failure of the step, not bad input.
+fn computed<T>(result: Result<T>) -> Result<T> {
+    result.map_err(|e| match e.kind {
+        ErrorKind::NonFinite => Error {
+            kind: ErrorKind::NumericalFailure,
+            ..e
+        },
+        _ => e,
+    })
+}
+
+/// [`step_loss`] on a checked batch.
+#[allow(clippy::too_many_arguments)]
+fn step_loss_checked<F: Float>(
+    config: &Config,
+    layout: &Layout,
+    epoch: u32,
+    at: DiffusionAt,
+    batch: &Batch<'_, F>,
+    params: &[F],
+    grad: &mut [F],
+    workspace: &mut [F],
+) -> Result<StepLoss<F>> {
     let (n, d) = (batch.len(), layout.d);
     let mut arena = Arena::new(workspace);
     let loss_ws = arena.take(loss_workspace_len(config, layout, n))?;
