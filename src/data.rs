@@ -8,6 +8,9 @@
 
 use crate::csvio::{Table, read_table, write_atomic};
 use crate::times::TimeGrid;
+use morphosde_core::integrate::rollout::default_workers;
+use morphosde_core::sampler::UNTRACKED;
+use morphosde_core::synthetic::{GroundTruth, SnapshotDesign, snapshots_workspace_len};
 use std::path::Path;
 
 /// Observations `z` (`n × d`, row-major), their times `t` (length `n`) and
@@ -47,6 +50,31 @@ impl CoordinateColumns {
 }
 
 impl Snapshots {
+    /// Snapshots of a known process observed as `design` says
+    /// (`GroundTruth::snapshots`), coordinates named `z0…`.
+    pub fn sampled<P: GroundTruth + Sync>(
+        process: &P,
+        design: &SnapshotDesign<'_, f32>,
+    ) -> Result<Self, String> {
+        let d = process.d();
+        let obs = design.observations();
+        let (mut z, mut t, mut track) = (vec![0.0f32; obs * d], vec![0.0f32; obs], vec![0u32; obs]);
+        let mut ws = vec![0.0f32; snapshots_workspace_len(process, design, default_workers())];
+        process
+            .snapshots(design, &mut z, &mut t, &mut track, &mut ws)
+            .map_err(|e| e.to_string())?;
+        Ok(Snapshots {
+            d,
+            z,
+            t,
+            track: track
+                .iter()
+                .map(|&i| (i != UNTRACKED).then_some(i))
+                .collect(),
+            names: (0..d).map(|k| format!("z{k}")).collect(),
+        })
+    }
+
     /// Number of observations.
     pub fn len(&self) -> usize {
         self.t.len()

@@ -43,6 +43,9 @@ enum Command {
     Field(commands::field::FieldArgs),
     /// One change at a time on the built-in dataset; a table of scores.
     Ablate(Box<commands::ablate::AblateArgs>),
+    /// The ground-truth recovery suite: train on known processes, score
+    /// against the truth; a table and per-run JSON.
+    BenchRecovery(Box<commands::recovery::BenchRecoveryArgs>),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => report(commands::demo::run(&args)),
         Command::Field(args) => report(commands::field::run(&args)),
         Command::Ablate(args) => report(commands::ablate::run(&args)),
+        Command::BenchRecovery(args) => report(commands::recovery::run(&args)),
     }
 }
 

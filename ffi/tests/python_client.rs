@@ -19,7 +19,9 @@ use morphosde_core::metrics::{
 use morphosde_core::model::{Config, Layout, Learned};
 use morphosde_core::propagate::{Propagation, propagate, propagate_workspace_len};
 use morphosde_core::rng::{Family, Rng};
-use morphosde_core::synthetic::{EmbryoProcess, SnapshotDesign, snapshots_workspace_len};
+use morphosde_core::synthetic::{
+    EmbryoProcess, GroundTruth, SnapshotDesign, snapshots_workspace_len,
+};
 use morphosde_core::train::fit::{
     Control, FitConfig, ModelLearner, Observations, fit, fit_workspace_len,
 };

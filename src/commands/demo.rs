@@ -18,25 +18,24 @@
 //! - which half falls short: the energy distance of rollouts that take the
 //!   drift from the true process and the noise from the model, and the
 //!   other way round ([`Hybrid`]).
+//!
+//! The rollouts, the hybrids and the error sums are `scoring`'s, shared
+//! with `bench-recovery`.
 
+use super::scoring::{
+    Hybrid, default_rollouts, diffusion_errors, drift_errors, learned_diffusion, rollout_time,
+};
 use super::train::{ModelArgs, Trained, progress_bar};
 use crate::csvio::write_atomic;
 use crate::data::Snapshots;
 use crate::plots;
 use clap::Args;
-use morphosde_core::integrate::Dynamics;
-use morphosde_core::integrate::ode::Dopri5Config;
-use morphosde_core::integrate::rollout::{
-    MAX_BLOCK_ROWS, Method, RolloutConfig, Start, default_workers, rollout, rollout_workspace_len,
-};
-use morphosde_core::integrate::sde::EmConfig;
 use morphosde_core::linalg::sym_eigen;
 use morphosde_core::metrics::{
     energy_distance, sliced_wasserstein, sliced_wasserstein_workspace_len,
 };
 use morphosde_core::model::Learned;
-use morphosde_core::sampler::UNTRACKED;
-use morphosde_core::synthetic::{EmbryoProcess, SnapshotDesign, snapshots_workspace_len};
+use morphosde_core::synthetic::{EmbryoProcess, SnapshotDesign};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -65,7 +64,6 @@ pub struct DemoArgs {
 
 /// The built-in dataset: `per_bin` embryos per bin, 30% tracked.
 pub fn builtin_dataset(d: usize, per_bin: usize, seed: u64) -> Result<Snapshots, String> {
-    let process = EmbryoProcess { d };
     let design = SnapshotDesign {
         bins: &BINS,
         per_bin,
@@ -73,22 +71,7 @@ pub fn builtin_dataset(d: usize, per_bin: usize, seed: u64) -> Result<Snapshots,
         seed,
         h_max: 0.01,
     };
-    let obs = design.observations();
-    let (mut z, mut t, mut track) = (vec![0.0f32; obs * d], vec![0.0f32; obs], vec![0u32; obs]);
-    let mut ws = vec![0.0f32; snapshots_workspace_len(&process, &design, default_workers())];
-    process
-        .snapshots(&design, &mut z, &mut t, &mut track, &mut ws)
-        .map_err(|e| format!("built-in dataset: {e}"))?;
-    Ok(Snapshots {
-        d,
-        z,
-        t,
-        track: track
-            .iter()
-            .map(|&i| (i != UNTRACKED).then_some(i))
-            .collect(),
-        names: (0..d).map(|k| format!("z{k}")).collect(),
-    })
+    Snapshots::sampled(&EmbryoProcess { d }, &design).map_err(|e| format!("built-in dataset: {e}"))
 }
 
 /// Rows of `data` observed at bin time `tb`, row-major.
@@ -100,110 +83,11 @@ pub fn bin_rows(data: &Snapshots, tb: f32) -> Vec<f32> {
 }
 
 /// Rollouts of the learned model from `start` (`n×d`) at `BINS[0]` to the
-/// later bins: Euler–Maruyama with a diffusion head, Dopri5 without.
-/// Returns `n × (bins−1) × d`.
+/// later bins, as `simulate` runs them by default. Returns
+/// `n × (bins−1) × d`.
 pub fn rollouts(trained: &Trained, start: &[f32], seed: u64) -> Result<Vec<f32>, String> {
     let model = Learned::new(&trained.config, &trained.params).map_err(|e| e.to_string())?;
-    rollouts_of(&model, start, seed)
-}
-
-/// Rollouts of the true process from `start`, the same way as [`rollouts`]
-/// (Euler–Maruyama, step 0.01, the same seed): what a perfect model scores
-/// under this protocol. The rollouts inherit the start bin's sampling
-/// error (e.g. its share of branch embryos), which the held-out later bins
-/// only partly share, so even these sit above the true-vs-true floor.
-fn true_rollouts(d: usize, start: &[f32], seed: u64) -> Result<Vec<f32>, String> {
-    rollouts_of(&EmbryoProcess { d }, start, seed)
-}
-
-/// [`rollouts`] of any dynamics: Euler–Maruyama (step 0.01) when it has
-/// noise, Dopri5 otherwise.
-fn rollouts_of<S: Dynamics<f32> + Sync>(
-    dynamics: &S,
-    start: &[f32],
-    seed: u64,
-) -> Result<Vec<f32>, String> {
-    let d = dynamics.dim();
-    let n = start.len() / d;
-    let method = if dynamics.noise_dim() > 0 {
-        Method::EulerMaruyama(EmConfig {
-            h_max: 0.01,
-            trace_clip: None,
-        })
-    } else {
-        Method::Dopri5(Dopri5Config::new(1e-5, 1e-6))
-    };
-    let cfg = RolloutConfig {
-        method,
-        seed,
-        block_rows: MAX_BLOCK_ROWS,
-    };
-    let times = &BINS[1..];
-    let mut out = vec![0.0f32; n * times.len() * d];
-    let mut stops = vec![0.0f32; n];
-    let mut ws = vec![0.0f32; rollout_workspace_len(dynamics, &cfg, default_workers())];
-    rollout(
-        dynamics,
-        Start::Cloud(start),
-        BINS[0],
-        times,
-        &cfg,
-        &mut out,
-        &mut stops,
-        &mut ws,
-    )
-    .map_err(|e| format!("rollout: {e}"))?;
-    Ok(out)
-}
-
-/// Dynamics with the drift of one of a learned model and the true process
-/// and the noise of the other: rolled out like the model, they say whether
-/// its drift or its noise keeps it from the true process's score.
-pub struct Hybrid<'a> {
-    pub model: Learned<'a, f32>,
-    pub truth: EmbryoProcess,
-    /// Learned drift with the true noise (else the true drift with the
-    /// learned noise).
-    pub learned_drift: bool,
-}
-
-impl Dynamics<f32> for Hybrid<'_> {
-    fn dim(&self) -> usize {
-        self.truth.d
-    }
-    fn noise_dim(&self) -> usize {
-        if self.learned_drift {
-            Dynamics::<f32>::noise_dim(&self.truth)
-        } else {
-            self.model.noise_dim()
-        }
-    }
-    /// The discarded drift (`rows×d`), then the larger of the two
-    /// dynamics' own workspaces.
-    fn workspace_len(&self, rows: usize) -> usize {
-        rows * self.truth.d
-            + self
-                .model
-                .workspace_len(rows)
-                .max(Dynamics::<f32>::workspace_len(&self.truth, rows))
-    }
-    fn drift(&self, z: &[f32], t: &[f32], f: &mut [f32], workspace: &mut [f32]) {
-        if self.learned_drift {
-            self.model.drift(z, t, f, workspace)
-        } else {
-            self.truth.drift(z, t, f, workspace)
-        }
-    }
-    fn drift_and_factor(&self, z: &[f32], t: &[f32], f: &mut [f32], l: &mut [f32], ws: &mut [f32]) {
-        let (discarded, ws) = ws.split_at_mut(t.len() * self.truth.d);
-        if self.learned_drift {
-            self.truth.drift_and_factor(z, t, discarded, l, ws);
-            self.model.drift(z, t, f, ws);
-        } else {
-            self.model.drift_and_factor(z, t, discarded, l, ws);
-            self.truth.drift(z, t, f, ws);
-        }
-    }
+    default_rollouts(&model, start, BINS[0], &BINS[1..], seed)
 }
 
 /// Writes rollouts (`n × (bins−1) × d`) as CSV rows `trajectory, t, z…`.
@@ -227,39 +111,7 @@ pub fn write_rollouts(path: &Path, d: usize, paths: &[f32]) -> Result<(), String
 
 /// States of bin `k ≥ 1` of a rollout array.
 pub fn rollout_bin(paths: &[f32], d: usize, k: usize) -> Vec<f32> {
-    let per = (BINS.len() - 1) * d;
-    paths
-        .chunks_exact(per)
-        .flat_map(|p| p[(k - 1) * d..k * d].iter().copied())
-        .filter(|x| x.is_finite())
-        .collect()
-}
-
-/// Learned `D = L Lᵀ` (`rows × d × d`) at states `z` and times `t`.
-pub fn learned_diffusion(trained: &Trained, z: &[f32], t: &[f32]) -> Result<Vec<f32>, String> {
-    let model = Learned::new(&trained.config, &trained.params).map_err(|e| e.to_string())?;
-    let (d, q) = (model.dim(), model.noise_dim());
-    let rows = t.len();
-    let mut dm = vec![0.0f32; rows * d * d];
-    if q == 0 {
-        return Ok(dm);
-    }
-    let mut f = vec![0.0f32; rows * d];
-    let mut l = vec![0.0f32; rows * d * q];
-    let mut ws = vec![0.0f32; model.workspace_len(rows)];
-    model.drift_and_factor(z, t, &mut f, &mut l, &mut ws);
-    for r in 0..rows {
-        let (lr, out) = (
-            &l[r * d * q..(r + 1) * d * q],
-            &mut dm[r * d * d..(r + 1) * d * d],
-        );
-        for i in 0..d {
-            for j in 0..d {
-                out[i * d + j] = (0..q).map(|k| lr[i * q + k] * lr[j * q + k]).sum();
-            }
-        }
-    }
-    Ok(dm)
+    rollout_time(paths, d, BINS.len() - 1, k - 1)
 }
 
 /// Scores of a trained model on the built-in process (see the module docs).
@@ -268,7 +120,11 @@ pub struct Scores {
     pub energy_floor: Vec<f64>,
     pub sliced: Vec<f64>,
     pub sliced_floor: Vec<f64>,
-    /// Energy distance of the true process's rollouts ([`true_rollouts`]).
+    /// Energy distance of the true process's rollouts from the same start,
+    /// the same way: what a perfect model scores under this protocol. They
+    /// inherit the start bin's sampling error (e.g. its share of branch
+    /// embryos), which the held-out later bins only partly share, so even
+    /// these sit above the true-vs-true floor.
     pub energy_true_rollouts: Vec<f64>,
     /// Energy distance of the [`Hybrid`] rollouts: the true drift with the
     /// learned noise, and the learned drift with the true noise (both
@@ -354,14 +210,27 @@ pub fn score(
             truth: process,
             learned_drift,
         };
-        energy_of(&rollouts_of(&dynamics, &start, seed)?).map(Some)
+        energy_of(&default_rollouts(
+            &dynamics,
+            &start,
+            BINS[0],
+            &BINS[1..],
+            seed,
+        )?)
+        .map(Some)
     };
     let mut s = Scores {
         energy: energy_of(paths)?,
         energy_floor: vec![],
         sliced: vec![],
         sliced_floor: vec![],
-        energy_true_rollouts: energy_of(&true_rollouts(d, &start, seed)?)?,
+        energy_true_rollouts: energy_of(&default_rollouts(
+            &process,
+            &start,
+            BINS[0],
+            &BINS[1..],
+            seed,
+        )?)?,
         energy_true_drift: hybrid(false)?,
         energy_true_noise: hybrid(true)?,
         drift_error: drift_error(&model, test)?,
@@ -376,26 +245,18 @@ pub fn score(
         s.sliced_floor.push(sw(&other, &held)?);
     }
     if trained.config.learn_diffusion {
-        let learned = learned_diffusion(trained, &test.z, &test.t)?;
-        let (mut l, mut truth) = (vec![0.0f64; d * d], vec![0.0f64; d * d]);
-        // Summed squares [num, den] of the bins with a next bin, then of the last.
-        let mut sums = [[0.0f64; 2]; 2];
+        // The bins with a next bin (group 0), then the last (group 1).
         let last = BINS[BINS.len() - 1];
-        for i in 0..test.len() {
-            let z: Vec<f64> = test.z[i * d..(i + 1) * d]
-                .iter()
-                .map(|&x| x as f64)
-                .collect();
-            process.diffusion_at(&z, &mut l, &mut truth);
-            let sum = &mut sums[usize::from(test.t[i] == last)];
-            for (a, b) in learned[i * d * d..(i + 1) * d * d].iter().zip(&truth) {
-                sum[0] += (*a as f64 - b).powi(2);
-                sum[1] += b * b;
-            }
-        }
-        let [leaving, at_last] = sums;
-        s.d_error = Some((leaving[0] / leaving[1]).sqrt());
-        s.d_error_all_bins = Some(((leaving[0] + at_last[0]) / (leaving[1] + at_last[1])).sqrt());
+        let errors = diffusion_errors(
+            &model,
+            &process,
+            &test.z,
+            &test.t,
+            |i| usize::from(test.t[i] == last),
+            2,
+        );
+        s.d_error = Some(errors.pooled(&[0]));
+        s.d_error_all_bins = Some(errors.pooled(&[0, 1]));
     }
     Ok(s)
 }
@@ -412,24 +273,11 @@ fn drift_error(model: &Learned<'_, f32>, test: &Snapshots) -> Result<f64, String
         .flat_map(|&i| test.z[i * d..(i + 1) * d].iter().copied())
         .collect();
     let t: Vec<f32> = rows.iter().map(|&i| test.t[i]).collect();
-    let mut learned = vec![0.0f32; z.len()];
-    let mut ws = vec![0.0f32; model.workspace_len(t.len())];
-    model.drift(&z, &t, &mut learned, &mut ws);
-    let process = EmbryoProcess { d };
-    let mut truth = vec![0.0f64; d];
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for (r, &tr) in t.iter().enumerate() {
-        let zr: Vec<f64> = z[r * d..(r + 1) * d].iter().map(|&x| x as f64).collect();
-        process.drift_at(&zr, tr as f64, &mut truth);
-        for (a, b) in learned[r * d..(r + 1) * d].iter().zip(&truth) {
-            num += (*a as f64 - b).powi(2);
-            den += b * b;
-        }
-    }
-    if !num.is_finite() {
+    let error = drift_errors(model, &EmbryoProcess { d }, &z, &t, |_| 0, 1).pooled(&[0]);
+    if !error.is_finite() {
         return Err("the learned drift is not finite at the held-out states".into());
     }
-    Ok((num / den).sqrt())
+    Ok(error)
 }
 
 /// Plots of a trained model on the built-in process into `dir`.
@@ -455,6 +303,7 @@ pub fn plot_all(
     if !trained.config.learn_diffusion {
         return Ok(());
     }
+    let model = Learned::new(&trained.config, &trained.params).map_err(|e| e.to_string())?;
     // The wild-type backbone: z = (t, 0, …, 0).
     let steps = 29;
     let times: Vec<f64> = (0..steps)
@@ -465,7 +314,7 @@ pub fn plot_all(
         z[i * d] = t as f32;
     }
     let tf: Vec<f32> = times.iter().map(|&t| t as f32).collect();
-    let dm = learned_diffusion(trained, &z, &tf)?;
+    let dm = learned_diffusion(&model, &z, &tf);
     let mut eig = vec![0.0f64; steps * d];
     let (mut w, mut v) = (vec![0.0f64; d], vec![0.0f64; d * d]);
     for i in 0..steps {
@@ -502,7 +351,7 @@ pub fn plot_all(
             tg.push(t as f32);
         }
     }
-    let dg = learned_diffusion(trained, &zg, &tg)?;
+    let dg = learned_diffusion(&model, &zg, &tg);
     let trace: Vec<f64> = dg
         .chunks_exact(d * d)
         .map(|m| (0..d).map(|k| m[k * d + k] as f64).sum())

@@ -5,6 +5,8 @@ pub mod cluster;
 pub mod demo;
 pub mod evaluate;
 pub mod field;
+pub mod recovery;
+pub mod scoring;
 pub mod simulate;
 pub mod train;
 pub mod uot;

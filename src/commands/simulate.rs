@@ -31,6 +31,27 @@ use morphosde_core::synthetic::EmbryoProcess;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Default largest step of `em` and `rk4` (time units).
+pub const DEFAULT_H_MAX: f32 = 0.01;
+/// Default tolerances of `dopri5`.
+pub const DEFAULT_RTOL: f32 = 1e-5;
+pub const DEFAULT_ATOL: f32 = 1e-6;
+
+/// What `simulate` runs with its default flags (`--method auto`): `em` at
+/// step [`DEFAULT_H_MAX`] for dynamics with noise, `dopri5` at
+/// [`DEFAULT_RTOL`]/[`DEFAULT_ATOL`] otherwise. Scorers that roll a model
+/// out "as `simulate` would" use this.
+pub fn default_method(has_noise: bool) -> Method<f32> {
+    if has_noise {
+        Method::EulerMaruyama(EmConfig {
+            h_max: DEFAULT_H_MAX,
+            trace_clip: None,
+        })
+    } else {
+        Method::Dopri5(Dopri5Config::new(DEFAULT_RTOL, DEFAULT_ATOL))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum MethodArg {
     /// `em` with diffusion, `dopri5` without.
@@ -94,12 +115,12 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
     pub method: MethodArg,
     /// Largest step (em, rk4), in time units.
-    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_H_MAX, allow_negative_numbers = true)]
     pub h_max: f32,
     /// Tolerances and minimum step of dopri5.
-    #[arg(long, default_value_t = 1e-5, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_RTOL, allow_negative_numbers = true)]
     pub rtol: f32,
-    #[arg(long, default_value_t = 1e-6, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_ATOL, allow_negative_numbers = true)]
     pub atol: f32,
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub h_min: f32,

@@ -1241,7 +1241,7 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synthetic::{EmbryoProcess, SnapshotDesign, snapshots_workspace_len};
+    use crate::synthetic::{EmbryoProcess, GroundTruth, SnapshotDesign, snapshots_workspace_len};
     use std::vec;
     use std::vec::Vec;
 
