@@ -4,6 +4,7 @@
 mod commands;
 mod csvio;
 mod data;
+mod heldout;
 mod plots;
 mod times;
 
@@ -46,6 +47,9 @@ enum Command {
     /// The ground-truth recovery suite: train on known processes, score
     /// against the truth; a table and per-run JSON.
     BenchRecovery(Box<commands::recovery::BenchRecoveryArgs>),
+    /// The held-out-time benchmark: each intermediate bin of its own
+    /// datasets held out in turn, W1 of the rollouts beside the baselines.
+    BenchHeldout(Box<commands::bench_heldout::BenchHeldoutArgs>),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Field(args) => report(commands::field::run(&args)),
         Command::Ablate(args) => report(commands::ablate::run(&args)),
         Command::BenchRecovery(args) => report(commands::recovery::run(&args)),
+        Command::BenchHeldout(args) => report(commands::bench_heldout::run(&args)),
     }
 }
 

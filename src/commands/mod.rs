@@ -1,6 +1,7 @@
 //! One module per subcommand: argument struct (clap) and `run`.
 
 pub mod ablate;
+pub mod bench_heldout;
 pub mod cluster;
 pub mod demo;
 pub mod evaluate;
