@@ -63,7 +63,7 @@
  * layout or status value; the shared library's SONAME is
  * libmorphosde.so.MSDE_ABI_VERSION.
  */
-#define MSDE_ABI_VERSION 4
+#define MSDE_ABI_VERSION 5
 
 /**
  * Largest number of clusters msde_cluster accepts (msde_cluster_config.k).
@@ -1455,7 +1455,9 @@ msde_status msde_model_get_params(const struct msde_model *model,
 
 /**
  * Replaces the model's parameters with `params` (params_len floats, all
- * finite). Not while another thread uses the model.
+ * finite, the input block first: mean (d), scale (d, > 0), t_min, t_max
+ * (t_min <= t_max), see msde_model_get_inputs). Not while another thread
+ * uses the model.
  *
  * # Safety
  * `model` a model of this library; `params` valid for params_len floats
@@ -1479,7 +1481,9 @@ msde_status msde_model_eval_workspace_len(const struct msde_model *model,
                                           struct msde_error *err);
 
 /**
- * Drift f(z, t) of `rows` states.
+ * Drift f(z, t) of `rows` states, in the data's units (the model's
+ * standardisation is applied inside, see msde_model_get_inputs; times
+ * outside its time span give the model at the span's nearest end).
  *
  * - `z`: rows x d row-major states (z_len = rows*d); `t`: rows times.
  * - `f`: rows x d drift, state units per time unit (f_len = rows*d).

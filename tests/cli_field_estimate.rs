@@ -14,7 +14,7 @@
 //! the errors.
 
 use morphosde_core::codec;
-use morphosde_core::model::{Config, Layout};
+use morphosde_core::model::{Config, Inputs, Layout};
 use morphosde_core::rng::{Family, Rng};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -98,6 +98,9 @@ fn exact_model() -> Vec<u8> {
     };
     let layout = Layout::new(&config).unwrap();
     let mut params = vec![0.0f32; layout.len];
+    layout
+        .set_inputs(&mut params, &Inputs::identity(2))
+        .unwrap();
     // f = z W with W (2×2, in × out): W[b][a] = A[a][b].
     for a in 0..2 {
         for b in 0..2 {

@@ -2,18 +2,19 @@
 //! full-rank, state-dependent D), on a small configuration that trains in
 //! seconds: `morphosde ablate --only drift-only,full,diagonal` at 400
 //! embryos per bin, 12 epochs of 30 steps at learning rate 0.002 (the
-//! default 0.001 is meant for the default 80 epochs).
+//! default 0.0002 is meant for the default 80 epochs).
 //!
 //! Measured on this configuration (x86-64, AVX-512 kernels; the default
-//! flow drift teacher): drift-only energy distance 0.0341, full rank 0.0079
-//! (true-vs-true floor 0.0029; the true process rolled out the same way
-//! from the same start 0.0025; the true drift with the learned noise
-//! 0.0038, the learned drift with the true noise 0.0034); D error full rank
-//! 0.361, diagonal 0.646; drift error 0.121. (Chord teacher: 0.0348,
-//! 0.0077, 0.0037, 0.0031; 0.352, 0.640; 0.118.) The bounds below leave room for
-//! the rounding of other SIMD paths (the training trajectory is
-//! deterministic on one machine, not across kernels). The defaults at 1000
-//! embryos per bin and 80 epochs do better (README's recovery section).
+//! flow drift teacher, coordinates standardised inside the model):
+//! drift-only energy distance 0.0360, full rank 0.0035 (true-vs-true floor
+//! 0.0029; the true process rolled out the same way from the same start
+//! 0.0025; the true drift with the learned noise 0.0026, the learned drift
+//! with the true noise 0.0031); D error full rank 0.235, diagonal 0.546;
+//! drift error 0.126. (On raw coordinates: 0.0341, 0.0079, 0.0038, 0.0034;
+//! 0.361, 0.646; 0.121.) The bounds below leave room for the rounding of
+//! other SIMD paths (the training trajectory is deterministic on one
+//! machine, not across kernels). The defaults at 1000 embryos per bin and
+//! 80 epochs: README's recovery section.
 
 use serde_json::Value;
 use std::process::Command;

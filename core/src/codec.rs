@@ -10,25 +10,30 @@
 //! | 4 | number of config words `W` (30; 29 in version 2, 28 in version 1) |
 //! | 8·W | config words (`u64`; reals as IEEE-754 f64 bits): [`Config`] fields in declaration order except `time_scale` and `drift_teacher`, which come last in that order (version 2 added `time_scale`, version 3 `drift_teacher`; older files load with `time_scale = 1` and `DriftTeacher::Chord`) |
 //! | 8 | parameter count `P` |
-//! | P·(4 or 8) | parameters (layout of [`Layout::new`]) |
+//! | P·(4 or 8) | parameters (layout of [`Layout::new`], the input block of [`crate::model::inputs`] first; versions 1–3 have no input block and load with the identity standardisation and no time span, i.e. exactly the model they were) |
 //! | 8 | FNV-1a-64 of every byte before it |
 //!
 //! Loading checks, in order: length for the header (truncated), magic
 //! (foreign bytes), version, float width, total length (truncated),
 //! checksum (corrupted), config (decodable and valid), parameter count
-//! (consistent with the config), finiteness. Nothing is written to the
-//! output before every check has passed.
+//! (consistent with the config), finiteness, the input block (scales > 0,
+//! `t_min ≤ t_max`). Nothing is written to the output before every check
+//! has passed.
 
 use crate::error::{Detail, Error, ErrorKind, Result, check_finite, check_len};
 use crate::float::Float;
-use crate::model::{Config, DriftLoss, DriftTeacher, Layout, MassWeighting, Residual, TargetMode};
+use crate::model::{
+    Config, DriftLoss, DriftTeacher, Inputs, Layout, MassWeighting, Residual, TargetMode,
+};
 
 /// First eight bytes of every model.
 pub const MAGIC: [u8; 8] = *b"MSDEMODL";
 /// Version of this layout (written by [`save`]); [`load`] also reads
-/// versions 2 (no `drift_teacher` word) and 1 (nor `time_scale`), any other
-/// version is refused.
-pub const FORMAT_VERSION: u32 = 3;
+/// versions 3 (no input block), 2 (nor a `drift_teacher` word) and 1 (nor
+/// `time_scale`), any other version is refused.
+pub const FORMAT_VERSION: u32 = 4;
+/// The first version whose parameters start with the input block.
+const INPUT_BLOCK_SINCE: u32 = 4;
 /// Config words written by this version.
 const CONFIG_WORDS: usize = 30;
 /// Config words of versions 2 and 1 (this version's without
@@ -161,13 +166,15 @@ pub fn model_bytes_len<F: Float>(config: &Config) -> Result<usize> {
     Ok(params_start(CONFIG_WORDS) + p * F::BYTES + 8)
 }
 
-/// Writes the model (`config`, `params` of its layout, finite) to the front
-/// of `out`; returns the number of bytes written ([`model_bytes_len`]).
+/// Writes the model (`config`, `params` of its layout, finite, with a valid
+/// input block) to the front of `out`; returns the number of bytes written ([`model_bytes_len`]).
 pub fn save<F: Float>(config: &Config, params: &[F], out: &mut [u8]) -> Result<usize> {
     let len = model_bytes_len::<F>(config)?;
-    let p = Layout::new(config)?.len;
+    let layout = Layout::new(config)?;
+    let p = layout.len;
     check_len(params, p, "params")?;
     check_finite(params, "params")?;
+    layout.check_inputs(params)?;
     if out.len() < len {
         return Err(Error::too_small("out", len, out.len()));
     }
@@ -228,7 +235,7 @@ pub fn load_config<F: Float>(bytes: &[u8]) -> Result<Config> {
     }
     let version = u32_at(bytes, 8);
     let words = match version {
-        FORMAT_VERSION => CONFIG_WORDS,
+        FORMAT_VERSION | 3 => CONFIG_WORDS,
         2 => CONFIG_WORDS_V2,
         1 => CONFIG_WORDS_V1,
         _ => {
@@ -283,18 +290,31 @@ pub fn load_config<F: Float>(bytes: &[u8]) -> Result<Config> {
         *w = u64_at(bytes, HEADER + 8 * k);
     }
     let config = config_from_words(&stored[..words])?;
-    if Layout::new(&config)?.len as u64 != p {
+    if stored_len(&Layout::new(&config)?, version) as u64 != p {
         return Err(corrupt("parameter count does not match the config"));
     }
     Ok(config)
 }
 
+/// Parameters a file of `version` stores for `layout`: all of them, or
+/// those after the input block before [`INPUT_BLOCK_SINCE`].
+fn stored_len(layout: &Layout, version: u32) -> usize {
+    if version >= INPUT_BLOCK_SINCE {
+        layout.len
+    } else {
+        layout.len - layout.input_block.len()
+    }
+}
+
 /// Loads model bytes into `params` (length of the stored config's layout);
-/// returns the config. On any error `params` is untouched.
+/// returns the config. Files without an input block get the identity one.
+/// On any error `params` is untouched.
 pub fn load<F: Float>(bytes: &[u8], params: &mut [F]) -> Result<Config> {
     let config = load_config::<F>(bytes)?;
-    let p = Layout::new(&config)?.len;
-    check_len(params, p, "params")?;
+    let layout = Layout::new(&config)?;
+    check_len(params, layout.len, "params")?;
+    let p = stored_len(&layout, u32_at(bytes, 8));
+    let skipped = layout.len - p;
     let start = params_start(u32_at(bytes, 16) as usize);
     let read = |k: usize| -> F {
         let at = start + k * F::BYTES;
@@ -309,9 +329,22 @@ pub fn load<F: Float>(bytes: &[u8], params: &mut [F]) -> Result<Config> {
     if let Some(k) = (0..p).position(|k| !read(k).is_finite()) {
         return Err(corrupt("parameters contain NaN or infinity").with(Detail::Index(k)));
     }
-    for (k, v) in params.iter_mut().enumerate() {
+    let mut inputs = Inputs::identity(config.d);
+    if skipped == 0 {
+        let d = config.d;
+        for k in 0..d {
+            inputs.mean[k] = read(k);
+            inputs.scale[k] = read(d + k);
+        }
+        inputs.time_span = [read(2 * d), read(2 * d + 1)];
+        inputs
+            .validate()
+            .map_err(|_| corrupt("input block: a scale <= 0 or t_min > t_max"))?;
+    }
+    for (k, v) in params[skipped..].iter_mut().enumerate() {
         *v = read(k);
     }
+    layout.set_inputs(params, &inputs)?;
     Ok(config)
 }
 
@@ -320,6 +353,7 @@ mod tests {
     use super::*;
     use crate::model::Config;
     use std::vec;
+    use std::vec::Vec;
 
     fn model() -> (Config, std::vec::Vec<f32>) {
         let config = Config {
@@ -415,19 +449,51 @@ mod tests {
             msg(&foreign, &mut out).msg,
             "not morphosde model bytes (bad magic)"
         );
-        for version in [0u8, 4] {
+        for version in [0u8, 5] {
             let mut other = bytes.clone();
             other[8] = version;
             assert_eq!(msg(&other, &mut out).kind, ErrorKind::VersionMismatch);
         }
-        // Version-3 bytes labelled version 2 or 1 (30 config words, not 29
-        // or 28).
+        // Version-4 bytes labelled version 2 or 1 (30 config words, not 29
+        // or 28), or 3 (no input block: 8 parameters too many).
         for version in [1u8, 2] {
             let mut relabelled = bytes.clone();
             relabelled[8] = version;
             assert_eq!(
                 msg(&relabelled, &mut out).msg,
                 "config word count does not match the format version"
+            );
+        }
+        let mut relabelled = bytes.clone();
+        relabelled[8] = 3;
+        let end = relabelled.len() - 8;
+        let sum = fnv1a64(&relabelled[..end]);
+        relabelled[end..].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(
+            msg(&relabelled, &mut out).msg,
+            "parameter count does not match the config"
+        );
+        // An input block with a zero scale or a reversed span.
+        let layout = Layout::new(&config).unwrap();
+        for (at, value) in [(config.d, 0.0f32), (2 * config.d, 2.0)] {
+            let mut p = params.clone();
+            p[at] = value;
+            p[2 * config.d + 1] = 1.0;
+            let mut b = vec![0u8; bytes.len()];
+            let e = save(&config, &p, &mut b).unwrap_err();
+            assert_eq!(e.arg, "params", "save refuses it too");
+            // Written by hand: the same bytes with the bad block.
+            let mut b = bytes.clone();
+            let start = params_start(CONFIG_WORDS);
+            for (k, v) in p[..layout.input_block.len()].iter().enumerate() {
+                b[start + 4 * k..start + 4 * k + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            let end = b.len() - 8;
+            let sum = fnv1a64(&b[..end]);
+            b[end..].copy_from_slice(&sum.to_le_bytes());
+            assert_eq!(
+                msg(&b, &mut out).msg,
+                "input block: a scale <= 0 or t_min > t_max"
             );
         }
         let mut short = vec![0.0f32; 3];
@@ -479,7 +545,7 @@ mod tests {
             0,                  // weight_decay
             0,                  // seed
         ];
-        // (2 + 2)×3 + 3 hidden, 3×2 + 2 drift head.
+        // (2 + 2)×3 + 3 hidden, 3×2 + 2 drift head; no input block.
         let params: std::vec::Vec<f32> = (0..23).map(|k| 0.01 * k as f32 - 0.1).collect();
         let mut v1 = std::vec::Vec::new();
         v1.extend_from_slice(b"MSDEMODL");
@@ -495,23 +561,51 @@ mod tests {
         }
         let sum = fnv1a64(&v1);
         v1.extend_from_slice(&sum.to_le_bytes());
-        let mut back = vec![0.0f32; 23];
+        let layout = Layout::new(&config).unwrap();
+        assert_eq!(layout.len, 6 + 23);
+        let mut back = vec![0.0f32; layout.len];
         let got = load(&v1, &mut back).unwrap();
         assert_eq!(got, config);
         assert_eq!(got.time_scale, 1.0);
-        assert_eq!(back, params);
-        // Saving writes version 3, two words longer, and reads back the same.
-        let mut v3 = vec![0u8; model_bytes_len::<f32>(&config).unwrap()];
-        save(&config, &params, &mut v3).unwrap();
-        assert_eq!((u32_at(&v3, 8), v3.len()), (3, v1.len() + 16));
-        assert_eq!(load(&v3, &mut back).unwrap(), config);
+        assert_eq!(&back[6..], &params[..]);
+        assert_eq!(layout.inputs(&back), Inputs::identity(2));
+        // Saving writes version 4, two words and the input block longer,
+        // and reads back the same.
+        let mut v4 = vec![0u8; model_bytes_len::<f32>(&config).unwrap()];
+        save(&config, &back, &mut v4).unwrap();
+        assert_eq!((u32_at(&v4, 8), v4.len()), (4, v1.len() + 16 + 6 * 4));
+        let mut again = vec![0.0f32; layout.len];
+        assert_eq!(load(&v4, &mut again).unwrap(), config);
+        assert_eq!(again, back);
     }
 
-    /// Version-2 bytes (29 config words: version 3's without the last,
-    /// `drift_teacher`) load with [`DriftTeacher::Chord`]; a version-3 file
-    /// with an unknown teacher is refused.
+    /// `config`'s bytes as versions 2 and 3 wrote them: no input block,
+    /// `words` config words (this version's first ones).
+    fn older_bytes(config: &Config, params: &[f32], version: u32, words: usize) -> Vec<u8> {
+        let skip = Layout::new(config).unwrap().input_block.len();
+        let mut b = Vec::new();
+        b.extend_from_slice(&MAGIC);
+        b.extend_from_slice(&version.to_le_bytes());
+        b.extend_from_slice(&4u32.to_le_bytes());
+        b.extend_from_slice(&(words as u32).to_le_bytes());
+        for w in &config_words(config)[..words] {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        b.extend_from_slice(&((params.len() - skip) as u64).to_le_bytes());
+        for p in &params[skip..] {
+            b.extend_from_slice(&p.to_le_bytes());
+        }
+        let sum = fnv1a64(&b);
+        b.extend_from_slice(&sum.to_le_bytes());
+        b
+    }
+
+    /// Version-3 bytes (no input block) load with the identity one and no
+    /// time span, version-2 bytes (29 config words: version 3's without the
+    /// last, `drift_teacher`) also with [`DriftTeacher::Chord`]; a file with
+    /// an unknown teacher is refused.
     #[test]
-    fn version_2_bytes_load_with_the_chord_teacher() {
+    fn versions_2_and_3_load_with_identity_inputs() {
         let config = Config {
             d: 2,
             time_features: 2,
@@ -521,18 +615,28 @@ mod tests {
             drift_teacher: DriftTeacher::Flow,
             ..Config::default()
         };
-        let params: std::vec::Vec<f32> = (0..23).map(|k| 0.02 * k as f32 - 0.2).collect();
-        let mut v3 = vec![0u8; model_bytes_len::<f32>(&config).unwrap()];
-        save(&config, &params, &mut v3).unwrap();
-        let mut back = vec![0.0f32; 23];
+        let layout = Layout::new(&config).unwrap();
+        let mut params: Vec<f32> = (0..layout.len).map(|k| 0.02 * k as f32 - 0.2).collect();
+        let mut inputs = Inputs::identity(2);
+        inputs.scale[..2].copy_from_slice(&[3.0, 0.5]);
+        inputs.time_span = [0.0, 1.4];
+        layout.set_inputs(&mut params, &inputs).unwrap();
+        let mut v4 = vec![0u8; model_bytes_len::<f32>(&config).unwrap()];
+        save(&config, &params, &mut v4).unwrap();
+        let mut back = vec![0.0f32; layout.len];
+        assert_eq!(load(&v4, &mut back).unwrap(), config);
+        assert_eq!(
+            (back.as_slice(), layout.inputs(&back)),
+            (&params[..], inputs)
+        );
+        let mut identity = params.clone();
+        layout
+            .set_inputs(&mut identity, &Inputs::identity(2))
+            .unwrap();
+        let v3 = older_bytes(&config, &params, 3, 30);
         assert_eq!(load(&v3, &mut back).unwrap(), config);
-        let teacher_word = HEADER + 8 * 29;
-        let mut v2 = v3[..teacher_word].to_vec();
-        v2.extend_from_slice(&v3[teacher_word + 8..v3.len() - 8]);
-        v2[8..12].copy_from_slice(&2u32.to_le_bytes());
-        v2[16..20].copy_from_slice(&29u32.to_le_bytes());
-        let sum = fnv1a64(&v2);
-        v2.extend_from_slice(&sum.to_le_bytes());
+        assert_eq!(back, identity);
+        let v2 = older_bytes(&config, &params, 2, 29);
         let got = load(&v2, &mut back).unwrap();
         assert_eq!(
             got,
@@ -541,15 +645,16 @@ mod tests {
                 ..config
             }
         );
-        assert_eq!(back, params);
-        let mut unknown = v3.clone();
+        assert_eq!(back, identity);
+        let teacher_word = HEADER + 8 * 29;
+        let mut unknown = v4.clone();
         unknown[teacher_word..teacher_word + 8].copy_from_slice(&2u64.to_le_bytes());
         let end = unknown.len() - 8;
         let sum = fnv1a64(&unknown[..end]);
         unknown[end..].copy_from_slice(&sum.to_le_bytes());
         let err = load(&unknown, &mut back).unwrap_err();
         assert_eq!(err.kind, ErrorKind::CorruptModel);
-        assert_eq!(back, params, "nothing written on failure");
+        assert_eq!(back, identity, "nothing written on failure");
     }
 
     #[test]

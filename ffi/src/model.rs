@@ -628,7 +628,9 @@ pub unsafe extern "C" fn msde_model_get_params(
 }
 
 /// Replaces the model's parameters with `params` (params_len floats, all
-/// finite). Not while another thread uses the model.
+/// finite, the input block first: mean (d), scale (d, > 0), t_min, t_max
+/// (t_min <= t_max), see msde_model_get_inputs). Not while another thread
+/// uses the model.
 ///
 /// # Safety
 /// `model` a model of this library; `params` valid for params_len floats
@@ -642,9 +644,10 @@ pub unsafe extern "C" fn msde_model_set_params(
 ) -> msde_status {
     guard(err, || {
         let new = unsafe { input(params, params_len, "params") }?;
-        let (_, params) = unsafe { model_params_mut(model, "model") }?;
+        let (m, params) = unsafe { model_params_mut(model, "model") }?;
         check_len(new, params.len(), "params")?;
         check_finite(new, "params")?;
+        m.layout.check_inputs(new)?;
         params.copy_from_slice(new);
         Ok(())
     })
@@ -667,8 +670,7 @@ pub unsafe extern "C" fn msde_model_eval_workspace_len(
 
 /// Staged outputs (f, L) then the model's own inference workspace.
 pub(crate) fn eval_workspace(layout: &Layout, rows: usize) -> Result<usize> {
-    let per_row =
-        layout.d + layout.d * layout.q + layout.n_in + 4 * layout.width + layout.head_outputs;
+    let per_row = layout.d * (1 + layout.q) + layout.infer_workspace_len(1);
     checked_mul(rows, per_row, "rows")
 }
 
@@ -727,7 +729,9 @@ pub(crate) fn numerical(e: Error) -> Error {
     .with(e.detail)
 }
 
-/// Drift f(z, t) of `rows` states.
+/// Drift f(z, t) of `rows` states, in the data's units (the model's
+/// standardisation is applied inside, see msde_model_get_inputs; times
+/// outside its time span give the model at the span's nearest end).
 ///
 /// - `z`: rows x d row-major states (z_len = rows*d); `t`: rows times.
 /// - `f`: rows x d drift, state units per time unit (f_len = rows*d).

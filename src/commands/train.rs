@@ -176,8 +176,9 @@ pub struct ModelArgs {
     /// Epochs over which λ ramps up from 0.
     #[arg(long, default_value_t = 5)]
     pub warmup_epochs: u32,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    /// Adam learning rate (the network works in standardised coordinates,
+    /// unit spread per coordinate).
+    #[arg(long, default_value_t = 2e-4)]
     pub learning_rate: f64,
     /// Epochs at most, and optimiser steps per epoch.
     #[arg(long, default_value_t = 80)]

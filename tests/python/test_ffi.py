@@ -49,7 +49,7 @@ class Version(unittest.TestCase):
     def test_version_agrees_everywhere(self):
         major, minor, patch = LIB.version()
         self.assertEqual(LIB.version_string(), f"{major}.{minor}.{patch}")
-        self.assertEqual(LIB.lib.msde_abi_version(), 4)
+        self.assertEqual(LIB.lib.msde_abi_version(), 5)
 
     def test_every_header_function_is_declared_and_exercised(self):
         """Every function of include/morphosde.h has ctypes signatures in
@@ -275,8 +275,8 @@ class Model(CallCase):
         n, state = ctypes.c_size_t(), ctypes.c_size_t()
         LIB.call("msde_model_params_len", ctypes.byref(cfg), ctypes.byref(n))
         LIB.call("msde_model_state_len", ctypes.byref(cfg), ctypes.byref(state))
-        # Encoder (10->128, 128->128 x2) + drift head (128->2).
-        self.assertEqual(n.value, 10 * 128 + 128 + 2 * (128 * 128 + 128) + 128 * 2 + 2)
+        # Input block (2 d + 2), encoder (10->128, 128->128 x2), drift head (128->2).
+        self.assertEqual(n.value, 6 + 10 * 128 + 128 + 2 * (128 * 128 + 128) + 128 * 2 + 2)
         self.assertGreater(state.value, 4 * n.value)
 
     @needs_expected

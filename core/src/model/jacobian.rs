@@ -8,26 +8,45 @@
 //! ```
 //!
 //! all `rows·d` tangents of a layer in one product through the same GEMM as
-//! the forward pass, so one call costs about `d + 1` forward passes.
+//! the forward pass, so one call costs about `d + 1` forward passes. In the
+//! user's units the Jacobian is `S J_g S⁻¹` (`S = diag(s)`, see
+//! [`super::inputs`]).
 
-use super::{Layout, Learned};
+use super::{Layout, Learned, Units};
 use crate::error::{Arena, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
 use crate::linalg::gemm::{linear_forward, matmul_acc, matmul_scale_rows};
 use crate::propagate::DriftJacobian;
 
 impl Layout {
-    /// Workspace elements of [`Layout::drift_jacobian`] for `rows` states.
+    /// Workspace elements of [`Layout::drift_jacobian`] (and of the
+    /// network's own) for `rows` states.
     pub fn jacobian_workspace_len(&self, rows: usize) -> usize {
         let (d, w) = (self.d, self.width);
-        rows * (self.n_in + 4 * w + 2 * d * w + d * d)
+        rows * (d + self.n_in + 4 * w + 2 * d * w + d * d)
     }
 
     /// Drift `f` (`rows×d`, the same values as [`Layout::forward_infer`])
     /// and its Jacobian `jac` (`rows×d×d`, `jac[a][b] = ∂f_a/∂z_b`) at
-    /// states `z` (`rows×d`) and times `t` (`rows`).
-    #[allow(clippy::too_many_arguments)]
+    /// states `z` (`rows×d`) and times `t` (`rows`), in the user's units.
     pub fn drift_jacobian<F: Float>(
+        &self,
+        params: &[F],
+        z: &[F],
+        t: &[F],
+        f: &mut [F],
+        jac: &mut [F],
+        workspace: &mut [F],
+    ) -> Result<()> {
+        let (standardised, rest) = self.standardised(params, z, t.len(), workspace)?;
+        self.network_jacobian(params, standardised, t, f, jac, rest)?;
+        self.outputs_to_user_units(params, f, &mut [], jac);
+        Ok(())
+    }
+
+    /// The network's drift and Jacobian at standardised states (as
+    /// [`Layout::drift_jacobian`], no change of units).
+    fn network_jacobian<F: Float>(
         &self,
         params: &[F],
         z: &[F],
@@ -53,7 +72,7 @@ impl Layout {
         let mut tangent = arena.take(rows * d * w)?;
         let mut tangent_next = arena.take(rows * d * w)?;
         let drift_tangent = arena.take(rows * d * d)?;
-        self.input_features(z, t, u);
+        self.input_features(params, z, t, u);
         let mut fan_in = self.n_in;
         for l in 0..self.depth {
             let input: &[F] = if l == 0 { u } else { a };
@@ -118,11 +137,12 @@ impl<F: Float> DriftJacobian<F> for Learned<'_, F> {
         self.layout.jacobian_workspace_len(rows)
     }
     fn drift_jacobian(&self, z: &[F], t: &[F], f: &mut [F], jac: &mut [F], workspace: &mut [F]) {
-        if self
-            .layout
-            .drift_jacobian(self.params, z, t, f, jac, workspace)
-            .is_err()
-        {
+        let (layout, params) = (&self.layout, self.params);
+        let result = match self.units {
+            Units::User => layout.drift_jacobian(params, z, t, f, jac, workspace),
+            Units::Standardised => layout.network_jacobian(params, z, t, f, jac, workspace),
+        };
+        if result.is_err() {
             f.fill(F::from_f64(f64::NAN));
             jac.fill(F::from_f64(f64::NAN));
         }
@@ -133,7 +153,7 @@ impl<F: Float> DriftJacobian<F> for Learned<'_, F> {
 mod tests {
     extern crate std;
 
-    use super::super::Config;
+    use super::super::{Config, Inputs};
     use super::*;
     use crate::integrate::Dynamics;
     use crate::rng::{Family, Rng};
@@ -148,7 +168,7 @@ mod tests {
             width: 7,
             ..Config::default()
         };
-        for config in [
+        for (ci, config) in [
             base,
             Config { depth: 0, ..base },
             Config {
@@ -168,16 +188,35 @@ mod tests {
                 time_scale: 3.7,
                 ..base
             },
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let layout = Layout::new(&config).unwrap();
             let mut params = vec![0.0f64; layout.len];
             layout.init(3, &mut params).unwrap();
             // Non-zero biases so every unit sits somewhere on the SiLU curve.
             Rng::stream(5, Family::Data, 0).fill_normal(&mut params[layout.hidden_b[0].range()]);
+            // Every other case in user units far from the network's: the
+            // Jacobian is S J_g S⁻¹ (and the span clamps t = 0.1 and −0.4).
+            if ci % 2 == 1 {
+                let mut inputs = Inputs::identity(config.d);
+                for k in 0..config.d {
+                    inputs.mean[k] = 10.0 * k as f64 - 5.0;
+                    inputs.scale[k] = [1e-3, 20.0, 0.5, 3.0][k % 4];
+                }
+                inputs.time_span = [0.2, 0.6];
+                layout.set_inputs(&mut params, &inputs).unwrap();
+            }
             let model = Learned::new(&config, &params).unwrap();
             let (d, rows) = (config.d, 3);
             let mut z = vec![0.0; rows * d];
             Rng::stream(5, Family::Data, 1).fill_normal(&mut z);
+            // States on the model's own scale.
+            let inputs = layout.inputs(&params);
+            for (k, v) in z.iter_mut().enumerate() {
+                *v = inputs.mean[k % d] + inputs.scale[k % d] * *v;
+            }
             let t = [0.1, 0.7, -0.4];
             let mut ws = vec![
                 0.0;
@@ -190,10 +229,10 @@ mod tests {
             let mut f_ref = vec![0.0; rows * d];
             model.drift(&z, &t, &mut f_ref, &mut ws);
             assert_eq!(f, f_ref, "{config:?}");
-            let eps = 1e-6;
             let (mut fp, mut fm) = (vec![0.0; rows * d], vec![0.0; rows * d]);
             let mut worst: f64 = 0.0;
             for b in 0..d {
+                let eps = 1e-6 * inputs.scale[b];
                 let (mut zp, mut zm) = (z.clone(), z.clone());
                 for r in 0..rows {
                     zp[r * d + b] += eps;
@@ -205,7 +244,8 @@ mod tests {
                     for a in 0..d {
                         let fd = (fp[r * d + a] - fm[r * d + a]) / (2.0 * eps);
                         let an = jac[r * d * d + a * d + b];
-                        worst = worst.max((fd - an).abs() / an.abs().max(1e-2));
+                        let floor = 1e-2 * inputs.scale[a] / inputs.scale[b];
+                        worst = worst.max((fd - an).abs() / an.abs().max(floor));
                     }
                 }
             }

@@ -9,11 +9,21 @@
 //! `f = h W_f + b_f ∈ R^d`, and, when `learn_diffusion` is on, the diffusion
 //! head maps `raw = h W_L + b_L` to the factor `L` (`d×q`, see [`heads`]).
 //!
+//! The network works in standardised coordinates: the model in the user's
+//! units is `f(z, t) = s ⊙ g((z − μ)/s, t)`, `L(z, t) = diag(s) L_g(…)`,
+//! with `μ`, `s` and the time span `[t_min, t_max]` that `t` is clamped to
+//! before the features stored beside the parameters (see [`inputs`]).
+//! [`Layout::forward_train`] and [`Layout::backward`] are the network's
+//! (training sees standardised batches); [`Layout::forward_infer`],
+//! [`Layout::drift_jacobian`] and [`Learned`] take and return user units
+//! ([`Learned::standardised`] is the network's view, for training).
+//!
 //! All parameters live in one flat slice described by a [`Layout`]
-//! (encoder, drift head, drift log-variance for the NLL loss, diffusion
-//! head, in that order: a model without diffusion is exactly the prefix).
-//! Gradients and Adam moments use the same layout. Weight matrices are
-//! `n_in×n_out` row-major (`y = x W + b`).
+//! (the non-trainable input block, then encoder, drift head, drift
+//! log-variance for the NLL loss, diffusion head, in that order: a model
+//! without diffusion is exactly the prefix). Gradients and Adam moments use
+//! the same layout. Weight matrices are `n_in×n_out` row-major
+//! (`y = x W + b`).
 //!
 //! Batched evaluation: [`Layout::forward_train`] keeps what the manual
 //! [`Layout::backward`] needs in a caller cache; [`Learned`] evaluates
@@ -21,6 +31,7 @@
 
 pub mod config;
 pub mod heads;
+pub mod inputs;
 mod jacobian;
 #[cfg(test)]
 mod tests;
@@ -29,6 +40,7 @@ pub use config::{
     Config, DiffusionHead, DriftLoss, DriftTeacher, MassWeighting, Residual, TargetMode,
 };
 use heads::{HeadShape, head_outputs};
+pub use inputs::{Inputs, UNBOUNDED_TIME};
 
 use crate::error::{Arena, Result, check_finite, check_len, check_room, checked_mul};
 use crate::float::Float;
@@ -70,6 +82,9 @@ pub struct Layout {
     pub time_scale: f64,
     /// Input width `d + time_features`.
     pub n_in: usize,
+    /// The non-trainable input block `[μ (d), s (d), t_min, t_max]` at the
+    /// front of the slice (see [`inputs`]).
+    pub input_block: Tensor,
     pub depth: usize,
     pub width: usize,
     /// Hidden layer `l`: weight `W_l` (`n_in_l × width`) and bias.
@@ -110,6 +125,7 @@ impl Layout {
             next += rows * cols;
             t
         };
+        let input_block = take(1, 2 * d + 2);
         let mut hidden_w = [Tensor::default(); MAX_DEPTH];
         let mut hidden_b = [Tensor::default(); MAX_DEPTH];
         let mut fan_in = n_in;
@@ -131,6 +147,7 @@ impl Layout {
             time_features: config.time_features,
             time_scale: config.time_scale,
             n_in,
+            input_block,
             depth: config.depth,
             width: config.width,
             hidden_w,
@@ -158,7 +175,8 @@ impl Layout {
         }
     }
 
-    /// Every tensor in slice order (empty diffusion tensors omitted).
+    /// Every trainable tensor in slice order (empty diffusion tensors
+    /// omitted; the input block is not one).
     pub fn tensors(&self) -> heapless::Vec<Tensor, { 2 * MAX_DEPTH + 5 }> {
         let mut v = heapless::Vec::new();
         for l in 0..self.depth {
@@ -189,11 +207,12 @@ impl Layout {
 
     /// Seeded initialisation: weights `N(0, gain²/fan_in)` from stream
     /// `(seed, Init, tensor index)` (gain 1, diffusion head 0.1), biases and
-    /// log-variance 0. A model without diffusion is the prefix of the same
-    /// config with diffusion.
+    /// log-variance 0, the identity [`Inputs`]. A model without diffusion is
+    /// the prefix of the same config with diffusion.
     pub fn init<F: Float>(&self, seed: u64, params: &mut [F]) -> Result<()> {
         check_len(params, self.len, "params")?;
         params.fill(F::ZERO);
+        self.set_inputs(params, &Inputs::identity(self.d))?;
         let weights = self.hidden_w[..self.depth]
             .iter()
             .map(|&t| (t, 1.0))
@@ -209,16 +228,18 @@ impl Layout {
         Ok(())
     }
 
-    /// Input features `u` (`rows × n_in`) of states `z` at times `t`: the
-    /// one place the time features `sin(2^k s t), cos(2^k s t)` are computed
-    /// (`s t` rounded once, then exact powers of two).
-    fn input_features<F: Float>(&self, z: &[F], t: &[F], u: &mut [F]) {
+    /// Input features `u` (`rows × n_in`) of (standardised) states `z` at
+    /// times `t`: the one place the time features `sin(2^k s t), cos(2^k s
+    /// t)` are computed, from `t` clamped to the stored time span (`s t`
+    /// rounded once, then exact powers of two).
+    fn input_features<F: Float>(&self, params: &[F], z: &[F], t: &[F], u: &mut [F]) {
         let (d, n_in) = (self.d, self.n_in);
         let scale = F::from_f64(self.time_scale);
+        let (lo, hi) = self.time_span(params);
         for (r, &tr) in t.iter().enumerate() {
             let row = &mut u[r * n_in..(r + 1) * n_in];
             row[..d].copy_from_slice(&z[r * d..(r + 1) * d]);
-            let scaled = scale * tr;
+            let scaled = scale * tr.max(lo).min(hi);
             let mut freq = F::ONE;
             for pair in row[d..].chunks_exact_mut(2) {
                 pair[0] = (freq * scaled).sin();
@@ -261,8 +282,8 @@ impl Layout {
         self.split_cache(rows, cache).4
     }
 
-    /// Forward pass of `rows` states `z` (`rows×d`) at times `t` (`rows`),
-    /// keeping in `cache` (≥ [`Layout::cache_len`]) what the backward pass
+    /// Forward pass of the network at `rows` standardised states `z`
+    /// (`rows×d`) at times `t` (`rows`), keeping in `cache` (≥ [`Layout::cache_len`]) what the backward pass
     /// needs, and the outputs ([`Layout::cached_drift`],
     /// [`Layout::cached_factor`]). Inputs are checked (lengths, finiteness).
     pub fn forward_train<F: Float>(
@@ -280,7 +301,7 @@ impl Layout {
         check_room(cache, self.cache_len(rows), "cache")?;
         let (w, n_in) = (self.width, self.n_in);
         let (u, rest) = cache.split_at_mut(rows * n_in);
-        self.input_features(z, t, u);
+        self.input_features(params, z, t, u);
         let (mut layers, rest) = rest.split_at_mut(rows * 3 * self.depth * w);
         let mut input: &[F] = u;
         let mut fan_in = n_in;
@@ -373,7 +394,8 @@ impl Layout {
     /// `d_drift` (`rows×d`) and, with a diffusion head, `d_factor`
     /// (`rows×d×q`, ignored otherwise). `cache` is the one
     /// [`Layout::forward_train`] filled with the same `params`. The
-    /// log-variance entries of `grad` are set to 0 (the loss owns them).
+    /// log-variance entries of `grad` are set to 0 (the loss owns them), and
+    /// so are the input block's (not trainable).
     #[allow(clippy::too_many_arguments)]
     pub fn backward<F: Float>(
         &self,
@@ -469,14 +491,36 @@ impl Layout {
         Ok(())
     }
 
-    /// Workspace elements of [`Layout::forward_infer`] for `rows` states.
+    /// Workspace elements of [`Layout::forward_infer`] (and of the
+    /// network's own pass) for `rows` states.
     pub fn infer_workspace_len(&self, rows: usize) -> usize {
-        rows * (self.n_in + 4 * self.width + self.head_outputs)
+        rows * (self.d + self.n_in + 4 * self.width + self.head_outputs)
     }
 
-    /// Forward pass without cache: drift `f` (`rows×d`) and, when `l_out` is
-    /// non-empty and the model has a diffusion head, `L` (`rows×d×q`).
+    /// The model in the user's units, without cache: drift `f` (`rows×d`)
+    /// and, when `l_out` is non-empty and the model has a diffusion head,
+    /// `L` (`rows×d×q`) at states `z` (`rows×d`) and times `t` (`rows`):
+    /// the states standardised with the stored [`Inputs`], the network, its
+    /// outputs scaled back (`s ⊙ f`, `diag(s) L`).
     pub fn forward_infer<F: Float>(
+        &self,
+        params: &[F],
+        z: &[F],
+        t: &[F],
+        f: &mut [F],
+        l_out: &mut [F],
+        workspace: &mut [F],
+    ) -> Result<()> {
+        let (standardised, rest) = self.standardised(params, z, t.len(), workspace)?;
+        self.network_infer(params, standardised, t, f, l_out, rest)?;
+        let l_written = if self.head.is_some() { l_out } else { &mut [] };
+        self.outputs_to_user_units(params, f, l_written, &mut []);
+        Ok(())
+    }
+
+    /// The network's forward pass without cache at standardised states `z`
+    /// (as [`Layout::forward_infer`], no change of units).
+    fn network_infer<F: Float>(
         &self,
         params: &[F],
         z: &[F],
@@ -496,7 +540,7 @@ impl Layout {
         let mut a = arena.take(rows * self.width)?;
         let mut a_next = arena.take(rows * self.width)?;
         let raw = arena.take(rows * self.head_outputs)?;
-        self.input_features(z, t, u);
+        self.input_features(params, z, t, u);
         let mut fan_in = self.n_in;
         for l in 0..self.depth {
             let input: &[F] = if l == 0 { u } else { a };
@@ -540,20 +584,55 @@ fn sigmoid_into<F: Float>(s: &[F], sig: &mut [F]) {
     }
 }
 
-/// The learned dynamics as a [`Dynamics`]: parameters and their layout.
+/// Which coordinates a [`Learned`] model takes and returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Units {
+    /// The user's (the data's): the model `s ⊙ g((z − μ)/s, t)`.
+    User,
+    /// The network's standardised coordinates `(z − μ)/s`: `g` itself, what
+    /// training works in.
+    Standardised,
+}
+
+/// The learned dynamics as a [`Dynamics`]: parameters, their layout and the
+/// units it works in.
 #[derive(Clone, Copy, Debug)]
 pub struct Learned<'a, F> {
     pub layout: Layout,
     params: &'a [F],
+    pub units: Units,
 }
 
 impl<'a, F: Float> Learned<'a, F> {
-    /// A view over `params` (checked: layout length, finite).
+    /// The model in the user's units over `params` (checked: layout length,
+    /// finite, a valid input block).
     pub fn new(config: &Config, params: &'a [F]) -> Result<Self> {
         let layout = Layout::new(config)?;
         check_len(params, layout.len, "params")?;
         check_finite(params, "params")?;
-        Ok(Learned { layout, params })
+        layout.check_inputs(params)?;
+        Ok(Learned {
+            layout,
+            params,
+            units: Units::User,
+        })
+    }
+
+    /// The network in standardised coordinates over `params` (checked as
+    /// [`Learned::new`]): the view of a training step, whose batches are
+    /// standardised.
+    pub fn standardised(config: &Config, params: &'a [F]) -> Result<Self> {
+        Ok(Learned {
+            units: Units::Standardised,
+            ..Self::new(config, params)?
+        })
+    }
+
+    fn infer(&self, z: &[F], t: &[F], f: &mut [F], l: &mut [F], ws: &mut [F]) -> Result<()> {
+        match self.units {
+            Units::User => self.layout.forward_infer(self.params, z, t, f, l, ws),
+            Units::Standardised => self.layout.network_infer(self.params, z, t, f, l, ws),
+        }
     }
 }
 
@@ -568,20 +647,12 @@ impl<F: Float> Dynamics<F> for Learned<'_, F> {
         self.layout.infer_workspace_len(rows)
     }
     fn drift(&self, z: &[F], t: &[F], f: &mut [F], workspace: &mut [F]) {
-        if self
-            .layout
-            .forward_infer(self.params, z, t, f, &mut [], workspace)
-            .is_err()
-        {
+        if self.infer(z, t, f, &mut [], workspace).is_err() {
             f.fill(F::from_f64(f64::NAN));
         }
     }
     fn drift_and_factor(&self, z: &[F], t: &[F], f: &mut [F], l: &mut [F], workspace: &mut [F]) {
-        if self
-            .layout
-            .forward_infer(self.params, z, t, f, l, workspace)
-            .is_err()
-        {
+        if self.infer(z, t, f, l, workspace).is_err() {
             f.fill(F::from_f64(f64::NAN));
             l.fill(F::from_f64(f64::NAN));
         }

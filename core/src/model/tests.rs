@@ -100,6 +100,19 @@ fn test_params(layout: &Layout, ci: usize, params: &mut [f64]) {
     }
 }
 
+/// Non-identity [`Inputs`] (means around ±1, scales 0.3–3, the time span
+/// `[0.3, 1.5]`, which clamps some of a probe's times in `[0, 2]`).
+fn test_inputs(d: usize, seed: u64) -> Inputs<f64> {
+    let mut rng = Rng::stream(seed, Family::Data, 99);
+    let mut inputs = Inputs::identity(d);
+    for k in 0..d {
+        inputs.mean[k] = rng.normal();
+        inputs.scale[k] = 0.3 * libm::pow(10.0, rng.uniform());
+    }
+    inputs.time_span = [0.3, 1.5];
+    inputs
+}
+
 struct Probe {
     z: [f64; ROWS * 4],
     t: [f64; ROWS],
@@ -147,6 +160,11 @@ fn backward_matches_finite_differences_in_f64() {
         let mut params = [0.0f64; 2048];
         let params = &mut params[..layout.len];
         test_params(&layout, ci, params);
+        // The network's pass does not read μ and s; the span clamps times.
+        if ci % 2 == 1 {
+            let inputs = test_inputs(layout.d, ci as u64);
+            layout.set_inputs(params, &inputs).unwrap();
+        }
         let pr = probe(ci as u64);
         let mut cache = [0.0f64; 4096];
         let _ = objective(&layout, params, &pr, &mut cache);
@@ -164,6 +182,7 @@ fn backward_matches_finite_differences_in_f64() {
                 &mut ws,
             )
             .unwrap();
+        assert!(grad[layout.input_block.range()].iter().all(|&g| g == 0.0));
         for t in layout.tensors() {
             if Some(t) == layout.log_var {
                 assert!(grad[t.range()].iter().all(|&g| g == 0.0));
@@ -203,10 +222,10 @@ fn diffusion_off_is_the_drift_only_prefix() {
     };
     let off = Layout::new(&drift_only).unwrap();
     let on = Layout::new(&with).unwrap();
-    // 4+8 → 128 → 128 → 128 → 4.
+    // Input block 2·4 + 2, then 4+8 → 128 → 128 → 128 → 4.
     assert_eq!(
         off.len,
-        12 * 128 + 128 + 2 * (128 * 128 + 128) + 128 * 4 + 4
+        10 + 12 * 128 + 128 + 2 * (128 * 128 + 128) + 128 * 4 + 4
     );
     assert_eq!(on.len, off.len + 128 * 10 + 10);
     let mut a = std::vec![0.0f32; off.len];
@@ -229,7 +248,7 @@ fn heads_give_positive_definite_factors_of_the_right_shape() {
         let mut f = [0.0f64; ROWS * 4];
         let mut l = [0.0f64; ROWS * 16];
         let mut ws = [0.0f64; 1024];
-        let learned = Learned::new(config, &params[..layout.len]).unwrap();
+        let learned = Learned::standardised(config, &params[..layout.len]).unwrap();
         learned.drift_and_factor(
             &pr.z[..ROWS * d],
             &pr.t,
@@ -241,7 +260,7 @@ fn heads_give_positive_definite_factors_of_the_right_shape() {
         layout
             .forward_train(&params[..layout.len], &pr.z[..ROWS * d], &pr.t, &mut cache)
             .unwrap();
-        // Inference and training forward agree exactly.
+        // The network's inference and training forward agree exactly.
         assert_eq!(layout.cached_drift(ROWS, &cache), &f[..ROWS * d]);
         assert_eq!(layout.cached_factor(ROWS, &cache), &l[..ROWS * d * q]);
         for r in 0..ROWS {
@@ -276,6 +295,66 @@ fn heads_give_positive_definite_factors_of_the_right_shape() {
     }
 }
 
+/// In the user's units the model is `s ⊙ g((z − μ)/s, t)` with
+/// `L = diag(s) L_g`, the network's outputs at the standardised states;
+/// times outside the span give the model at its nearest end (the network
+/// is clamped there, nothing else changes).
+#[test]
+fn user_units_are_the_scaled_network_and_time_is_clamped_to_the_span() {
+    for (ci, config) in configs().iter().enumerate() {
+        let layout = Layout::new(config).unwrap();
+        let (d, q) = (layout.d, layout.q);
+        let mut params = std::vec![0.0f64; layout.len];
+        test_params(&layout, ci, &mut params);
+        let inputs = test_inputs(d, ci as u64);
+        layout.set_inputs(&mut params, &inputs).unwrap();
+        let pr = probe(70 + ci as u64);
+        let z = &pr.z[..ROWS * d];
+        let mut ws = std::vec![f64::NAN; layout.infer_workspace_len(ROWS)];
+        let run = |learned: Learned<'_, f64>, z: &[f64], t: &[f64], ws: &mut [f64]| {
+            let mut f = std::vec![0.0; ROWS * d];
+            let mut l = std::vec![0.0; ROWS * d * q];
+            learned.drift_and_factor(z, t, &mut f, &mut l, ws);
+            (f, l)
+        };
+        let user = Learned::new(config, &params).unwrap();
+        let network = Learned::standardised(config, &params).unwrap();
+        let (f, l) = run(user, z, &pr.t, &mut ws);
+        let mut zs = z.to_vec();
+        inputs.standardise(&mut zs);
+        let (g, lg) = run(network, &zs, &pr.t, &mut ws);
+        for r in 0..ROWS {
+            for a in 0..d {
+                let s = inputs.scale[a];
+                let want = s * g[r * d + a];
+                assert!((f[r * d + a] - want).abs() <= 1e-14 * want.abs().max(1.0));
+                for j in 0..q {
+                    let k = r * d * q + a * q + j;
+                    assert!((l[k] - s * lg[k]).abs() <= 1e-14 * lg[k].abs().max(1.0));
+                }
+            }
+        }
+        // The drift-only call gives the same drift.
+        let mut f_only = std::vec![0.0; ROWS * d];
+        user.drift(z, &pr.t, &mut f_only, &mut ws);
+        assert_eq!(f_only, f);
+        if config.time_features == 0 {
+            continue;
+        }
+        // Clamped time: past t_max (and before t_min) the model is the end's.
+        let (lo, hi) = (inputs.time_span[0], inputs.time_span[1]);
+        let past = [hi + 0.01, hi + 0.5, hi + 7.0, lo - 0.2, lo - 3.0];
+        let ends = [hi, hi, hi, lo, lo];
+        assert_eq!(run(user, z, &past, &mut ws), run(user, z, &ends, &mut ws));
+        let inside = [lo + 0.1, lo + 0.4, hi - 0.1, 0.9, 1.2];
+        let shifted = inside.map(|t| t + 0.05);
+        assert_ne!(
+            run(user, z, &inside, &mut ws),
+            run(user, z, &shifted, &mut ws)
+        );
+    }
+}
+
 #[test]
 fn learned_refuses_wrong_parameters() {
     let config = Config {
@@ -288,6 +367,15 @@ fn learned_refuses_wrong_parameters() {
     let short = [0.0f32; 3];
     assert_eq!(Learned::new(&config, &short).unwrap_err().arg, "params");
     let mut p = std::vec![0.0f32; layout.len];
+    layout.init(1, &mut p).unwrap();
+    Learned::new(&config, &p).unwrap();
+    // A zero scale (and a reversed span) in the input block.
+    for (at, v) in [(2, [0.0f32, 1.0]), (4, [1.0, 0.0])] {
+        let mut bad = p.clone();
+        bad[at..at + 2].copy_from_slice(&v);
+        let e = Learned::new(&config, &bad).unwrap_err();
+        assert_eq!((e.arg, e.kind), ("params", crate::ErrorKind::BadConfig));
+    }
     p[0] = f32::NAN;
     assert_eq!(Learned::new(&config, &p).unwrap_err().arg, "params");
 }

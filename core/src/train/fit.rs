@@ -9,6 +9,14 @@
 //!            (→ the learned noise level, for the bridge ε: FitConfig::bridge_epsilon)
 //! ```
 //!
+//! Standardisation: the observations are copied into the workspace as
+//! `(z − μ)/s` with the per-coordinate mean and standard deviation of every
+//! row given ([`Inputs::from_data`], with the span of the times), and
+//! everything after works in those units (clustering, UOT, teachers,
+//! targets, losses): the fit is equivariant under any per-coordinate change
+//! of units `z ↦ a ⊙ z + b` with `a > 0`. The learner receives the
+//! [`Inputs`] before its first step ([`Learner::set_inputs`]).
+//!
 //! The learner (the model with its optimiser, see [`Learner`]) sees only
 //! finished minibatches. A learner that trains a batch from its tracked
 //! pairs alone ([`Learner::uses_plan`]; [`ModelLearner`] with diffusion on
@@ -33,7 +41,7 @@ use crate::cluster::{self, ClusterConfig};
 use crate::error::{Arena, Detail, Error, ErrorKind, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
 use crate::integrate::Dynamics;
-use crate::model::{Config, Layout, Learned, TargetMode};
+use crate::model::{Config, Inputs, Layout, Learned, TargetMode};
 use crate::rng::{Family, Rng};
 use crate::sampler::{Binning, MinibatchIndex, SampleConfig, index_workspace_len};
 use crate::uot::{
@@ -89,6 +97,10 @@ pub struct Losses<F> {
 
 /// What the loop trains: a model with its optimiser.
 pub trait Learner<F: Float> {
+    /// The standardisation and time span of the data (see the module
+    /// docs): every batch the learner gets is in these standardised units.
+    /// Called once, before the first step; an error ends the fit.
+    fn set_inputs(&mut self, inputs: &Inputs<F>) -> Result<()>;
     /// Workspace elements one step or evaluation needs for `n` sources and
     /// `m` targets.
     fn workspace_len(&self, n: usize, m: usize) -> usize;
@@ -454,6 +466,7 @@ pub fn fit<F: Float, L: Learner<F>>(
     check_len(data.track, n, "track")?;
     check_finite(data.z, "z")?;
     check_finite(data.t, "t")?;
+    let inputs = Inputs::from_data(data.z, data.t, d)?;
     let need = fit_workspace_len(n, d, cfg, learner)?;
     if float_ws.len() < need.floats {
         return Err(Error::too_small("float_ws", need.floats, float_ws.len()));
@@ -464,8 +477,9 @@ pub fn fit<F: Float, L: Learner<F>>(
     let mut floats = Arena::new(float_ws);
     let mut ints = Arena::new(index_ws);
 
-    // Split: training rows first, then validation rows. The held-out
-    // flags borrow the labels' memory until the clustering fills it.
+    // Split: training rows first, then validation rows; standardised. The
+    // held-out flags borrow the labels' memory until the clustering fills
+    // it.
     let zs = floats.take(n * d)?;
     let ts = floats.take(n)?;
     let tracks = ints.take(n)?;
@@ -484,7 +498,9 @@ pub fn fit<F: Float, L: Learner<F>>(
         let side = held as usize;
         let k = next[side];
         next[side] += 1;
-        zs[k * d..(k + 1) * d].copy_from_slice(&data.z[row * d..(row + 1) * d]);
+        let dst = &mut zs[k * d..(k + 1) * d];
+        dst.copy_from_slice(&data.z[row * d..(row + 1) * d]);
+        inputs.standardise(dst);
         ts[k] = data.t[row];
         tracks[k] = data.track[row];
     }
@@ -563,6 +579,7 @@ pub fn fit<F: Float, L: Learner<F>>(
         None
     };
 
+    learner.set_inputs(&inputs)?;
     let mut stepper = BatchStepper {
         cfg,
         d,
@@ -1121,6 +1138,14 @@ impl<'a, F: Float> ModelLearner<'a, F> {
 }
 
 impl<F: Float> Learner<F> for ModelLearner<'_, F> {
+    /// Stores the inputs in the parameters and the best parameters (the
+    /// model then answers in the data's units).
+    fn set_inputs(&mut self, inputs: &Inputs<F>) -> Result<()> {
+        let layout = Layout::new(self.config)?;
+        layout.set_inputs(self.params, inputs)?;
+        layout.set_inputs(self.best, inputs)
+    }
+
     fn workspace_len(&self, n: usize, m: usize) -> usize {
         let d = self.config.d;
         2 * n
@@ -1222,7 +1247,7 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
 
     /// `tr(L Lᵀ)/d` (the squared entries of `L`) averaged over the states.
     fn noise_variance(&self, z: &[F], t: &[F], ws: &mut [F]) -> Result<Option<F>> {
-        let model = Learned::new(self.config, self.params)?;
+        let model = Learned::standardised(self.config, self.params)?;
         if model.layout.head.is_none() || t.is_empty() {
             return Ok(None);
         }
@@ -1269,9 +1294,16 @@ mod tests {
         /// validation batch.
         rates: Vec<f64>,
         validated: Vec<f64>,
+        /// What [`Learner::set_inputs`] was given.
+        inputs: Option<Inputs<f64>>,
     }
 
     impl Learner<f64> for Probe {
+        fn set_inputs(&mut self, inputs: &Inputs<f64>) -> Result<()> {
+            assert!(self.inputs.is_none() && self.steps == 0);
+            self.inputs = Some(*inputs);
+            Ok(())
+        }
         fn workspace_len(&self, n: usize, _m: usize) -> usize {
             n
         }
@@ -1432,6 +1464,7 @@ mod tests {
             rollbacks: 0,
             rates: vec![],
             validated: vec![],
+            inputs: None,
         };
         let need = fit_workspace_len(t.len(), 2, cfg, &probe).unwrap_or(FitWorkspaceLen {
             floats: 0,
@@ -1463,6 +1496,9 @@ mod tests {
         assert_eq!(r.unwrap().clusters, 1);
         assert_eq!(epochs.len(), 6);
         assert_eq!(probe.steps, 6 * 5);
+        // The learner was told the data's standardisation before any step.
+        let (z, t, _) = dataset();
+        assert_eq!(probe.inputs, Some(Inputs::from_data(&z, &t, 2).unwrap()));
     }
 
     #[test]
@@ -1709,6 +1745,9 @@ mod tests {
         };
         let layout = Layout::new(&config).unwrap();
         let mut params = vec![0.0f64; layout.len];
+        layout
+            .set_inputs(&mut params, &Inputs::identity(2))
+            .unwrap();
         let raw = [0.3, -0.4, -1.0];
         params[layout.diff_b.range()].copy_from_slice(&raw);
         let sp = |x: f64| libm::log1p(libm::exp(x)) + config.diffusion_epsilon;
@@ -1733,13 +1772,15 @@ mod tests {
             learn_diffusion: false,
             ..config
         };
-        let len = Layout::new(&config).unwrap().len;
+        let layout = Layout::new(&config).unwrap();
+        let len = layout.len;
         let (mut p, mut b, mut m, mut v) = (
             vec![0.0; len],
             vec![0.0; len],
             vec![0.0; len],
             vec![0.0; len],
         );
+        layout.set_inputs(&mut p, &Inputs::identity(2)).unwrap();
         let adam = AdamState {
             m: &mut m,
             v: &mut v,

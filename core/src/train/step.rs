@@ -56,7 +56,11 @@ use crate::propagate::{
 };
 use crate::targets::{pairwise_targets, plan_weighted_targets, predict_one_step};
 
-/// A prepared minibatch of `n` sources (plain row-major slices).
+/// A prepared minibatch of `n` sources (plain row-major slices), in the
+/// network's standardised coordinates: states `(z − μ)/s` and velocities
+/// `v/s` of the model's [`crate::model::Inputs`] (the user's units when
+/// those are the identity, as after [`Layout::init`]). Times and gaps are
+/// the data's.
 #[derive(Clone, Copy, Debug)]
 pub struct Batch<'a, F> {
     /// Sources `x` (`n×d`) and their times `t` (`n`).
@@ -288,7 +292,7 @@ fn propagate_batch<F: Float>(
     let n = batch.len();
     let (states, props, rest) = split_propagated(config, layout, n, scratch)?;
     let flow_ws = PropagatedBuffers::carve(config, layout, n, rest)?.flow_ws;
-    let learned = Learned::new(config, params)?;
+    let learned = Learned::standardised(config, params)?;
     let how = if config.residual == Residual::PropagatedFrozen {
         propagate_frozen
     } else {
@@ -359,7 +363,7 @@ fn learned_flow<F: Float>(
     workspace: &mut [F],
 ) -> Result<()> {
     if node_states.is_empty() {
-        let learned = Learned::new(config, params)?;
+        let learned = Learned::standardised(config, params)?;
         return rk4_flow(
             &learned,
             batch.x,
@@ -798,6 +802,7 @@ fn step_loss<F: Float>(
     workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
     check_len(params, layout.len, "params")?;
+    layout.check_inputs(params)?;
     check_room(grad, layout.len, "workspace")?;
     check_batch(config, layout, batch)?;
     computed(step_loss_checked(
@@ -967,7 +972,15 @@ pub fn train_step_diffusion_at<F: Float>(
         weight_decay: F::from_f64(config.weight_decay),
     };
     adam.steps += 1;
-    optimiser.update(adam.steps, params, grad, adam.m, adam.v)?;
+    // The input block is not trained: Adam and weight decay skip it.
+    let trained = layout.trainable();
+    optimiser.update(
+        adam.steps,
+        &mut params[trained.clone()],
+        &grad[trained.clone()],
+        &mut adam.m[trained.clone()],
+        &mut adam.v[trained],
+    )?;
     Ok(loss)
 }
 

@@ -1,7 +1,7 @@
 use super::*;
 use crate::error::ErrorKind;
 use crate::integrate::{Dynamics, rk4_flow_workspace_len};
-use crate::model::{DiffusionHead, DriftLoss, MassWeighting};
+use crate::model::{DiffusionHead, DriftLoss, Inputs, MassWeighting};
 use crate::propagate::{gap_midpoints, node_times};
 use crate::rng::{Family, Rng};
 use std::vec;
@@ -56,6 +56,18 @@ impl<F: Float> Data<F> {
             plan: &[],
         }
     }
+}
+
+/// Non-identity inputs of `d` coordinates: means, scales 0.01–100 and the
+/// span `[0.1, 0.3]` (which clamps some of [`Data::random`]'s times).
+fn far_inputs(d: usize) -> Inputs<f64> {
+    let mut inputs = Inputs::identity(d);
+    for k in 0..d {
+        inputs.mean[k] = 3.0 - 2.0 * k as f64;
+        inputs.scale[k] = [0.01, 100.0, 2.5][k % 3];
+    }
+    inputs.time_span = [0.1, 0.3];
+    inputs
 }
 
 fn small(head: Option<DiffusionHead>) -> Config {
@@ -114,6 +126,10 @@ fn loss_gradient_matches_finite_differences_in_f64() {
                         }
                     }
                 }
+                // The loss is the network's (μ, s unread, the span clamps).
+                if count % 2 == 1 {
+                    layout.set_inputs(&mut params, &far_inputs(3)).unwrap();
+                }
                 // Random SPD targets (held fixed).
                 let mut d_hat = vec![0.0; n * 9];
                 for i in 0..n {
@@ -135,6 +151,7 @@ fn loss_gradient_matches_finite_differences_in_f64() {
                     &config, &layout, lambda, &batch, &params, &d_hat, &mut grad, &mut ws,
                 )
                 .unwrap();
+                assert!(grad[layout.input_block.range()].iter().all(|&g| g == 0.0));
                 let mut total = |p: &[f64]| {
                     let mut g = vec![0.0; layout.len];
                     loss_and_gradient(&config, &layout, lambda, &batch, p, &d_hat, &mut g, &mut ws)
@@ -385,6 +402,57 @@ fn diffusion_toggle_keeps_the_drift_only_path() {
             .0,
         "the teachers differ"
     );
+}
+
+/// The input block is not trained (Adam and weight decay skip it, its
+/// moments stay 0), and the network's training does not read `μ` and `s`:
+/// two models that differ only there train to the same bits.
+#[test]
+fn the_input_block_is_not_trained() {
+    let config = Config {
+        weight_decay: 0.3,
+        drift_teacher: DriftTeacher::Flow,
+        residual: Residual::PropagatedFrozen,
+        ..small(Some(DiffusionHead::Full))
+    };
+    let layout = Layout::new(&config).unwrap();
+    let data = Data::<f64>::random(12, 3, 8);
+    let train = |inputs: &Inputs<f64>| {
+        let mut params = vec![0.0f64; layout.len];
+        layout.init(2, &mut params).unwrap();
+        layout.set_inputs(&mut params, inputs).unwrap();
+        let (mut m, mut v) = (vec![0.0; layout.len], vec![0.0; layout.len]);
+        let mut adam = AdamState {
+            m: &mut m,
+            v: &mut v,
+            steps: 0,
+        };
+        let mut ws = vec![f64::NAN; train_step_workspace_len(&config, 12, 0).unwrap()];
+        for epoch in 0..4 {
+            train_step(
+                &config,
+                epoch,
+                &data.batch(),
+                &mut params,
+                &mut adam,
+                &mut ws,
+            )
+            .unwrap();
+        }
+        let block = layout.input_block.range();
+        assert!(m[block.clone()].iter().chain(&v[block]).all(|&x| x == 0.0));
+        assert_eq!(layout.inputs(&params), *inputs);
+        params
+    };
+    let a = train(&far_inputs(3));
+    let mut other = far_inputs(3);
+    other.mean[1] = -40.0;
+    other.scale[0] = 7.0;
+    let b = train(&other);
+    assert_eq!(a[layout.trainable()], b[layout.trainable()]);
+    let mut init = vec![0.0f64; layout.len];
+    layout.init(2, &mut init).unwrap();
+    assert_ne!(a[layout.trainable()], init[layout.trainable()]);
 }
 
 /// A step whose loss overflows leaves parameters and Adam state untouched.
