@@ -1164,6 +1164,56 @@ msde_status msde_trainer_fit(struct msde_trainer *trainer,
                              struct msde_error *err);
 
 /**
+ * Reads a model's inputs: the per-coordinate mean and scale (d each) of
+ * the standardisation z -> (z - mean) / scale its network works in, and
+ * its time span [t_min, t_max] (2 floats; -FLT_MAX, FLT_MAX when it has
+ * none: no time is clamped). The model f(z, t) = scale * g((z - mean) / scale, t'),
+ * L = diag(scale) L_g, where g, L_g are the network and t' is t clamped to
+ * the span. msde_model_init gives mean 0, scale 1 and no span;
+ * msde_trainer_fit sets them from its data.
+ *
+ * Errors: NULL pointers, mean_len or scale_len other than d,
+ * time_span_len other than 2 (MSDE_ERR_BAD_DIMENSION).
+ *
+ * # Safety
+ * `model` a model of this library; each buffer valid for its length.
+ */
+msde_status msde_model_get_inputs(const struct msde_model *model,
+                                  float *mean,
+                                  size_t mean_len,
+                                  float *scale,
+                                  size_t scale_len,
+                                  float *time_span,
+                                  size_t time_span_len,
+                                  struct msde_error *err);
+
+/**
+ * Sets a model's inputs (see msde_model_get_inputs): mean and scale (d
+ * each, finite, scale > 0) and the time span (2 floats, t_min <= t_max;
+ * -FLT_MAX, FLT_MAX for none). Not while another thread uses the
+ * model. A trainer made from the model afterwards trains its network in
+ * these standardised coordinates (msde_trainer_step standardises each
+ * batch with them).
+ *
+ * Errors: NULL pointers, lengths other than d, d and 2
+ * (MSDE_ERR_BAD_DIMENSION), non-finite values (MSDE_ERR_NON_FINITE), a
+ * scale <= 0 or t_min > t_max (MSDE_ERR_BAD_CONFIG). Nothing is changed
+ * on error.
+ *
+ * # Safety
+ * `model` a model of this library; each buffer valid for its length and
+ * not inside the model.
+ */
+msde_status msde_model_set_inputs(struct msde_model *model,
+                                  const float *mean,
+                                  size_t mean_len,
+                                  const float *scale,
+                                  size_t scale_len,
+                                  const float *time_span,
+                                  size_t time_span_len,
+                                  struct msde_error *err);
+
+/**
  * Workspace length (floats) msde_eigen_sym needs for a d×d matrix
  * (1 <= d <= MSDE_EIGEN_MAX_DIM), written to *out_len.
  *
@@ -1773,10 +1823,14 @@ msde_status msde_trainer_model(struct msde_trainer *trainer,
 
 /**
  * One training step at `epoch` (it sets the diffusion-loss warm-up
- * weight) on a prepared minibatch: forward, covariance targets (with
- * diffusion), losses, manual backward, gradient clipping, Adam. On
- * MSDE_OK the trainer's parameters and Adam state are updated and *loss
- * (optional, NULL to skip) receives the loss parts before the update.
+ * weight) on a prepared minibatch in the data's units: the batch's states
+ * and velocities are standardised with the model's inputs (see
+ * msde_model_get_inputs; a copy in the trainer, the caller's arrays are
+ * not changed), then forward, covariance targets (with diffusion), losses,
+ * manual backward, gradient clipping, Adam; the losses are those of the
+ * standardised coordinates. On MSDE_OK the trainer's parameters and Adam
+ * state are updated and *loss (optional, NULL to skip) receives the loss
+ * parts before the update.
  *
  * Errors: NULL pointers, n = t_len of 0 or above n_max, m above m_max,
  * lengths that disagree (MSDE_ERR_BAD_DIMENSION), NaN/Inf in the batch,

@@ -338,6 +338,12 @@ _SIGNATURES = {
     "msde_model_info_get": (c_int32, [c_void_p, POINTER(ModelInfo), POINTER(ModelConfig), _ERR_P]),
     "msde_model_get_params": (c_int32, [c_void_p, _FLOAT_P, c_size_t, _ERR_P]),
     "msde_model_set_params": (c_int32, [c_void_p, _FLOAT_P, c_size_t, _ERR_P]),
+    "msde_model_get_inputs": (
+        c_int32, [c_void_p, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _ERR_P]
+    ),
+    "msde_model_set_inputs": (
+        c_int32, [c_void_p, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _ERR_P]
+    ),
     "msde_model_eval_workspace_len": (c_int32, [c_void_p, c_size_t, _SIZE_P, _ERR_P]),
     "msde_model_drift": (
         c_int32,
@@ -672,6 +678,20 @@ class Model:
     def set_params(self, values):
         buf, n = floats(values)
         self.lib.call("msde_model_set_params", self.handle, buf, n)
+
+    def inputs(self):
+        """(mean d, scale d, time span [t_min, t_max]): the standardisation
+        (z - mean) / scale the network works in and the span its time
+        features are clamped to ([-FLT_MAX, FLT_MAX]: none)."""
+        info, _ = self.info()
+        mean, scale, span = empty(info.d), empty(info.d), empty(2)
+        self.lib.call("msde_model_get_inputs", self.handle, mean, info.d, scale, info.d, span, 2)
+        return list(mean), list(scale), list(span)
+
+    def set_inputs(self, mean, scale, time_span):
+        """Sets the standardisation and the time span (see :meth:`inputs`)."""
+        (m, m_len), (s, s_len), (ts, ts_len) = floats(mean), floats(scale), floats(time_span)
+        self.lib.call("msde_model_set_inputs", self.handle, m, m_len, s, s_len, ts, ts_len)
 
     def _eval(self, z, t, factor):
         info, _ = self.info()

@@ -23,6 +23,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 mod buffers;
 mod cluster;
 mod fit;
+mod inputs;
 mod metrics;
 mod model;
 mod propagated;
@@ -37,6 +38,7 @@ pub use cluster::{
     msde_cluster_config_default, msde_cluster_summary, msde_cluster_workspace_len,
 };
 pub use fit::*;
+pub use inputs::*;
 pub use metrics::{
     MSDE_EIGEN_MAX_DIM, msde_eigen_sym, msde_eigen_sym_workspace_len, msde_energy_distance,
     msde_model_diffusion_spectrum, msde_model_diffusion_spectrum_workspace_len,

@@ -1,13 +1,16 @@
 //! Training over the C ABI: a trainer object (the model being trained, Adam
 //! moments, step count and workspace in one block of caller memory, or on
-//! the heap with std) and one train step on a prepared minibatch.
+//! the heap with std) and one train step on a prepared minibatch (in the
+//! data's units: the step standardises it with the model's inputs).
 
 use crate::buffers::{input, value_in, value_out};
 use crate::model::{model_ref, msde_model, place_model, state_memory};
 use crate::status::{guard, msde_error, msde_status};
 use core::ffi::c_void;
 use morphosde_core::Result;
-use morphosde_core::error::{Detail, Error, ErrorKind, check_finite, checked_mul};
+use morphosde_core::error::{
+    Arena, Detail, Error, ErrorKind, check_finite, check_len, checked_mul,
+};
 use morphosde_core::model::{Layout, TargetMode};
 use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
 
@@ -82,7 +85,9 @@ fn sizes(
     if n_max == 0 {
         return Err(Error::bad_dim("n_max", "must be at least 1"));
     }
-    let ws = train_step_workspace_len(config, n_max, m_max)?;
+    let ws = train_step_workspace_len(config, n_max, m_max)?
+        .checked_add(staged_len(layout, n_max, m_max)?)
+        .ok_or(Error::bad_dim("n_max", "trainer too large"))?;
     let floats = checked_mul(layout.len, 3, "model")?
         .checked_add(ws)
         .ok_or(Error::bad_dim("n_max", "trainer too large"))?;
@@ -90,6 +95,16 @@ fn sizes(
         .checked_add(size_of::<msde_trainer>() + size_of::<msde_model>())
         .ok_or(Error::bad_dim("n_max", "trainer too large"))?;
     Ok((ws, bytes))
+}
+
+/// Floats of a batch's standardised copy: sources and teachers (n_max × d
+/// each) and targets (max(n_max, m_max) × d).
+fn staged_len(layout: &Layout, n_max: usize, m_max: usize) -> Result<usize> {
+    let rows = n_max
+        .checked_mul(2)
+        .and_then(|r| r.checked_add(n_max.max(m_max)))
+        .ok_or(Error::bad_dim("n_max", "trainer too large"))?;
+    checked_mul(rows, layout.d, "n_max")
 }
 
 /// Parts of a live trainer: header, model pointer, Adam moments, workspace.
@@ -237,10 +252,14 @@ pub unsafe extern "C" fn msde_trainer_model(
 }
 
 /// One training step at `epoch` (it sets the diffusion-loss warm-up
-/// weight) on a prepared minibatch: forward, covariance targets (with
-/// diffusion), losses, manual backward, gradient clipping, Adam. On
-/// MSDE_OK the trainer's parameters and Adam state are updated and *loss
-/// (optional, NULL to skip) receives the loss parts before the update.
+/// weight) on a prepared minibatch in the data's units: the batch's states
+/// and velocities are standardised with the model's inputs (see
+/// msde_model_get_inputs; a copy in the trainer, the caller's arrays are
+/// not changed), then forward, covariance targets (with diffusion), losses,
+/// manual backward, gradient clipping, Adam; the losses are those of the
+/// standardised coordinates. On MSDE_OK the trainer's parameters and Adam
+/// state are updated and *loss (optional, NULL to skip) receives the loss
+/// parts before the update.
 ///
 /// Errors: NULL pointers, n = t_len of 0 or above n_max, m above m_max,
 /// lengths that disagree (MSDE_ERR_BAD_DIMENSION), NaN/Inf in the batch,
@@ -314,12 +333,53 @@ pub unsafe extern "C" fn msde_trainer_step(
             ));
         }
         let (_, params) = unsafe { crate::model::model_params_mut(parts.model, "trainer") }?;
+        // The standardised copy: every length checked against the room.
+        let n_d = checked_mul(n, layout.d, "t")?;
+        check_len(batch.x, n_d, "x")?;
+        check_len(batch.v_hat, n_d, "v_hat")?;
+        // Targets are read only with a diffusion head.
+        let y_in: &[f32] = if layout.head.is_some() { batch.y } else { &[] };
+        let y_room = parts.head.n_max.max(parts.head.m_max) * layout.d;
+        if y_in.len() > y_room {
+            return Err(
+                Error::bad_dim("y", "more targets than the trainer's n_max and m_max").with(
+                    Detail::Len {
+                        expected: y_room,
+                        got: y_in.len(),
+                    },
+                ),
+            );
+        }
+        let inputs = layout.inputs(params);
+        let mut arena = Arena::new(&mut *parts.ws);
+        let x = arena.take(n_d)?;
+        let v_hat = arena.take(n_d)?;
+        let y = arena.take(y_in.len())?;
+        x.copy_from_slice(batch.x);
+        v_hat.copy_from_slice(batch.v_hat);
+        y.copy_from_slice(y_in);
+        inputs.standardise(x);
+        inputs.standardise_velocities(v_hat);
+        inputs.standardise(y);
+        let standardised = Batch {
+            x,
+            v_hat,
+            y,
+            ..batch
+        };
         let mut adam = AdamState {
             m: parts.m,
             v: parts.v,
             steps: parts.head.steps,
         };
-        let l = train_step(&config, epoch, &batch, params, &mut adam, parts.ws)?;
+        let l = train_step(
+            &config,
+            epoch,
+            &standardised,
+            params,
+            &mut adam,
+            arena.rest(),
+        )?;
         parts.head.steps = adam.steps;
         if let Some(out) = loss {
             *out = msde_step_loss {

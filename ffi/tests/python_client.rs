@@ -16,7 +16,7 @@ use morphosde_core::metrics::{
     diffusion_from_factor, diffusion_spectrum, energy_distance, sliced_wasserstein,
     sliced_wasserstein_workspace_len,
 };
-use morphosde_core::model::{Config, Layout, Learned};
+use morphosde_core::model::{Config, Inputs, Layout, Learned};
 use morphosde_core::propagate::{Propagation, propagate, propagate_workspace_len};
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::synthetic::{
@@ -188,9 +188,26 @@ fn model_case() -> String {
     }
     let mut bytes = vec![0u8; codec::model_bytes_len::<f32>(&config).unwrap()];
     codec::save(&config, &params, &mut bytes).unwrap();
+    // The same network with a standardisation and a time span (which
+    // clamps t = 0 and 0.75).
+    let mut inputs = Inputs::identity(2);
+    inputs.mean[..2].copy_from_slice(&[0.5, -1.0]);
+    inputs.scale[..2].copy_from_slice(&[2.0, 0.25]);
+    inputs.time_span = [0.1, 0.6];
+    let mut scaled = params.clone();
+    layout.set_inputs(&mut scaled, &inputs).unwrap();
+    let (mut f_in, mut l_in) = (vec![0.0; rows * 2], vec![0.0; rows * 2 * layout.q]);
+    layout
+        .forward_infer(&scaled, &z, &t, &mut f_in, &mut l_in, &mut ws)
+        .unwrap();
     Json::default()
         .field("config", config_fields(&config))
         .field("params", floats(&params))
+        .field("inputs_mean", floats(inputs.mean()))
+        .field("inputs_scale", floats(inputs.scale()))
+        .field("inputs_span", floats(&inputs.time_span))
+        .field("f_inputs", floats(&f_in))
+        .field("l_inputs", floats(&l_in))
         .field("z", floats(&z))
         .field("t", floats(&t))
         .field("f", floats(&f))

@@ -16,6 +16,7 @@ import morphosde  # noqa: E402
 LIB = morphosde.Library()
 NAN = float("nan")
 INF = float("inf")
+FLT_MAX = 3.4028234663852886e38
 
 # Inputs and the Rust core's results on them, written by
 # ffi/tests/python_client.rs; absent when this file is run by hand.
@@ -275,7 +276,7 @@ class Model(CallCase):
         n, state = ctypes.c_size_t(), ctypes.c_size_t()
         LIB.call("msde_model_params_len", ctypes.byref(cfg), ctypes.byref(n))
         LIB.call("msde_model_state_len", ctypes.byref(cfg), ctypes.byref(state))
-        # Input block (2 d + 2), encoder (10->128, 128->128 x2), drift head (128->2).
+        # Encoder (10->128, 128->128 x2) + drift head (128->2).
         self.assertEqual(n.value, 6 + 10 * 128 + 128 + 2 * (128 * 128 + 128) + 128 * 2 + 2)
         self.assertGreater(state.value, 4 * n.value)
 
@@ -430,6 +431,80 @@ class Model(CallCase):
                 cfg = morphosde.ModelConfig()
                 self.assert_fails("msde_model_bytes_config", (buf, n, ctypes.byref(cfg)), status, "bytes")
         self.assert_fails("msde_model_load_new", (None, 5, ctypes.byref(ctypes.c_void_p())), 1, "bytes")
+
+
+class ModelInputs(CallCase):
+    @needs_expected
+    def test_inputs_round_trip_and_give_answers_in_user_units(self):
+        case = EXPECTED["model"]
+        model = LIB.model_new(small_model_config())
+        self.assertEqual(model.inputs(), ([0.0, 0.0], [1.0, 1.0], [-FLT_MAX, FLT_MAX]))
+        inputs = (case["inputs_mean"], case["inputs_scale"], case["inputs_span"])
+        model.set_inputs(*inputs)
+        self.assertEqual(model.inputs(), inputs)
+        self.assertEqual(model.drift_factor(case["z"], case["t"]), (case["f_inputs"], case["l_inputs"]))
+        # The block heads the parameters and travels in the model bytes.
+        self.assertEqual(model.params()[:6], inputs[0] + inputs[1] + inputs[2])
+        self.assertEqual(LIB.model_load(model.save()).inputs(), inputs)
+
+    def test_bad_inputs_change_nothing(self):
+        model = LIB.model_new(small_model_config())
+        before = model.params()
+        (m, _), (s, _), (ts, _) = morphosde.floats([0.0, 0.0]), morphosde.floats([1.0, 1.0]), morphosde.floats([0, 1])
+        nan_m, zero_s, reversed_ts = morphosde.floats([NAN, 0.0])[0], morphosde.floats([1.0, 0.0])[0], \
+            morphosde.floats([1.0, 0.0])[0]
+        for args, status, word in [
+            ((model.handle, m, 1, s, 2, ts, 2), 2, "mean"),
+            ((model.handle, m, 2, s, 3, ts, 2), 2, "scale"),
+            ((model.handle, m, 2, s, 2, ts, 1), 2, "time_span"),
+            ((model.handle, nan_m, 2, s, 2, ts, 2), 3, "mean"),
+            ((model.handle, m, 2, zero_s, 2, ts, 2), 4, "scale"),
+            ((model.handle, m, 2, s, 2, reversed_ts, 2), 4, "time_span"),
+            ((None, m, 2, s, 2, ts, 2), 1, "model"),
+        ]:
+            with self.subTest(word=word, status=status):
+                self.assert_fails("msde_model_set_inputs", args, status, word)
+        out = morphosde.floats([7.0, 7.0])[0]
+        self.assert_fails(
+            "msde_model_get_inputs", (model.handle, out, 2, out, 1, out, 2), 2, "scale", sentinels=[(out, 0)]
+        )
+        # Parameters whose input block has a zero scale are refused too.
+        p, n = morphosde.floats(before)
+        p[2] = 0.0
+        self.assert_fails("msde_model_set_params", (model.handle, p, n), 4, "params")
+        self.assertEqual(model.params(), before)
+
+    def test_fit_sets_the_data_standardisation_and_span(self):
+        z, t, track = toy_snapshots()
+        trainer = LIB.model_new(small_model_config()).trainer(n_max=1)
+        trainer.fit(fit_config(Fit.SMALL), z, t, track)
+        mean, scale, span = trainer.model().inputs()
+        for k in range(2):
+            column = [f32(v) for v in z[k::2]]
+            mu = sum(column) / len(column)
+            sd = math.sqrt(sum((v - mu) ** 2 for v in column) / len(column))
+            self.assertAlmostEqual(mean[k], mu, places=6)
+            self.assertAlmostEqual(scale[k], sd, places=6)
+        self.assertEqual(span, [0.0, f32(0.4)])
+
+    def test_a_step_standardises_its_batch(self):
+        """A step of a model with mean (0.5, -1) and scale (2, 1/4) on a batch
+        equals, bit for bit, a step of the identity model on the batch
+        standardised by hand (exact in float32 at these scales)."""
+        batch = Trainer.batch(self)
+        mean, scale = [0.5, -1.0], [2.0, 0.25]
+        states = lambda v: [f32((f32(x) - mean[k % 2]) / scale[k % 2]) for k, x in enumerate(v)]
+        by_hand = dict(batch, x=states(batch["x"]), y=states(batch["y"]),
+                       v_hat=[f32(x) / scale[k % 2] for k, x in enumerate(batch["v_hat"])])
+        scaled = LIB.model_new(small_model_config())
+        scaled.set_inputs(mean, scale, [-FLT_MAX, FLT_MAX])
+        a, b = scaled.trainer(n_max=6), LIB.model_new(small_model_config()).trainer(n_max=6)
+        for epoch in range(3):
+            la, lb = a.step(epoch, **batch), b.step(epoch, **by_hand)
+            self.assertEqual((la.drift, la.diffusion, la.total), (lb.drift, lb.diffusion, lb.total))
+        self.assertEqual(a.model().params()[6:], b.model().params()[6:])
+        self.assertEqual(a.model().inputs()[:2], (mean, scale))
+        self.assertNotEqual(b.model().params()[6:], LIB.model_new(small_model_config()).params()[6:])
 
 
 class Trainer(CallCase):
