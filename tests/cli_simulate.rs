@@ -175,10 +175,14 @@ fn simulate_rejects_bad_input() {
 }
 
 /// Writes model bytes of a small seeded model (d = 3, encoder 1 × 16) with
-/// or without a diffusion head.
+/// or without a diffusion head, and without a time span or with `span`.
 fn write_model(path: &Path, learn_diffusion: bool) {
+    write_model_with_span(path, learn_diffusion, None)
+}
+
+fn write_model_with_span(path: &Path, learn_diffusion: bool, span: Option<[f32; 2]>) {
     use morphosde_core::codec;
-    use morphosde_core::model::{Config, Layout};
+    use morphosde_core::model::{Config, Inputs, Layout};
     let config = Config {
         d: 3,
         depth: 1,
@@ -190,9 +194,64 @@ fn write_model(path: &Path, learn_diffusion: bool) {
     let layout = Layout::new(&config).unwrap();
     let mut params = vec![0.0f32; layout.len];
     layout.init(5, &mut params).unwrap();
+    if let Some(span) = span {
+        let mut inputs = Inputs::identity(3);
+        inputs.time_span = span;
+        layout.set_inputs(&mut params, &inputs).unwrap();
+    }
     let mut bytes = vec![0u8; codec::model_bytes_len::<f32>(&config).unwrap()];
     let n = codec::save(&config, &params, &mut bytes).unwrap();
     std::fs::write(path, &bytes[..n]).unwrap();
+}
+
+/// Times past the model's training span are reported (report and stderr);
+/// times inside it, or a model without a span, report nothing.
+#[test]
+fn simulate_reports_times_outside_the_training_span() {
+    let dir = temp_dir("span");
+    let (init, out, model) = (dir.join("init.csv"), dir.join("r.csv"), dir.join("m.msde"));
+    std::fs::write(&init, "0.1,-0.2,0.3\n").unwrap();
+    write_model_with_span(&model, true, Some([0.0, 1.0]));
+    let run = |times: &str| {
+        morphosde(&[
+            "simulate",
+            "--model",
+            s(&model),
+            "--initial",
+            s(&init),
+            "--trajectories",
+            "5",
+            "--times",
+            times,
+            "--out",
+            s(&out),
+        ])
+    };
+    let o = run("0.5,1.0,1.5");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["time_span"], serde_json::json!([0.0, 1.0]));
+    let outside = &report["outside_time_span"];
+    assert_eq!(
+        (outside["past_end"].as_f64(), outside["count"].as_u64()),
+        (Some(0.5), Some(1))
+    );
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains(
+            "1 of the 4 times (t0 and --times) lie outside the model's training span [0, 1]"
+        ) && said.contains("0.5 past its end")
+            && said.contains("clamped"),
+        "{said}"
+    );
+    let o = run("0.5,1.0");
+    assert!(o.status.success() && o.stderr.is_empty());
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(report["outside_time_span"].is_null());
+    write_model(&model, true);
+    let report: serde_json::Value = serde_json::from_slice(&run("0.5,9.0").stdout).unwrap();
+    assert!(report["time_span"].is_null() && report["outside_time_span"].is_null());
+    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

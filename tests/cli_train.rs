@@ -104,8 +104,15 @@ fn demo_then_train_and_field_on_its_data() {
             .contains("\"learn_diffusion\": false")
     );
     // --time-scale auto (the default) maps the data's span, 0 … 1.4 (as
-    // f32), to one unit.
+    // f32), to one unit. The model keeps that span and the data's
+    // per-coordinate mean and standard deviation.
     assert_eq!(summary_time_scale(&summary), 1.0 / (1.4f32 as f64));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(json["autonomous"], false);
+    assert_eq!(json["time_span"][1].as_f64().unwrap(), 1.4f32 as f64);
+    let scale = &json["standardisation"]["scale"];
+    assert!((0..2).all(|k| scale[k].as_f64().unwrap() > 0.0), "{json}");
 
     // The same table with its times in days (× 5: 0, 1, …, 7): auto gives
     // 1/7, and the model file carries it. (The network's drift and D are per
@@ -154,11 +161,54 @@ fn demo_then_train_and_field_on_its_data() {
     let config = morphosde_core::codec::load_config::<f32>(&std::fs::read(&in_hours).unwrap());
     assert_eq!(config.unwrap().drift_teacher, DriftTeacher::Chord);
 
-    // field: f and D at two points; D is zero for the drift-only model and
-    // symmetric positive for the demo's model.
+    // --autonomous: no time input, said by the summary and the model file;
+    // it cannot be combined with time features.
+    let autonomous = dir.join("autonomous.msde");
+    let mut flat = vec![
+        "train",
+        "--data",
+        path(&train),
+        "--id-column",
+        "id",
+        "--out",
+        path(&autonomous),
+        "--summary",
+        path(&summary),
+        "--autonomous",
+    ];
+    flat.extend(TINY);
+    let o = morphosde(&flat);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(json["autonomous"], true);
+    let config = morphosde_core::codec::load_config::<f32>(&std::fs::read(&autonomous).unwrap());
+    assert_eq!(config.unwrap().time_features, 0);
+    flat.extend(["--time-features", "4"]);
+    let o = morphosde(&flat);
+    assert!(!o.status.success() && stderr(&o).contains("--autonomous"));
+
+    // field: f and D at three points; the drift-only model has no D
+    // columns, the demo's model a symmetric positive D. The last point lies
+    // past the training span, which stderr says (not for the autonomous
+    // model, which has no time input).
     let points = dir.join("points.csv");
-    std::fs::write(&points, "t,z0,z1\n0.2,0.2,0\n1.0,1.0,1.5\n").unwrap();
+    std::fs::write(&points, "t,z0,z1\n0.2,0.2,0\n1.0,1.0,1.5\n1.9,1.0,1.5\n").unwrap();
     let out = dir.join("field.csv");
+    let o = morphosde(&[
+        "field",
+        "--model",
+        path(&autonomous),
+        "--points",
+        path(&points),
+        "--out",
+        path(&out),
+    ]);
+    assert!(
+        o.status.success() && !stderr(&o).contains("span"),
+        "{}",
+        stderr(&o)
+    );
     for (m, diffusion) in [(&model, false), (&dir.join("model.msde"), true)] {
         let o = morphosde(&[
             "field",
@@ -170,18 +220,26 @@ fn demo_then_train_and_field_on_its_data() {
             path(&out),
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
+        let said = stderr(&o);
+        assert!(
+            said.contains("1 of 3 points lie outside the model's training span [0, 1.4]")
+                && said.contains("0.5 past its end"),
+            "{said}"
+        );
         let text = std::fs::read_to_string(&out).unwrap();
         let mut lines = text.lines();
+        if !diffusion {
+            assert!(said.contains("no D columns"), "{said}");
+            assert_eq!(lines.next().unwrap(), "t,z0,z1,f0,f1");
+            assert!(lines.all(|l| l.split(',').count() == 5));
+            continue;
+        }
         assert_eq!(lines.next().unwrap(), "t,z0,z1,f0,f1,D00,D01,D10,D11");
         for line in lines {
             let v: Vec<f64> = line.split(',').map(|c| c.parse().unwrap()).collect();
             let dm = &v[5..9];
-            if diffusion {
-                assert!(dm[0] > 0.0 && dm[3] > 0.0 && dm[1] == dm[2]);
-                assert!(dm[0] * dm[3] - dm[1] * dm[2] >= 0.0);
-            } else {
-                assert!(dm.iter().all(|&x| x == 0.0));
-            }
+            assert!(dm[0] > 0.0 && dm[3] > 0.0 && dm[1] == dm[2]);
+            assert!(dm[0] * dm[3] - dm[1] * dm[2] >= 0.0);
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -1,13 +1,17 @@
 //! `morphosde field`: the learned drift `f(z,t)` and diffusion `D = L Lᵀ`
 //! at given points and times. Input: a CSV with a time column and the `d`
 //! coordinates; output: one row per point, `t, z…, f…, D…` with `D`'s d×d
-//! entries row-major (all zero for a drift-only model).
+//! entries row-major (a drift-only model has no `D` columns: it learned no
+//! noise). Points at times outside the model's training span are answered
+//! by the model at the span's nearest end, and stderr says how many and how
+//! far.
 //!
 //! With `--estimate data.csv` (a snapshot table with track ids) each row
 //! also gets three model-assisted estimates of `D` from the tracked pairs
 //! near the point, to compare side by side with the learned `D`
 //! ([`local_estimates`]).
 
+use super::time_span::outside;
 use crate::csvio::{read_table, write_matrix};
 use crate::data::{CoordinateColumns, Snapshots};
 use clap::Args;
@@ -88,8 +92,15 @@ pub fn run(args: &FieldArgs) -> Result<(), String> {
             pts.d
         ));
     }
+    if let Some(o) = outside(&config, &params, &pts.t) {
+        let what = format!("{} of {} points lie", o.count, o.total);
+        eprintln!("{}", o.message("field", &what));
+    }
+    if q == 0 {
+        eprintln!("field: the model learned no diffusion (drift only): no D columns");
+    }
     let mut f = vec![0.0f32; rows * d];
-    let mut dm = vec![0.0f32; rows * d * d];
+    let mut dm = vec![0.0f32; if q > 0 { rows * d * d } else { 0 }];
     let mut ws = vec![0.0f32; model.workspace_len(rows)];
     if q > 0 {
         let mut l = vec![0.0f32; rows * d * q];
@@ -132,7 +143,9 @@ pub fn run(args: &FieldArgs) -> Result<(), String> {
     header.extend((0..d).map(|k| format!("f{k}")));
     let entries =
         |prefix: &'static str| (0..dd).map(move |k| format!("{prefix}D{}{}", k / d, k % d));
-    header.extend(entries(""));
+    if q > 0 {
+        header.extend(entries(""));
+    }
     if estimates.is_some() {
         header.extend(["pairs".to_string(), "h".to_string()]);
         for prefix in ["naive_", "flow_", "propagated_"] {
@@ -144,7 +157,9 @@ pub fn run(args: &FieldArgs) -> Result<(), String> {
         table.push(pts.t[r]);
         table.extend_from_slice(&pts.z[r * d..(r + 1) * d]);
         table.extend_from_slice(&f[r * d..(r + 1) * d]);
-        table.extend_from_slice(&dm[r * dd..(r + 1) * dd]);
+        if q > 0 {
+            table.extend_from_slice(&dm[r * dd..(r + 1) * dd]);
+        }
         if let Some(e) = &estimates {
             table.extend([e.pairs[r] as f32, e.h[r]]);
             for m in [&e.naive, &e.flow, &e.propagated] {

@@ -1,4 +1,6 @@
-//! One module per subcommand: argument struct (clap) and `run`.
+//! One module per subcommand: argument struct (clap) and `run`; and
+//! `time_span`, what `field` and `simulate` say about times outside a
+//! model's training span.
 
 pub mod ablate;
 pub mod bench_heldout;
@@ -9,5 +11,6 @@ pub mod field;
 pub mod recovery;
 pub mod scoring;
 pub mod simulate;
+pub mod time_span;
 pub mod train;
 pub mod uot;

@@ -15,8 +15,13 @@
 //! an error.
 //! Output: `--out` gets `trajectory,t,<coordinates>` for every trajectory
 //! and output time (a trajectory that blew up has no rows from its stop
-//! time on); `--report` and stdout get a one-line JSON report.
+//! time on); `--report` and stdout get a one-line JSON report. For a model
+//! it records the model's training span (`time_span`, null for an
+//! autonomous model or one without a span) and how far `--t0` and `--times`
+//! reach outside it (`outside_time_span`, also said on stderr): there the
+//! model is the one at the span's nearest end.
 
+use super::time_span::{outside, training_span};
 use crate::csvio::{read_table, write_atomic};
 use crate::data::{CoordinateColumns, Snapshots};
 use clap::{Args, ValueEnum};
@@ -28,6 +33,7 @@ use morphosde_core::integrate::rollout::{
 use morphosde_core::integrate::sde::EmConfig;
 use morphosde_core::model::Learned;
 use morphosde_core::synthetic::EmbryoProcess;
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -150,10 +156,23 @@ pub fn run(args: &SimulateArgs) -> Result<(), String> {
                     .into(),
             );
         }
-        return simulate(&model, "model", args);
+        let span = training_span(&config, &params);
+        let mut times = vec![args.t0];
+        times.extend_from_slice(&args.times);
+        let out = outside(&config, &params, &times);
+        if let Some(o) = &out {
+            let what = format!("{} of the {} times (t0 and --times) lie", o.count, o.total);
+            eprintln!("{}", o.message("simulate", &what));
+        }
+        let note = format!(
+            ",\"time_span\":{},\"outside_time_span\":{}",
+            json!(span),
+            out.map_or(Value::Null, |o| o.json())
+        );
+        return simulate(&model, "model", args, &note);
     }
     match args.synthetic_dim {
-        Some(d) if d >= 2 => simulate(&EmbryoProcess { d }, "synthetic", args),
+        Some(d) if d >= 2 => simulate(&EmbryoProcess { d }, "synthetic", args, ""),
         _ => Err("--synthetic-dim: the synthetic process needs at least 2 dimensions".into()),
     }
 }
@@ -193,11 +212,13 @@ fn initial_states(args: &SimulateArgs) -> Result<(Vec<f32>, Vec<String>, &'stati
     Ok((table.select_f32(&cols), names, "--initial"))
 }
 
-/// Rolls out `dynamics` as `args` say and writes the outputs.
+/// Rolls out `dynamics` as `args` say and writes the outputs; `note` is
+/// appended to the report's fields (`,"key":value…` or empty).
 fn simulate<S: Dynamics<f32> + Sync>(
     dynamics: &S,
     source: &str,
     args: &SimulateArgs,
+    note: &str,
 ) -> Result<(), String> {
     let d = dynamics.dim();
     let (initial, names, what) = initial_states(args)?;
@@ -276,7 +297,7 @@ fn simulate<S: Dynamics<f32> + Sync>(
     let times: Vec<String> = args.times.iter().map(|t| t.to_string()).collect();
     let s = report.stats;
     let json = format!(
-        "{{\"dynamics\":\"{source}\",\"method\":\"{method}\",\"trajectories\":{n},\"d\":{d},\"t0\":{},\"times\":[{}],\"seed\":{},\"accepted_steps\":{},\"rejected_steps\":{},\"evaluations\":{},\"stopped\":{},\"first_stopped\":{first},\"workers\":{},\"seconds\":{seconds}}}",
+        "{{\"dynamics\":\"{source}\",\"method\":\"{method}\",\"trajectories\":{n},\"d\":{d},\"t0\":{},\"times\":[{}],\"seed\":{},\"accepted_steps\":{},\"rejected_steps\":{},\"evaluations\":{},\"stopped\":{},\"first_stopped\":{first},\"workers\":{},\"seconds\":{seconds}{note}}}",
         args.t0,
         times.join(","),
         args.seed,

@@ -173,6 +173,12 @@ pub struct ModelArgs {
     /// The model file keeps s; drift and D stay per unit of the data's time.
     #[arg(long, default_value = "auto", value_parser = TimeScaleArg::parse)]
     pub time_scale: TimeScaleArg,
+    /// No time input at all (0 time features): the learned drift and D do
+    /// not depend on t, for processes that do not (the model is then the
+    /// same before, inside and after the training span). The model file
+    /// and the summary say so.
+    #[arg(long, conflicts_with_all = ["time_features", "time_scale"])]
+    pub autonomous: bool,
     /// Epochs over which λ ramps up from 0.
     #[arg(long, default_value_t = 5)]
     pub warmup_epochs: u32,
@@ -353,7 +359,11 @@ impl ModelArgs {
     pub fn config(&self, d: usize, t: &[f32]) -> Config {
         Config {
             d,
-            time_features: self.time_features,
+            time_features: if self.autonomous {
+                0
+            } else {
+                self.time_features
+            },
             time_scale: self.time_scale.resolve(t),
             depth: self.depth,
             width: self.width,
@@ -561,11 +571,17 @@ impl Trained {
     /// The run summary.
     pub fn summary_json(&self) -> Value {
         let r = &self.report;
+        let inputs = Layout::new(&self.config)
+            .map(|layout| layout.inputs(&self.params))
+            .ok();
         json!({
             "d": self.config.d,
             "learn_diffusion": self.config.learn_diffusion,
             "diffusion_head": format!("{:?}", self.config.head()),
+            "autonomous": self.config.time_features == 0,
             "time_scale": self.config.time_scale,
+            "time_span": inputs.map(|i| i.time_span),
+            "standardisation": inputs.map(|i| json!({"mean": i.mean(), "scale": i.scale()})),
             "residual": format!("{:?}", self.config.residual),
             "drift_teacher": format!("{:?}", self.config.drift_teacher),
             "parameters": self.params.len(),
