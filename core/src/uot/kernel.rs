@@ -1,10 +1,13 @@
-//! Inner loops of the Sinkhorn solver: cost tiles from point differences,
-//! streaming log-sum-exp, weighted means, and the dense matrix–vector
-//! products. Reductions use eight independent accumulators in a fixed order
-//! so that they vectorise and give the same bits on every run.
+//! The Gibbs kernel `e^{(pot − C)/ε}` evaluated from the points: one point
+//! against a cloud ([`Cloud`]: cost tiles from point differences, streaming
+//! log-sum-exp, weighted means) and every point of one side against the
+//! other ([`Ctx`], the view of the problem the half-steps share). Reductions
+//! use eight independent accumulators in a fixed order so that they
+//! vectorise and give the same bits on every run.
 
 use crate::fastmath::exp_in_place;
 use crate::float::Float;
+use crate::par::for_each_chunk;
 
 /// Columns per stack tile of the streaming loops (1 KiB of f32).
 pub(super) const TILE: usize = 256;
@@ -90,7 +93,23 @@ pub(super) struct Cloud<'a, F> {
     pub d: usize,
 }
 
-impl<F: Float> Cloud<'_, F> {
+impl<'a, F: Float> Cloud<'a, F> {
+    /// The cloud `rows` (`count×d`, row-major), its transpose written into
+    /// `cols` (`d×count`).
+    pub fn transposed(rows: &'a [F], count: usize, d: usize, cols: &'a mut [F]) -> Self {
+        for k in 0..count {
+            for c in 0..d {
+                cols[c * count + k] = rows[k * d + c];
+            }
+        }
+        Cloud {
+            rows,
+            cols,
+            count,
+            d,
+        }
+    }
+
     pub fn point(&self, k: usize) -> &[F] {
         &self.rows[k * self.d..][..self.d]
     }
@@ -206,5 +225,113 @@ impl<F: Float> Cloud<'_, F> {
         let inv = F::ONE / total;
         mean.iter_mut().for_each(|x| *x *= inv);
         top + total.ln()
+    }
+}
+
+/// Which potential a half-step updates: the row half-step the source's
+/// `f`, the column half-step the target's `g`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Half {
+    Row,
+    Column,
+}
+
+impl Half {
+    /// The pair `(source i, target j)` as `(updated side's index, other
+    /// side's index)`.
+    pub fn ends(self, i: usize, j: usize) -> (usize, usize) {
+        match self {
+            Half::Row => (i, j),
+            Half::Column => (j, i),
+        }
+    }
+}
+
+/// `1/x`, 0 for `x = ∞`.
+pub(super) fn inv<F: Float>(x: F) -> F {
+    if x.is_finite() { F::ONE / x } else { F::ZERO }
+}
+
+/// One side of the problem: its points, its weights `w` and their logs,
+/// and its marginal penalty `ρ` (`∞`: hard constraint).
+#[derive(Clone, Copy)]
+pub(super) struct Side<'a, F> {
+    pub cloud: Cloud<'a, F>,
+    pub w: &'a [F],
+    pub log_w: &'a [F],
+    pub rho: F,
+}
+
+impl<F: Float> Side<'_, F> {
+    /// `ρ/(ρ+ε)`, 1 for `ρ = ∞`: the exact half-step is
+    /// `pot = ρ/(ρ+ε)·(−ε·l)`.
+    pub fn damping(&self, eps: F) -> F {
+        if self.rho.is_finite() {
+            self.rho / (self.rho + eps)
+        } else {
+            F::ONE
+        }
+    }
+}
+
+/// Both sides at one ε: what every half-step and output reads.
+#[derive(Clone, Copy)]
+pub(super) struct Ctx<'a, F> {
+    pub source: Side<'a, F>,
+    pub target: Side<'a, F>,
+    pub eps: F,
+    pub inv_eps: F,
+}
+
+impl<'a, F: Float> Ctx<'a, F> {
+    pub fn new(source: Side<'a, F>, target: Side<'a, F>, eps: F) -> Self {
+        Ctx {
+            source,
+            target,
+            eps,
+            inv_eps: F::ONE / eps,
+        }
+    }
+
+    /// `(updated side, other side)` of a half-step.
+    pub fn sides(&self, half: Half) -> (&Side<'a, F>, &Side<'a, F>) {
+        match half {
+            Half::Row => (&self.source, &self.target),
+            Half::Column => (&self.target, &self.source),
+        }
+    }
+
+    /// `scaled_k = ln w_k + pot_k/ε` for the points of `side`: its terms in
+    /// the other side's log-sums.
+    pub fn scaled_potential(&self, side: &Side<'_, F>, pot: &[F], scaled: &mut [F]) {
+        for (q, (&l, &v)) in scaled.iter_mut().zip(side.log_w.iter().zip(pot)) {
+            *q = l + v * self.inv_eps;
+        }
+    }
+
+    /// The marginal of `side` from its log-sums: `mass_k = e^{ln w_k +
+    /// pot_k/ε + l_k}` (`Π1` for the source, `Πᵀ1` for the target).
+    pub fn masses(&self, side: &Side<'_, F>, pot: &[F], lse: &[F], mass: &mut [F]) {
+        for (c, (&l, (&v, &lv))) in mass
+            .iter_mut()
+            .zip(side.log_w.iter().zip(pot.iter().zip(lse)))
+        {
+            *c = l + v * self.inv_eps + lv;
+        }
+        exp_in_place(mass);
+    }
+
+    /// A half-step's log-sums from the points:
+    /// `l_k = ln Σ_o e^{scaled_o − C_ko/ε}` for every point `k` of the
+    /// updated side, with `scaled` the other side's
+    /// [`Ctx::scaled_potential`]. One exponential per pair; O(d) memory.
+    pub fn point_log_sums(&self, half: Half, scaled: &[F], lse: &mut [F]) {
+        let (this, other) = self.sides(half);
+        let (this, other, inv_eps) = (this.cloud, other.cloud, self.inv_eps);
+        for_each_chunk(lse, 8, |c, ls| {
+            for (t, l) in ls.iter_mut().enumerate() {
+                *l = other.lse(this.point(c * 8 + t), scaled, inv_eps);
+            }
+        });
     }
 }

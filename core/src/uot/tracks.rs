@@ -1,0 +1,103 @@
+//! The self-edge lower bound on tracked pairs (see the module docs): the
+//! exact one-entry update of a bounded pair's potential after each
+//! half-step, and a bounded entry of the plan at the potentials.
+
+use super::kernel::{Ctx, Half, inv, sq_dist};
+use super::problem::{Pair, Pairs};
+use crate::float::Float;
+
+/// One side's exact update with a lower bound on one of its entries:
+/// solves for `u = f_i/ε` in `e^u·S + max(ℓ', e^u·G) = e^{−κu}` where
+/// `ln S = log_s` (the other entries), `ln G = log_g`, `ln ℓ' = log_l`,
+/// `κ = ε/ρ`. Returns `u` (the unconstrained `−ln(S+G)/(1+κ)` when the bound
+/// is inactive).
+fn bounded_update<F: Float>(log_s: F, log_g: F, log_l: F, kappa: F) -> F {
+    let top = log_s.max(log_g);
+    let lse = top + ((log_s - top).exp() + (log_g - top).exp()).ln();
+    let u_free = -lse / (F::ONE + kappa);
+    if u_free + log_g >= log_l {
+        return u_free;
+    }
+    let fallback = log_l - log_g;
+    if kappa == F::ZERO {
+        // e^u·S + ℓ' = 1.
+        let u = (-log_l.exp_m1()).ln() - log_s;
+        return if u.is_finite() {
+            u.min(u_free)
+        } else {
+            fallback.min(u_free)
+        };
+    }
+    // ψ(u) = ln(e^{u + ln S} + ℓ') + κu is convex and increasing, ψ(u_free) ≥ 0:
+    // Newton from the right converges monotonically.
+    let mut u = u_free;
+    for _ in 0..100 {
+        let s = u + log_s;
+        let top = s.max(log_l);
+        let lse2 = top + ((s - top).exp() + (log_l - top).exp()).ln();
+        let psi = lse2 + kappa * u;
+        let slope = (s - lse2).exp() + kappa;
+        let step = psi / slope;
+        if !step.is_finite() {
+            break;
+        }
+        u -= step;
+        if step.abs() <= F::EPSILON * F::from_f64(4.0) * (F::ONE + u.abs()) {
+            break;
+        }
+    }
+    u
+}
+
+/// After a half-step's update of `this_pot` (the updated side's potential,
+/// `other_pot` the other's): each pair with a positive bound gets the
+/// exact update of its entry of `this_pot` under `Π_ij ≥ ℓ_ij`
+/// ([`bounded_update`]). `scaled` is the other side's
+/// [`Ctx::scaled_potential`] the half-step summed over.
+pub(super) fn bound_potentials<F: Float>(
+    ctx: &Ctx<'_, F>,
+    half: Half,
+    pairs: &Pairs<'_, F>,
+    this_pot: &mut [F],
+    other_pot: &[F],
+    scaled: &[F],
+) {
+    let (this, other) = ctx.sides(half);
+    let kappa = ctx.eps * inv(this.rho);
+    let scaled = &scaled[..other.cloud.count];
+    for pr in pairs.iter() {
+        if pr.bound > F::ZERO {
+            let (s, o) = half.ends(pr.i, pr.j);
+            let c = sq_dist(this.cloud.point(s), other.cloud.point(o));
+            let log_g = other.log_w[o] + (other_pot[o] - c) * ctx.inv_eps;
+            let log_l = pr.bound.ln() - this.log_w[s];
+            let log_s = other
+                .cloud
+                .lse_excluding(this.cloud.point(s), scaled, ctx.inv_eps, o);
+            this_pot[s] = ctx.eps * bounded_update(log_s, log_g, log_l, kappa);
+        }
+    }
+}
+
+/// `Π_ij` of a tracked pair at the potentials: `(ln Gibbs_ij, max(ℓ, Gibbs))`.
+pub(super) fn pair_entry<F: Float>(ctx: &Ctx<'_, F>, f: &[F], g: &[F], pr: &Pair<F>) -> (F, F) {
+    let c = sq_dist(ctx.source.cloud.point(pr.i), ctx.target.cloud.point(pr.j));
+    let log_gibbs =
+        ctx.source.log_w[pr.i] + ctx.target.log_w[pr.j] + (f[pr.i] + g[pr.j] - c) * ctx.inv_eps;
+    (log_gibbs, log_gibbs.exp().max(pr.bound))
+}
+
+/// Adds to `col_mass` (`Πᵀ1` of the Gibbs plan) what the bounded entries
+/// add: `max(ℓ, Gibbs) − Gibbs` on each pair.
+pub(super) fn add_pair_masses<F: Float>(
+    ctx: &Ctx<'_, F>,
+    pairs: &Pairs<'_, F>,
+    f: &[F],
+    g: &[F],
+    col_mass: &mut [F],
+) {
+    for pr in pairs.iter() {
+        let (log_gibbs, entry) = pair_entry(ctx, f, g, &pr);
+        col_mass[pr.j] += entry - log_gibbs.exp();
+    }
+}
