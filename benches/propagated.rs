@@ -21,7 +21,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use morphosde_core::model::{Config, DriftTeacher, Layout, Learned, Residual};
-use morphosde_core::propagate::{
+use morphosde_core::propagated::{
     DiffusionAt, propagate, propagate_frozen, propagate_workspace_len,
 };
 use morphosde_core::rng::{Family, Rng};

@@ -131,7 +131,7 @@ fn metrics_do_not_allocate() {
 #[test]
 fn train_step_and_codec_do_not_allocate() {
     use morphosde_core::codec::{load, model_bytes_len, save};
-    use morphosde_core::integrate::Dynamics;
+    use morphosde_core::dynamics::Dynamics;
     use morphosde_core::model::{Config, DriftTeacher, Layout, Learned, Residual, TargetMode};
     use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
     let (n, m, d) = (16, 12, 3);
@@ -326,7 +326,7 @@ fn uot_solve_does_not_allocate() {
 #[test]
 fn propagated_step_over_parallel_blocks_does_not_allocate() {
     use morphosde_core::model::{Config, Layout, Residual};
-    use morphosde_core::propagate::{DiffusionAt, PROPAGATE_BLOCK_ROWS};
+    use morphosde_core::propagated::{DiffusionAt, PROPAGATE_BLOCK_ROWS};
     use morphosde_core::train::{
         AdamState, Batch, train_step_diffusion_at, train_step_workspace_len,
     };

@@ -15,7 +15,8 @@ mod non_normal_ou;
 #[path = "common/pair_training.rs"]
 mod pair_training;
 
-use morphosde_core::integrate::{Dynamics, rk4_flow, rk4_flow_workspace_len};
+use morphosde_core::dynamics::Dynamics;
+use morphosde_core::integrate::{rk4_flow, rk4_flow_workspace_len};
 use morphosde_core::model::{Config, DriftTeacher, Learned};
 use morphosde_core::rng::{Family, Rng};
 use non_normal_ou::NON_NORMAL_OU;

@@ -6,7 +6,7 @@
 #[path = "common/pair_training.rs"]
 mod pair_training;
 
-use morphosde_core::integrate::Dynamics;
+use morphosde_core::dynamics::Dynamics;
 use morphosde_core::integrate::sde::{EmConfig, em_path, em_path_workspace_len};
 use morphosde_core::model::{Config, Learned, Residual, TargetMode};
 use morphosde_core::rng::{Family, Rng};

@@ -19,10 +19,11 @@ mod non_normal_ou;
 #[path = "common/pair_training.rs"]
 mod pair_training;
 
-use morphosde_core::integrate::{Dynamics, rk4_flow, rk4_flow_workspace_len};
+use morphosde_core::dynamics::{DriftJacobian, Dynamics};
+use morphosde_core::integrate::{rk4_flow, rk4_flow_workspace_len};
 use morphosde_core::model::{Config, Layout, Learned};
-use morphosde_core::propagate::{
-    DiffusionAt, DriftJacobian, Propagation, propagate, propagate_frozen, propagate_workspace_len,
+use morphosde_core::propagated::{
+    DiffusionAt, Propagation, propagate, propagate_frozen, propagate_workspace_len,
 };
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::synthetic::EmbryoProcess;

@@ -19,15 +19,17 @@
 //! - Randomness comes from [`rng::Rng`] streams of one `u64` seed.
 //!
 //! ## Layers (arrows point down only)
-//! `float`, `error` → `rng`, `linalg`, `optim` → `uot`, `cluster`, `model`,
-//! `metrics` → `sampler`, `targets`, `integrate`, `propagate`, `codec` → `loss`
-//! → `train`.
+//! `float`, `error`, `dynamics` (the drift traits the model implements) →
+//! `rng`, `linalg`, `optim` → `uot`, `cluster`, `model`, `metrics` →
+//! `sampler`, `targets`, `integrate`, `propagated`, `codec` → `loss`,
+//! `synthetic` → `train`.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod cluster;
 pub mod codec;
 pub mod cpu;
+pub mod dynamics;
 pub mod error;
 pub mod fastmath;
 pub mod float;
@@ -38,7 +40,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod par;
-pub mod propagate;
+pub mod propagated;
 pub mod rng;
 pub mod sampler;
 pub mod synthetic;

@@ -9,7 +9,7 @@
 //!   end point by `O(h²)` per unit of spread, which shows up in `D̂` as a
 //!   bias of relative size `O(h ‖∂f‖)` — tens of percent at imaging gaps.
 //! - flow: `p_i = φ_{h_i}(x_i)`, the drift's own flow over the gap, by
-//!   [`crate::integrate::rk4_flow`] (any [`crate::integrate::Dynamics`], e.g.
+//!   [`crate::integrate::rk4_flow`] (any [`crate::dynamics::Dynamics`], e.g.
 //!   the learned model). Its residual `z_{t+h} − φ_h(z_t)` has covariance
 //!   `∫₀ʰ J D Jᵀ ds` (J the flow's Jacobian), so `D̂ − D = O(h ‖∂f‖)` only
 //!   through the propagation of the noise, not through the drift's curvature

@@ -2,8 +2,8 @@
 //! runs, block sizes and thread counts, blow-ups and bad input.
 #![allow(clippy::needless_range_loop)] // index-heavy moment formulas read best as loops
 
+use morphosde_core::dynamics::Dynamics;
 use morphosde_core::error::ErrorKind;
-use morphosde_core::integrate::Dynamics;
 use morphosde_core::integrate::ode::Dopri5Config;
 use morphosde_core::integrate::rollout::{
     Method, RolloutConfig, RolloutReport, Start, rollout, rollout_workspace_len,

@@ -7,7 +7,7 @@
 //! propagated-frozen residual).
 
 use morphosde_core::cluster::ClusterConfig;
-use morphosde_core::integrate::Dynamics;
+use morphosde_core::dynamics::Dynamics;
 use morphosde_core::model::{Config, DriftTeacher, Layout, Learned, Residual};
 use morphosde_core::synthetic::{
     EmbryoProcess, GroundTruth, SnapshotDesign, snapshots_workspace_len,

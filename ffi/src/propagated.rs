@@ -9,7 +9,7 @@ use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;
 use morphosde_core::error::{Arena, Error, check_finite, check_len, check_room, checked_mul};
 use morphosde_core::model::Learned;
-use morphosde_core::propagate::{Propagation, propagate, propagate_workspace_len};
+use morphosde_core::propagated::{Propagation, propagate, propagate_workspace_len};
 
 /// Largest `substeps` msde_model_propagated_diffusion accepts.
 pub const MSDE_PROPAGATE_MAX_SUBSTEPS: usize = 1024;

@@ -17,7 +17,7 @@ use morphosde_core::metrics::{
     sliced_wasserstein_workspace_len,
 };
 use morphosde_core::model::{Config, Inputs, Layout, Learned};
-use morphosde_core::propagate::{Propagation, propagate, propagate_workspace_len};
+use morphosde_core::propagated::{Propagation, propagate, propagate_workspace_len};
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::synthetic::{
     EmbryoProcess, GroundTruth, SnapshotDesign, snapshots_workspace_len,

@@ -16,10 +16,11 @@ use crate::csvio::{read_table, write_matrix};
 use crate::data::{CoordinateColumns, Snapshots};
 use clap::Args;
 use morphosde_core::codec;
-use morphosde_core::integrate::{Dynamics, rk4_flow, rk4_flow_workspace_len};
+use morphosde_core::dynamics::Dynamics;
+use morphosde_core::integrate::{rk4_flow, rk4_flow_workspace_len};
 use morphosde_core::metrics::diffusion_from_factor;
 use morphosde_core::model::{Config, Layout, Learned};
-use morphosde_core::propagate::{Propagation, propagate, propagate_workspace_len};
+use morphosde_core::propagated::{Propagation, propagate, propagate_workspace_len};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -50,7 +50,7 @@ use crate::csvio::write_atomic;
 use crate::data::Snapshots;
 use clap::Args;
 use clap::builder::PossibleValuesParser;
-use morphosde_core::integrate::Dynamics;
+use morphosde_core::dynamics::Dynamics;
 use morphosde_core::integrate::rollout::Method;
 use morphosde_core::integrate::sde::EmConfig;
 use morphosde_core::metrics::energy_distance;

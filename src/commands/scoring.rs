@@ -5,7 +5,7 @@
 //! against true values state by state ([`RelativeErrors`]).
 
 use super::simulate::default_method;
-use morphosde_core::integrate::Dynamics;
+use morphosde_core::dynamics::Dynamics;
 use morphosde_core::integrate::rollout::{
     MAX_BLOCK_ROWS, Method, RolloutConfig, Start, default_workers, rollout, rollout_workspace_len,
 };
@@ -14,7 +14,7 @@ use morphosde_core::synthetic::GroundTruth;
 
 /// Rolls `dynamics` out from `start` (`n×d`) at `t0` to `times`, the way
 /// `simulate` does with its default flags
-/// ([`default_method`](super::simulate::default_method)), trajectory `i`'s
+/// ([`default_method`]), trajectory `i`'s
 /// noise from stream `i` of `seed`. Returns `n × times.len() × d`
 /// (trajectory-major; a trajectory that blew up has NaN from then on).
 pub fn default_rollouts<S: Dynamics<f32> + Sync>(

@@ -25,7 +25,7 @@ use super::time_span::{outside, training_span};
 use crate::csvio::{read_table, write_atomic};
 use crate::data::{CoordinateColumns, Snapshots};
 use clap::{Args, ValueEnum};
-use morphosde_core::integrate::Dynamics;
+use morphosde_core::dynamics::Dynamics;
 use morphosde_core::integrate::ode::Dopri5Config;
 use morphosde_core::integrate::rollout::{
     Method, RolloutConfig, Start, default_workers, rollout, rollout_workspace_len,

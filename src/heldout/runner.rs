@@ -13,7 +13,7 @@ use super::baselines::{OtInterpolation, nearest_bin, w1};
 use crate::commands::simulate::default_method;
 use crate::commands::train::{ModelArgs, Trained};
 use crate::data::Snapshots;
-use morphosde_core::integrate::Dynamics;
+use morphosde_core::dynamics::Dynamics;
 use morphosde_core::integrate::rollout::{
     MAX_BLOCK_ROWS, RolloutConfig, Start, default_workers, rollout, rollout_workspace_len,
 };

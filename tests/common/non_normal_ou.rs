@@ -10,8 +10,8 @@
 //! `#[path = "common/non_normal_ou.rs"] mod non_normal_ou;`.
 
 use morphosde_core::Float;
-use morphosde_core::integrate::Dynamics;
-use morphosde_core::propagate::DriftJacobian;
+use morphosde_core::dynamics::DriftJacobian;
+use morphosde_core::dynamics::Dynamics;
 
 /// `dz = A z dt + L dW`, `A` and `L` 3×3 row-major.
 pub struct LinearSde {

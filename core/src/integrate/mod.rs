@@ -1,8 +1,8 @@
 //! Integrators of `dz = f(z,t) dt + L(z,t) dW` over blocks of states.
 //!
 //! Anything that can evaluate a drift (and optionally a diffusion factor) on
-//! a block of states implements [`Dynamics`]; the learned model does, and so
-//! do the closed-form processes the tests use.
+//! a block of states implements [`Dynamics`] (in [`crate::dynamics`]); the
+//! learned model does, and so do the closed-form processes the tests use.
 //!
 //! - [`rk4_flow`]: the drift's flow over one gap per row (targets, losses).
 //! - [`ode`]: RK4 with a fixed step and Dopri5 with adaptive steps, states
@@ -23,34 +23,11 @@ pub mod ode;
 pub mod rollout;
 pub mod sde;
 
+use crate::dynamics::Dynamics;
 use crate::error::{
     Detail, Error, ErrorKind, Result, check_finite, check_len, check_room, checked_mul,
 };
 use crate::float::Float;
-
-/// A drift `f(z, t)` and, when it has one, a diffusion factor `L(z, t)`
-/// (`d×q`, so `D = L Lᵀ` is the covariance rate per unit time, Itô),
-/// evaluated on a block of `rows` states at once.
-///
-/// Shapes (row-major): `z` and `f` are `rows×d`; `t` holds one time per row;
-/// `l` is `rows×d×q` (row `r`'s factor is the `d×q` block at `r*d*q`).
-/// Callers guarantee these lengths and a workspace of at least
-/// [`Dynamics::workspace_len`]`(rows)`; implementations may then assume
-/// them (they are the integrators' inner loop, checked once outside).
-pub trait Dynamics<F: Float> {
-    /// State dimension `d`.
-    fn dim(&self) -> usize;
-    /// Noise dimension `q` of the factor (`d` for full and diagonal heads,
-    /// the rank for low-rank heads); 0 when there is no diffusion.
-    fn noise_dim(&self) -> usize;
-    /// Workspace elements needed to evaluate `rows` states at once.
-    fn workspace_len(&self, rows: usize) -> usize;
-    /// Drift `f` at each row's state and time.
-    fn drift(&self, z: &[F], t: &[F], f: &mut [F], workspace: &mut [F]);
-    /// Drift `f` and factor `l` at each row's state and time. Only called
-    /// when [`Dynamics::noise_dim`] is positive.
-    fn drift_and_factor(&self, z: &[F], t: &[F], f: &mut [F], l: &mut [F], workspace: &mut [F]);
-}
 
 /// Workspace elements [`rk4_flow`] needs for `rows` states.
 pub fn rk4_flow_workspace_len<F: Float, S: Dynamics<F>>(dynamics: &S, rows: usize) -> usize {

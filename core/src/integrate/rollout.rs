@@ -13,12 +13,12 @@
 //! consecutive blocks run in parallel on rayon's current pool, without it
 //! they run one after another. Either way the numbers are identical.
 
-use super::Dynamics;
 use super::StepStats;
 use super::ode::{
     Dopri5Config, dopri5_path, dopri5_path_workspace_len, rk4_path, rk4_path_workspace_len,
 };
 use super::sde::{EmConfig, em_path, em_path_workspace_len};
+use crate::dynamics::Dynamics;
 use crate::error::{Error, Result, check_finite, check_len, check_room, checked_mul};
 use crate::float::Float;
 use crate::rng::{Family, Rng};

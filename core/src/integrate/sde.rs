@@ -2,7 +2,8 @@
 //! block of rows, each row drawing its noise from its own [`Rng`] stream
 //! (shapes and stop rules as in [`crate::integrate`]).
 
-use super::{Dynamics, StepStats, check_path, check_step, record_outputs, substep_count};
+use super::{StepStats, check_path, check_step, record_outputs, substep_count};
+use crate::dynamics::Dynamics;
 use crate::error::{Arena, Error, Result, check_len};
 use crate::float::Float;
 use crate::rng::Rng;

@@ -68,13 +68,13 @@ pub enum Residual {
     /// flow over the gap before it meets `D̂`: the diffusion loss becomes
     /// `mean_i ‖M_h(D_θ)_i / h_i − D̂_i‖²_F` with
     /// `M_h(D) = ∫₀ʰ Φ(h,s) D(z_s) Φ(h,s)ᵀ ds`, `D_θ` evaluated at the
-    /// `flow_substeps + 1` substep states (see [`crate::propagate`]). Right
+    /// `flow_substeps + 1` substep states (see [`crate::propagated`]). Right
     /// at finite gaps where the other two read `M_h(D)/h` as `D`. The drift
     /// is held fixed inside the target (no gradient through `Φ` or the
     /// substep states), as it is in `D̂`.
     Propagated = 2,
     /// As [`Residual::Propagated`], with the map's drift Jacobian frozen
-    /// over each gap ([`crate::propagate::propagate_frozen`]): one Jacobian
+    /// over each gap ([`crate::propagated::propagate_frozen`]): one Jacobian
     /// per source at the gap's midpoint state (first Magnus term, exact for
     /// a linear drift) in place of one per RK4 stage, and `D_θ` evaluated
     /// once per source at that midpoint. At d = 16, 4 substeps a step costs

@@ -13,10 +13,10 @@
 //! [`super::inputs`]).
 
 use super::{Layout, Learned, Units};
+use crate::dynamics::DriftJacobian;
 use crate::error::{Arena, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
 use crate::linalg::gemm::{linear_forward, matmul_acc, matmul_scale_rows};
-use crate::propagate::DriftJacobian;
 
 impl Layout {
     /// Workspace elements of [`Layout::drift_jacobian`] (and of the
@@ -155,7 +155,7 @@ mod tests {
 
     use super::super::{Config, Inputs};
     use super::*;
-    use crate::integrate::Dynamics;
+    use crate::dynamics::Dynamics;
     use crate::rng::{Family, Rng};
     use std::vec;
 

@@ -42,9 +42,9 @@ pub use config::{
 use heads::{HeadShape, head_outputs};
 pub use inputs::{Inputs, UNBOUNDED_TIME};
 
+use crate::dynamics::Dynamics;
 use crate::error::{Arena, Result, check_finite, check_len, check_room, checked_mul};
 use crate::float::Float;
-use crate::integrate::Dynamics;
 use crate::linalg::gemm::{linear_backward_input, linear_backward_weight, linear_forward};
 use crate::rng::{Family, Rng};
 use config::MAX_DEPTH;

@@ -3,9 +3,9 @@
 //! a fine step, recorded at the bin times, some embryos tracked through
 //! every bin and the rest seen once.
 
+use crate::dynamics::Dynamics;
 use crate::error::{Arena, Error, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
-use crate::integrate::Dynamics;
 use crate::integrate::rollout::{
     MAX_BLOCK_ROWS, Method, RolloutConfig, Start, rollout, rollout_workspace_len,
 };

@@ -27,10 +27,10 @@ pub use ou::NonNormalOu;
 pub use pitchfork::Pitchfork;
 
 use crate::MAX_DIM;
+use crate::dynamics::DriftJacobian;
+use crate::dynamics::Dynamics;
 use crate::error::{Detail, Error, Result};
 use crate::float::Float;
-use crate::integrate::Dynamics;
-use crate::propagate::DriftJacobian;
 use crate::rng::Rng;
 
 /// A process `dz = f(z,t) dt + L(z,t) dW` (Itô) known in closed form,

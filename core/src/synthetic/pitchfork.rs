@@ -156,7 +156,7 @@ impl GroundTruth for Pitchfork {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integrate::Dynamics;
+    use crate::dynamics::Dynamics;
     use crate::integrate::rollout::{
         MAX_BLOCK_ROWS, Method, RolloutConfig, Start, rollout, rollout_workspace_len,
     };

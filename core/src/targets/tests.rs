@@ -1,6 +1,7 @@
 use super::*;
+use crate::dynamics::Dynamics;
 use crate::integrate::sde::{EmConfig, em_path, em_path_workspace_len};
-use crate::integrate::{Dynamics, rk4_flow, rk4_flow_workspace_len};
+use crate::integrate::{rk4_flow, rk4_flow_workspace_len};
 use crate::rng::{Family, Rng};
 use std::vec;
 use std::vec::Vec;

@@ -20,9 +20,9 @@
 //! `s = steps_per_gap`, plus `O(n·B)` to find the bins of `n` observations.
 
 use super::fit::Observations;
+use crate::dynamics::Dynamics;
 use crate::error::{Arena, Detail, Error, ErrorKind, Result, check_len, checked_mul};
 use crate::float::Float;
-use crate::integrate::Dynamics;
 use crate::integrate::rollout::{
     MAX_BLOCK_ROWS, Method, RolloutConfig, Start, rollout, rollout_workspace_len,
 };

@@ -7,7 +7,7 @@
 //! drift-only model's.
 //!
 //! With [`Residual::Propagated`] the diffusion loss compares `M_h(D_θ)/h`
-//! with `D̂` ([`crate::propagate`]): the learned flow and its Jacobian are
+//! with `D̂` ([`crate::propagated`]): the learned flow and its Jacobian are
 //! integrated over each gap once per step (the flow's end point also gives
 //! the flow-residual targets), the factor is evaluated at the substep states
 //! (node 0 is the step's own forward pass; a second pass covers the
@@ -50,7 +50,7 @@ use crate::linalg::gemm::matmul_acc;
 use crate::loss::{diffusion_loss, drift_loss, mass_weights};
 use crate::model::{Config, DriftTeacher, Layout, Learned, Residual, TargetMode};
 use crate::optim::{Adam, clip_grad_norm};
-use crate::propagate::{
+use crate::propagated::{
     DiffusionAt, PROPAGATE_BLOCK_ROWS, Propagation, gap_midpoints, propagate, propagate_frozen,
     propagate_workspace_len_for,
 };

@@ -1,8 +1,9 @@
 use super::*;
+use crate::dynamics::Dynamics;
 use crate::error::ErrorKind;
-use crate::integrate::{Dynamics, rk4_flow_workspace_len};
+use crate::integrate::rk4_flow_workspace_len;
 use crate::model::{DiffusionHead, DriftLoss, Inputs, MassWeighting};
-use crate::propagate::{gap_midpoints, node_times};
+use crate::propagated::{gap_midpoints, node_times};
 use crate::rng::{Family, Rng};
 use std::vec;
 use std::vec::Vec;
@@ -241,7 +242,7 @@ fn propagated_diffusion_gradient_matches_finite_differences_in_f64() {
         let nodes = n * 4;
         let mut states = vec![0.0; nodes * 3];
         let mut props = vec![0.0; nodes * 9];
-        let mut pws = vec![0.0; crate::propagate::propagate_workspace_len(&learned, n)];
+        let mut pws = vec![0.0; crate::propagated::propagate_workspace_len(&learned, n)];
         let how = if frozen { propagate_frozen } else { propagate };
         how(
             &learned,
