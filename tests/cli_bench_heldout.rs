@@ -135,12 +135,19 @@ fn bench_heldout_runs_a_tiny_grid() {
 fn bench_heldout_shows_failed_runs_and_refuses_bad_flags() {
     let dir = temp_dir("bad");
     let (out, md) = (dir.join("r.json"), dir.join("t.md"));
-    // A learning rate that must diverge: every run fails, each is reported
+    // Drift-only runs at a learning rate that must diverge: every run fails, each is reported
     // with its error and its W1 is n/a, never averaged into a number.
     let o = bench(
         &out,
         &md,
-        &["--learning-rate", "1000", "--datasets", "cycle"],
+        &[
+            "--learning-rate",
+            "1000",
+            "--datasets",
+            "cycle",
+            "--variants",
+            "drift",
+        ],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let json: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
@@ -152,9 +159,13 @@ fn bench_heldout_shows_failed_runs_and_refuses_bad_flags() {
     assert!(run["w1"].is_null());
     let table = std::fs::read_to_string(&md).unwrap();
     assert!(
-        table.contains("| morphosde, drift only | n/a | n/a / n/a | n/a | seed 0: failed (training diverged); seed 1: failed (training diverged) |"),
+        table.contains("| morphosde, drift only | n/a | n/a / n/a | ")
+            && table.contains(
+                "| seed 0: failed (training diverged); seed 1: failed (training diverged) |"
+            ),
         "{table}"
     );
+    assert!(!table.contains("diffusion on") && json["results"][0]["runs"]["diffusion"].is_null());
     assert!(
         table.contains("morphosde, drift only: 2 of 2 runs had a problem"),
         "{table}"
@@ -163,6 +174,7 @@ fn bench_heldout_shows_failed_runs_and_refuses_bad_flags() {
         (vec!["--datasets", "spiral"], "unknown dataset 'spiral'"),
         (vec!["--bins", "0"], "no intermediate bin"),
         (vec!["--size", "0"], "--size"),
+        (vec!["--variants", "sde"], "unknown variant 'sde'"),
     ] {
         let mut args = vec!["bench-heldout", "--quiet", "--out", s(&out)];
         args.extend(extra.iter().copied());

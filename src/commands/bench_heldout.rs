@@ -1,6 +1,7 @@
 //! `morphosde bench-heldout`: the held-out-time benchmark (see
 //! `crate::heldout`). For every dataset and every intermediate bin: train
-//! without the bin with diffusion on and drift-only, one run per seed,
+//! without the bin with diffusion on and drift-only (`--variants`), one
+//! run per seed,
 //! every other training flag as given; roll out from every point of the
 //! first bin to the held-out time; score the exact W1; beside it the OT
 //! interpolation of the neighbouring bins and the nearest bin. Prints a
@@ -23,6 +24,10 @@ pub struct BenchHeldoutArgs {
     /// --seed); the OT interpolation's sampling uses them too.
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     pub seeds: Vec<u64>,
+    /// Trained variants (comma-separated): diffusion (--learn_diffusion
+    /// true), drift (false).
+    #[arg(long, value_delimiter = ',', default_value = "diffusion,drift")]
+    pub variants: Vec<String>,
     /// Seed of the datasets (the same data for every training seed).
     #[arg(long, default_value_t = 0)]
     pub data_seed: u64,
@@ -55,6 +60,7 @@ pub fn run(args: &BenchHeldoutArgs) -> Result<(), String> {
     if !(args.size.is_finite() && args.size > 0.0) {
         return Err(format!("--size: must be a number > 0, got {}", args.size));
     }
+    let variants = runner::variants(&args.variants)?;
     let mut results = Vec::new();
     let quiet = args.quiet;
     let mut progress = |line: &str| {
@@ -79,6 +85,7 @@ pub fn run(args: &BenchHeldoutArgs) -> Result<(), String> {
                 &data,
                 bin,
                 &args.seeds,
+                &variants,
                 &args.model,
                 &mut progress,
             )?);
@@ -90,7 +97,7 @@ pub fn run(args: &BenchHeldoutArgs) -> Result<(), String> {
     let table = report::markdown(&results);
     let counts = report::problem_counts(&results);
     let json = json!({
-        "datasets": args.datasets, "seeds": args.seeds, "data_seed": args.data_seed,
+        "datasets": args.datasets, "variants": args.variants, "seeds": args.seeds, "data_seed": args.data_seed,
         "size": args.size, "escape_spans": runner::ESCAPE_SPANS,
         "training_flags": format!("{:?}", args.model),
         "results": results.iter().map(runner::HeldOut::json).collect::<Vec<_>>(),

@@ -1,5 +1,5 @@
 //! One held-out intermediate bin of one dataset: train without it (each
-//! [`VARIANTS`] entry, each seed), roll out from every point of the first
+//! chosen [`VARIANTS`] entry, each seed), roll out from every point of the first
 //! bin to the held-out time as `simulate` does by default, score the exact
 //! W1 to the held-out points; and the baselines on the same split.
 //!
@@ -19,6 +19,7 @@ use morphosde_core::integrate::rollout::{
 };
 use morphosde_core::model::Learned;
 use serde_json::{Value, json};
+use std::time::Instant;
 
 /// A rollout point escapes when a coordinate is farther from the training
 /// data's range than this many times the range's width on that axis.
@@ -26,6 +27,7 @@ pub const ESCAPE_SPANS: f64 = 10.0;
 
 /// A model setting the benchmark trains: every other training flag as
 /// given on the command line.
+#[derive(Debug, PartialEq)]
 pub struct Variant {
     pub key: &'static str,
     pub label: &'static str,
@@ -33,7 +35,7 @@ pub struct Variant {
 }
 
 /// The trained settings, in table order.
-pub const VARIANTS: [Variant; 2] = [
+pub static VARIANTS: [Variant; 2] = [
     Variant {
         key: "diffusion",
         label: "morphosde, diffusion on",
@@ -52,6 +54,8 @@ pub struct ModelRun {
     pub seed: u64,
     /// W1 of the finite rollouts to the held-out points (NaN if none).
     pub w1: f64,
+    /// Wall time of `train` (the fit and its acceptance check), also when
+    /// it failed.
     pub seconds: f64,
     pub epochs: usize,
     /// Training or the rollout failed with this message.
@@ -64,6 +68,21 @@ pub struct ModelRun {
     /// Rollouts that stopped (non-finite state) before the held-out time.
     pub stopped_rollouts: usize,
     pub escaped_rollouts: usize,
+}
+
+/// The variants named by `keys` (each a [`Variant::key`]), in table order.
+pub fn variants(keys: &[String]) -> Result<Vec<&'static Variant>, String> {
+    if let Some(bad) = keys.iter().find(|k| !VARIANTS.iter().any(|v| v.key == *k)) {
+        let known: Vec<&str> = VARIANTS.iter().map(|v| v.key).collect();
+        return Err(format!(
+            "--variants: unknown variant '{bad}' (known: {})",
+            known.join(", ")
+        ));
+    }
+    Ok(VARIANTS
+        .iter()
+        .filter(|v| keys.iter().any(|k| k == v.key))
+        .collect())
 }
 
 impl ModelRun {
@@ -115,8 +134,8 @@ pub struct HeldOut {
     pub n_held: usize,
     /// Points of the first bin (the rollouts' starts).
     pub n_start: usize,
-    /// Runs per [`VARIANTS`] entry, one per seed.
-    pub runs: Vec<Vec<ModelRun>>,
+    /// Each variant's runs, one per seed.
+    pub runs: Vec<(&'static Variant, Vec<ModelRun>)>,
     /// OT interpolation's W1 per seed (`n_start` samples each).
     pub ot_interpolation: Vec<f64>,
     /// The nearer neighbouring bin's time and W1.
@@ -126,9 +145,9 @@ pub struct HeldOut {
 
 impl HeldOut {
     pub fn json(&self) -> Value {
-        let runs: serde_json::Map<String, Value> = VARIANTS
+        let runs: serde_json::Map<String, Value> = self
+            .runs
             .iter()
-            .zip(&self.runs)
             .map(|(v, runs)| {
                 (
                     v.key.to_string(),
@@ -146,14 +165,15 @@ impl HeldOut {
 }
 
 /// Holds out bin `bin` (intermediate: not the first or the last) of `data`
-/// and measures every variant for every seed, and the baselines; `model`
-/// gives every training flag except the seed and `--learn_diffusion`.
-/// `progress` gets a line per run.
+/// and measures each of `variants` for every seed, and the baselines;
+/// `model` gives every training flag except the seed and
+/// `--learn_diffusion`. `progress` gets a line per run.
 pub fn run_held_out(
     dataset: &str,
     data: &Snapshots,
     bin: usize,
     seeds: &[u64],
+    variants: &[&'static Variant],
     model: &ModelArgs,
     progress: &mut dyn FnMut(&str),
 ) -> Result<HeldOut, String> {
@@ -172,7 +192,7 @@ pub fn run_held_out(
     let d = data.d;
     let range = Range::of(&train.z, d);
     let mut runs = Vec::new();
-    for variant in &VARIANTS {
+    for &variant in variants {
         let mut per_seed = Vec::new();
         for &seed in seeds {
             let args = ModelArgs {
@@ -194,7 +214,7 @@ pub fn run_held_out(
             ));
             per_seed.push(run);
         }
-        runs.push(per_seed);
+        runs.push((variant, per_seed));
     }
     let (before, after) = (rows_at(times[bin - 1]), rows_at(times[bin + 1]));
     let lambda = (times[bin] - times[bin - 1]) / (times[bin + 1] - times[bin - 1]);
@@ -275,14 +295,16 @@ fn train_and_score(
         stopped_rollouts: 0,
         escaped_rollouts: 0,
     };
-    let trained = match args.train(train, &mut |_| {}) {
+    let clock = Instant::now();
+    let trained = args.train(train, &mut |_| {});
+    run.seconds = clock.elapsed().as_secs_f64();
+    let trained = match trained {
         Ok(trained) => trained,
         Err(e) => {
             run.error = Some(e);
             return Ok(run);
         }
     };
-    run.seconds = trained.seconds;
     run.epochs = trained.report.epochs;
     run.skipped_batches = trained.history.iter().map(|r| r.skipped).sum();
     run.rollbacks = trained.report.rollbacks;
