@@ -74,8 +74,16 @@ fn results_without_timings(path: &Path) -> Value {
 fn bench_heldout_runs_a_tiny_grid() {
     let dir = temp_dir("ok");
     let (out, md) = (dir.join("r.json"), dir.join("t.md"));
-    let o = bench(&out, &md, &TINY_GRID);
+    let o = bench(
+        &out,
+        &md,
+        &[&TINY_GRID[..], &["--write-data", s(&dir)]].concat(),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The datasets as CSV: the cycle at a tenth of its size, 6 bins of 30.
+    let csv = std::fs::read_to_string(dir.join("cycle.csv")).unwrap();
+    assert!(csv.starts_with("t,id,z0,z1,z2\n0,-1,"), "{}", &csv[..40]);
+    assert_eq!(csv.lines().count(), 1 + 180);
     let results = results_without_timings(&out);
     let results = results.as_array().unwrap();
     assert_eq!(results.len(), 2);

@@ -38,6 +38,11 @@ pub struct BenchHeldoutArgs {
     /// default every intermediate bin).
     #[arg(long, value_delimiter = ',')]
     pub bins: Option<Vec<usize>>,
+    /// Also write each dataset as `<DIR>/<name>.csv` (columns t, id, z0…;
+    /// ids −1: untracked), for `train`, `simulate --from-data` and
+    /// `evaluate`.
+    #[arg(long)]
+    pub write_data: Option<PathBuf>,
     /// JSON output (every run's numbers).
     #[arg(long, default_value = "heldout.json")]
     pub out: PathBuf,
@@ -70,6 +75,10 @@ pub fn run(args: &BenchHeldoutArgs) -> Result<(), String> {
     };
     for name in &args.datasets {
         let data = datasets::by_name(name, args.data_seed, args.size)?;
+        if let Some(dir) = &args.write_data {
+            data.write(&dir.join(format!("{name}.csv")))
+                .map_err(|e| format!("--write-data: {e}"))?;
+        }
         let bins = data.grid().times.len();
         let held: Vec<usize> = match &args.bins {
             Some(b) => b
