@@ -66,6 +66,7 @@ fn demo_then_train_and_field_on_its_data() {
         "training.svg",
         "diffusion_backbone.svg",
         "heterogeneity.svg",
+        "calibration.svg",
     ] {
         assert!(dir.join(file).exists(), "{file}");
     }

@@ -22,15 +22,12 @@
 //! The rollouts, the hybrids and the error sums are `scoring`'s, shared
 //! with `bench-recovery`.
 
-use super::scoring::{
-    Hybrid, default_rollouts, diffusion_errors, drift_errors, learned_diffusion, rollout_time,
-};
+use super::demo_plots::plot_all;
+use super::scoring::{Hybrid, default_rollouts, diffusion_errors, drift_errors, rollout_time};
 use super::train::{ModelArgs, Trained, progress_bar};
 use crate::csvio::write_atomic;
 use crate::data::Snapshots;
-use crate::plots;
 use clap::Args;
-use morphosde_core::linalg::sym_eigen;
 use morphosde_core::metrics::{
     energy_distance, sliced_wasserstein, sliced_wasserstein_workspace_len,
 };
@@ -280,92 +277,6 @@ fn drift_error(model: &Learned<'_, f32>, test: &Snapshots) -> Result<f64, String
     Ok(error)
 }
 
-/// Plots of a trained model on the built-in process into `dir`.
-pub fn plot_all(
-    dir: &Path,
-    trained: &Trained,
-    test: &Snapshots,
-    paths: &[f32],
-) -> Result<(), String> {
-    let d = test.d;
-    let sims: Vec<Vec<f32>> = (1..BINS.len()).map(|k| rollout_bin(paths, d, k)).collect();
-    let held: Vec<Vec<f32>> = BINS.iter().map(|&tb| bin_rows(test, tb)).collect();
-    let panels: Vec<(f32, &[f32], &[f32])> = BINS
-        .iter()
-        .enumerate()
-        .map(|(k, &tb)| {
-            let sim: &[f32] = if k == 0 { &held[0] } else { &sims[k - 1] };
-            (tb, held[k].as_slice(), sim)
-        })
-        .collect();
-    plots::rollouts_by_bin(&dir.join("rollouts.svg"), d, (0, 1), ("z0", "z1"), &panels)?;
-    trained.plot_curves(&dir.join("training.svg"))?;
-    if !trained.config.learn_diffusion {
-        return Ok(());
-    }
-    let model = Learned::new(&trained.config, &trained.params).map_err(|e| e.to_string())?;
-    // The wild-type backbone: z = (t, 0, …, 0).
-    let steps = 29;
-    let times: Vec<f64> = (0..steps)
-        .map(|i| 1.4 * i as f64 / (steps - 1) as f64)
-        .collect();
-    let mut z = vec![0.0f32; steps * d];
-    for (i, &t) in times.iter().enumerate() {
-        z[i * d] = t as f32;
-    }
-    let tf: Vec<f32> = times.iter().map(|&t| t as f32).collect();
-    let dm = learned_diffusion(&model, &z, &tf);
-    let mut eig = vec![0.0f64; steps * d];
-    let (mut w, mut v) = (vec![0.0f64; d], vec![0.0f64; d * d]);
-    for i in 0..steps {
-        let mut a: Vec<f64> = dm[i * d * d..(i + 1) * d * d]
-            .iter()
-            .map(|&x| x as f64)
-            .collect();
-        sym_eigen(&mut a, d, &mut w, &mut v).map_err(|e| e.to_string())?;
-        eig[i * d..(i + 1) * d].copy_from_slice(&w);
-    }
-    let zf: Vec<f64> = z.iter().map(|&x| x as f64).collect();
-    let df: Vec<f64> = dm.iter().map(|&x| x as f64).collect();
-    plots::diffusion_along_path(
-        &dir.join("diffusion_backbone.svg"),
-        d,
-        (0, 1),
-        ("z0", "z1"),
-        &times,
-        &zf,
-        &eig,
-        &df,
-        d.min(3),
-        0.3,
-    )?;
-    // tr D over time and the branch coordinate z1 (z0 = t, others 0).
-    let positions: Vec<f64> = (0..25).map(|j| -0.4 + 2.2 * j as f64 / 24.0).collect();
-    let (mut zg, mut tg) = (Vec::new(), Vec::new());
-    for &t in &times {
-        for &x in &positions {
-            let mut p = vec![0.0f32; d];
-            p[0] = t as f32;
-            p[1] = x as f32;
-            zg.extend(p);
-            tg.push(t as f32);
-        }
-    }
-    let dg = learned_diffusion(&model, &zg, &tg);
-    let trace: Vec<f64> = dg
-        .chunks_exact(d * d)
-        .map(|m| (0..d).map(|k| m[k * d + k] as f64).sum())
-        .collect();
-    plots::heatmap(
-        &dir.join("heterogeneity.svg"),
-        "tr D",
-        "z1",
-        &times,
-        &positions,
-        &trace,
-    )
-}
-
 pub fn run(args: &DemoArgs) -> Result<(), String> {
     if args.d < 2 {
         return Err("--d must be at least 2".into());
@@ -394,7 +305,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     let paths = rollouts(&trained, &start, seed + 3)?;
     let scores = score(&trained, &test, &reference, &paths, seed + 3)?;
     write_rollouts(&args.out.join("rollouts.csv"), args.d, &paths)?;
-    plot_all(&args.out, &trained, &test, &paths)?;
+    plot_all(&args.out, &trained, &train, &test, &paths)?;
     let report = json!({
         "dataset": {"d": args.d, "bins": BINS, "per_bin": args.per_bin, "tracked_fraction": 0.3},
         "training": trained.summary_json(),

@@ -6,6 +6,7 @@ pub mod ablate;
 pub mod bench_heldout;
 pub mod cluster;
 pub mod demo;
+mod demo_plots;
 pub mod evaluate;
 pub mod field;
 pub mod recovery;
