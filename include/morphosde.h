@@ -15,6 +15,9 @@
  *   aligned for its element type. NULL is accepted only with length 0.
  * - Memory: the library never allocates on the caller-buffer path. Size
  *   queries (msde_*_len) report the lengths of outputs and of workspaces;
+ *   a length whose byte count would not fit PTRDIFF_MAX (or overflow
+ *   size_t) is answered with MSDE_ERR_TOO_LARGE, never a wrapped value, so
+ *   len * sizeof(element) is safe to compute;
  *   workspace contents are garbage before and after a call and the library
  *   keeps no pointer to any caller buffer after returning. Buffers passed to
  *   one call must not overlap unless documented. Handles (msde_*_new /
@@ -63,7 +66,7 @@
  * layout or status value; the shared library's SONAME is
  * libmorphosde.so.MSDE_ABI_VERSION.
  */
-#define MSDE_ABI_VERSION 5
+#define MSDE_ABI_VERSION 6
 
 /**
  * Largest number of clusters msde_cluster accepts (msde_cluster_config.k).
@@ -248,7 +251,7 @@ enum msde_status
      */
     MSDE_ERR_NULL_POINTER = 1,
     /**
-     * A dimension or length is zero, too large, or inconsistent with another.
+     * A dimension or length is zero or inconsistent with another.
      */
     MSDE_ERR_BAD_DIMENSION = 2,
     /**
@@ -293,6 +296,18 @@ enum msde_status
      * model's rollouts leave the data's range; nothing was kept.
      */
     MSDE_ERR_DIVERGED = 12,
+    /**
+     * A dimension or count so large that the sizes it implies overflow
+     * the address space (size_t, or bytes beyond PTRDIFF_MAX), or above a
+     * documented upper bound. Size queries answer this instead of a
+     * wrapped size.
+     */
+    MSDE_ERR_TOO_LARGE = 13,
+    /**
+     * An allocation of the library failed (std builds: msde_*_new and
+     * calls that allocate); nothing was changed.
+     */
+    MSDE_ERR_OUT_OF_MEMORY = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1258,7 +1273,7 @@ msde_status msde_eigen_sym(const float *a,
  * states, written to *out_len.
  *
  * Errors: NULL pointers, a model without diffusion head
- * (MSDE_ERR_BAD_CONFIG), a size overflow (MSDE_ERR_BAD_DIMENSION).
+ * (MSDE_ERR_BAD_CONFIG), a size overflow (MSDE_ERR_TOO_LARGE).
  *
  * # Safety
  * `model` a model of this library; `out_len` writable.

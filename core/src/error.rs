@@ -14,7 +14,7 @@ use core::fmt;
 pub enum ErrorKind {
     /// A required pointer was NULL (C ABI only).
     NullPointer = 1,
-    /// A dimension or length is zero, too large, or inconsistent with another.
+    /// A dimension or length is zero or inconsistent with another.
     BadDimension = 2,
     /// An input contains NaN or ±Inf.
     NonFinite = 3,
@@ -39,6 +39,12 @@ pub enum ErrorKind {
     /// non-finite after rolling back and lowering the learning rate, or the
     /// trained model's rollouts leave the data's range (no model is kept).
     Diverged = 12,
+    /// A dimension or count so large that the sizes it implies overflow
+    /// the address space (or pass a documented upper bound).
+    TooLarge = 13,
+    /// An allocation failed (std builds: the library's own heap objects
+    /// and buffers).
+    OutOfMemory = 14,
 }
 
 impl ErrorKind {
@@ -57,6 +63,8 @@ impl ErrorKind {
             ErrorKind::Internal => "internal error (please report)",
             ErrorKind::Misaligned => "misaligned buffer",
             ErrorKind::Diverged => "training diverged",
+            ErrorKind::TooLarge => "too large",
+            ErrorKind::OutOfMemory => "out of memory",
         }
     }
 }
@@ -109,6 +117,9 @@ impl Error {
     }
     pub const fn bad_config(arg: &'static str, msg: &'static str) -> Self {
         Self::new(ErrorKind::BadConfig, arg, msg)
+    }
+    pub const fn too_large(arg: &'static str, msg: &'static str) -> Self {
+        Self::new(ErrorKind::TooLarge, arg, msg)
     }
     pub const fn too_small(arg: &'static str, expected: usize, got: usize) -> Self {
         Self::new(ErrorKind::BufferTooSmall, arg, "buffer too small")
@@ -163,10 +174,12 @@ pub fn check_finite<F: Float>(slice: &[F], arg: &'static str) -> Result<()> {
     }
 }
 
-/// `n * m` without overflow, else [`ErrorKind::BadDimension`] naming `arg`.
+/// `n * m` without overflow, else [`ErrorKind::TooLarge`] naming `arg`.
 pub fn checked_mul(n: usize, m: usize, arg: &'static str) -> Result<usize> {
-    n.checked_mul(m)
-        .ok_or(Error::bad_dim(arg, "dimensions overflow the address space"))
+    n.checked_mul(m).ok_or(Error::too_large(
+        arg,
+        "dimensions overflow the address space",
+    ))
 }
 
 /// Splits caller workspace into named pieces, in order. The pieces are
@@ -192,7 +205,11 @@ impl<'a, T> Arena<'a, T> {
     /// total needed so far (a lower bound of the full requirement).
     pub fn take(&mut self, len: usize) -> Result<&'a mut [T]> {
         if self.rest.len() < len {
-            return Err(Error::too_small("workspace", self.used + len, self.total));
+            return Err(Error::too_small(
+                "workspace",
+                self.used.saturating_add(len),
+                self.total,
+            ));
         }
         let rest = core::mem::take(&mut self.rest);
         let (head, tail) = rest.split_at_mut(len);

@@ -19,7 +19,7 @@
 //! - Randomness comes from [`rng::Rng`] streams of one `u64` seed.
 //!
 //! ## Layers (arrows point down only)
-//! `float`, `error`, `dynamics` (the drift traits the model implements) →
+//! `float`, `error`, `size`, `dynamics` (the drift traits the model implements) →
 //! `rng`, `linalg`, `optim` → `uot`, `cluster`, `model`, `metrics` →
 //! `sampler`, `targets`, `integrate`, `propagated`, `codec` → `loss`,
 //! `synthetic` → `train`.
@@ -43,6 +43,7 @@ pub mod par;
 pub mod propagated;
 pub mod rng;
 pub mod sampler;
+pub mod size;
 pub mod synthetic;
 pub mod targets;
 pub mod train;

@@ -54,7 +54,7 @@ pub struct IndexLen {
 /// Workspace for an index over `n` observations.
 pub fn index_workspace_len(n: usize) -> IndexLen {
     IndexLen {
-        indices: 2 * n,
+        indices: n.saturating_mul(2),
         floats: n,
     }
 }

@@ -2,6 +2,7 @@
 //! with length 0, alignment for the element type, and a byte size that fits
 //! `isize`. Errors name the argument.
 
+use morphosde_core::size::fits_bytes;
 use morphosde_core::{Error, ErrorKind, Result};
 
 fn check<T>(ptr: *const T, len: usize, arg: &'static str) -> Result<()> {
@@ -23,13 +24,17 @@ fn check<T>(ptr: *const T, len: usize, arg: &'static str) -> Result<()> {
             "is not aligned for its element type",
         ));
     }
-    if len
-        .checked_mul(core::mem::size_of::<T>())
-        .is_none_or(|b| b > isize::MAX as usize)
-    {
-        return Err(Error::bad_dim(arg, "length is too large"));
-    }
+    fits_bytes(len, core::mem::size_of::<T>(), arg)?;
     Ok(())
+}
+
+/// The answer of a size query: `len` elements of `T`, refused with
+/// [`ErrorKind::TooLarge`] unless their byte count fits `isize` (so the
+/// caller's own `len * sizeof(T)` cannot wrap either). A core size that
+/// saturated at `usize::MAX` ends here too.
+pub(crate) fn size_answer<T>(len: usize, arg: &'static str) -> Result<usize> {
+    fits_bytes(len, core::mem::size_of::<T>(), arg)?;
+    Ok(len)
 }
 
 /// A read-only slice of `len` elements at `ptr`.
@@ -133,7 +138,7 @@ mod tests {
             ErrorKind::Misaligned
         );
         let e = unsafe { input(data.as_ptr(), usize::MAX / 2, "x") }.unwrap_err();
-        assert_eq!(e.kind, ErrorKind::BadDimension);
+        assert_eq!(e.kind, ErrorKind::TooLarge);
         let e = unsafe { value_out::<f32>(core::ptr::null_mut(), "p") }.unwrap_err();
         assert_eq!(e.kind, ErrorKind::NullPointer);
     }

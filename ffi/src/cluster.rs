@@ -1,6 +1,7 @@
 //! Time-weighted spectral clustering over the C ABI (caller buffers only:
 //! usable without std).
 
+use crate::buffers::size_answer;
 use crate::buffers::{flag, input, optional_out, output, value_in, value_out};
 use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;
@@ -184,8 +185,8 @@ pub unsafe extern "C" fn msde_cluster_workspace_len(
         let float_len = unsafe { value_out(float_len, "float_len") }?;
         let index_len = unsafe { value_out(index_len, "index_len") }?;
         let len = workspace_len(n, d, &cfg)?;
-        *float_len = len.floats;
-        *index_len = len.indices;
+        *float_len = size_answer::<f32>(len.floats, "n")?;
+        *index_len = size_answer::<u32>(len.indices, "n")?;
         Ok(())
     })
 }

@@ -4,6 +4,7 @@
 //! epoch: validation on held-out embryos, early stopping, best model kept)
 //! run on a trainer, with caller workspaces only (usable without std).
 
+use crate::buffers::size_answer;
 use crate::buffers::{input, optional_out, output, value_in, value_out};
 use crate::cluster::{self, msde_cluster_config};
 use crate::model::{model_ref, msde_model};
@@ -15,6 +16,7 @@ use morphosde_core::error::{Arena, Error, check_len, check_room, checked_mul};
 use morphosde_core::model::Config;
 use morphosde_core::model::Learned;
 use morphosde_core::sampler::UNTRACKED;
+use morphosde_core::size::Size;
 use morphosde_core::train::AdamState;
 use morphosde_core::train::acceptance::{RangeCheck, check_rollouts, check_rollouts_workspace_len};
 use morphosde_core::train::fit::{
@@ -263,20 +265,10 @@ fn sizes(
     let need = fit_workspace_len(n, config.d, fit_cfg, &sizing)?;
     let model = Learned::new(config, params)?;
     let check = check_rollouts_workspace_len(&model, n, &range_check(fit_cfg), 1);
-    let too_big = || Error::bad_dim("n", "too many observations");
-    let extra = checked_mul(params.len(), 4, "model")?
-        .checked_add(checked_mul(
-            fit_cfg.epochs,
-            MSDE_FIT_EPOCH_FLOATS,
-            "epochs",
-        )?)
-        .ok_or_else(too_big)?;
+    let extra = Size(params.len()) * 4 + Size(fit_cfg.epochs) * MSDE_FIT_EPOCH_FLOATS;
     Ok((
-        need.floats
-            .max(check)
-            .checked_add(extra)
-            .ok_or_else(too_big)?,
-        need.indices.checked_add(n).ok_or_else(too_big)?,
+        (Size(need.floats).max(check) + extra).get(),
+        (Size(need.indices) + n).get(),
     ))
 }
 
@@ -301,7 +293,9 @@ pub unsafe extern "C" fn msde_fit_workspace_len(
         let cfg = to_core(unsafe { value_in(config, "config") }?)?;
         let float_len = unsafe { value_out(float_len, "float_len") }?;
         let index_len = unsafe { value_out(index_len, "index_len") }?;
-        (*float_len, *index_len) = sizes(&m.config, params, n, &cfg)?;
+        let (floats, indices) = sizes(&m.config, params, n, &cfg)?;
+        *float_len = size_answer::<f32>(floats, "n")?;
+        *index_len = size_answer::<u32>(indices, "n")?;
         Ok(())
     })
 }

@@ -2,6 +2,7 @@
 //! diffusion matrix D (directions along which embryos diverge), and the
 //! distances between clouds of samples (energy, sliced Wasserstein).
 
+use crate::buffers::size_answer;
 use crate::buffers::{input, output, value_out};
 use crate::model::{eval_workspace, evaluate, model_ref, model_size_query, msde_model};
 use crate::status::{guard, msde_error, msde_status};
@@ -13,6 +14,7 @@ use morphosde_core::metrics::{
     sliced_wasserstein, sliced_wasserstein_workspace_len,
 };
 use morphosde_core::model::Layout;
+use morphosde_core::size::Size;
 
 /// Largest d accepted by msde_eigen_sym.
 pub const MSDE_EIGEN_MAX_DIM: usize = 64;
@@ -38,7 +40,7 @@ pub unsafe extern "C" fn msde_eigen_sym_workspace_len(
 ) -> msde_status {
     guard(err, || {
         let out = unsafe { value_out(out_len, "out_len") }?;
-        *out = eigen_workspace(d)?;
+        *out = size_answer::<f32>(eigen_workspace(d)?, "out_len")?;
         Ok(())
     })
 }
@@ -106,17 +108,14 @@ fn spectrum_workspace(layout: &Layout, rows: usize) -> Result<usize> {
         ));
     }
     let per_row = d + d * q + d + 2 * d * d;
-    checked_mul(rows, per_row, "rows")?
-        .checked_add(d * d)
-        .and_then(|s| s.checked_add(eval_workspace(layout, rows).ok()?))
-        .ok_or(Error::bad_dim("rows", "too many rows"))
+    Ok((Size(rows) * per_row + d * d + eval_workspace(layout, rows)?).get())
 }
 
 /// Workspace (floats) msde_model_diffusion_spectrum needs for `rows`
 /// states, written to *out_len.
 ///
 /// Errors: NULL pointers, a model without diffusion head
-/// (MSDE_ERR_BAD_CONFIG), a size overflow (MSDE_ERR_BAD_DIMENSION).
+/// (MSDE_ERR_BAD_CONFIG), a size overflow (MSDE_ERR_TOO_LARGE).
 ///
 /// # Safety
 /// `model` a model of this library; `out_len` writable.
@@ -128,7 +127,7 @@ pub unsafe extern "C" fn msde_model_diffusion_spectrum_workspace_len(
     err: *mut msde_error,
 ) -> msde_status {
     unsafe {
-        model_size_query(model, out_len, err, |m, _| {
+        model_size_query::<f32>(model, out_len, err, |m, _| {
             spectrum_workspace(&m.layout, rows)
         })
     }
@@ -274,7 +273,10 @@ pub unsafe extern "C" fn msde_sliced_wasserstein_workspace_len(
 ) -> msde_status {
     guard(err, || {
         let out = unsafe { value_out(out_len, "out_len") }?;
-        *out = sliced_wasserstein_workspace_len(n, m, d, projections);
+        *out = size_answer::<f32>(
+            sliced_wasserstein_workspace_len(n, m, d, projections),
+            "out_len",
+        )?;
         Ok(())
     })
 }

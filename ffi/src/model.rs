@@ -3,7 +3,7 @@
 //! a seed, drift and diffusion-factor evaluation, parameters, and model
 //! bytes.
 
-use crate::buffers::{flag, input, output, value_in, value_out};
+use crate::buffers::{flag, input, output, size_answer, value_in, value_out};
 use crate::status::{guard, msde_error, msde_status};
 use core::ffi::c_void;
 use morphosde_core::Result;
@@ -14,6 +14,7 @@ use morphosde_core::error::{
 use morphosde_core::model::{
     Config, DriftLoss, DriftTeacher, Layout, MassWeighting, Residual, TargetMode,
 };
+use morphosde_core::size::Size;
 
 /// msde_model_config.drift_loss: mean squared error weighted by row mass.
 pub const MSDE_DRIFT_LOSS_MSE: u32 = 0;
@@ -241,9 +242,8 @@ pub struct msde_model {
 /// Bytes of a model object with `params` parameters: the header, then the
 /// parameters (f32, 8-aligned since the header size is a multiple of 8).
 fn model_bytes(params: usize) -> Result<usize> {
-    checked_mul(params, 4, "params")?
-        .checked_add(size_of::<msde_model>())
-        .ok_or(Error::bad_dim("params", "model too large"))
+    let bytes = (Size(params) * size_of::<f32>() + size_of::<msde_model>()).get();
+    size_answer::<u8>(bytes, "params")
 }
 const _: () = assert!(align_of::<msde_model>() <= MSDE_STATE_ALIGN);
 const _: () = assert!(size_of::<msde_model>().is_multiple_of(8));
@@ -261,11 +261,12 @@ fn not_a(arg: &'static str) -> Error {
 /// # Safety
 /// `ptr` is NULL or points to memory holding a model made by this library.
 /// A size query about a model: checks `model`, then `out_len`, and writes
-/// `size(model, parameters)` to `*out_len`.
+/// `size(model, parameters)` (elements of `T`, see [`size_answer`]) to
+/// `*out_len`.
 ///
 /// # Safety
 /// As [`model_ref`]; `out_len` writable.
-pub(crate) unsafe fn model_size_query(
+pub(crate) unsafe fn model_size_query<T>(
     model: *const msde_model,
     out_len: *mut usize,
     err: *mut msde_error,
@@ -274,7 +275,7 @@ pub(crate) unsafe fn model_size_query(
     guard(err, || {
         let (m, params) = unsafe { model_ref(model, "model") }?;
         let out = unsafe { value_out(out_len, "out_len") }?;
-        *out = size(m, params)?;
+        *out = size_answer::<T>(size(m, params)?, "out_len")?;
         Ok(())
     })
 }
@@ -532,7 +533,7 @@ pub unsafe extern "C" fn msde_model_save_len(
     err: *mut msde_error,
 ) -> msde_status {
     unsafe {
-        model_size_query(model, out_len, err, |m, _| {
+        model_size_query::<u8>(model, out_len, err, |m, _| {
             codec::model_bytes_len::<f32>(&m.config)
         })
     }
@@ -665,7 +666,7 @@ pub unsafe extern "C" fn msde_model_eval_workspace_len(
     out_len: *mut usize,
     err: *mut msde_error,
 ) -> msde_status {
-    unsafe { model_size_query(model, out_len, err, |m, _| eval_workspace(&m.layout, rows)) }
+    unsafe { model_size_query::<f32>(model, out_len, err, |m, _| eval_workspace(&m.layout, rows)) }
 }
 
 /// Staged outputs (f, L) then the model's own inference workspace.
@@ -817,15 +818,18 @@ mod heap {
     /// Heap block of `bytes` bytes aligned to MSDE_STATE_ALIGN.
     pub(crate) fn allocate(bytes: usize) -> Result<*mut u8> {
         let layout = std::alloc::Layout::from_size_align(bytes, MSDE_STATE_ALIGN)
-            .map_err(|_| Error::bad_dim("config", "object too large"))?;
+            .map_err(|_| Error::too_large("config", "object too large"))?;
         // SAFETY: the size is positive (every object has a header).
         let p = unsafe { std::alloc::alloc(layout) };
         if p.is_null() {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                "memory",
-                "allocation failed",
-            ));
+            return Err(
+                Error::new(ErrorKind::OutOfMemory, "memory", "the allocation failed").with(
+                    Detail::Len {
+                        expected: bytes,
+                        got: 0,
+                    },
+                ),
+            );
         }
         Ok(p)
     }

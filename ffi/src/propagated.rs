@@ -7,9 +7,10 @@ use crate::buffers::{input, output};
 use crate::model::{model_ref, model_size_query, msde_model};
 use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;
-use morphosde_core::error::{Arena, Error, check_finite, check_len, check_room, checked_mul};
+use morphosde_core::error::{Arena, Error, check_finite, check_len, check_room};
 use morphosde_core::model::Learned;
 use morphosde_core::propagated::{Propagation, propagate, propagate_workspace_len};
+use morphosde_core::size::Size;
 
 /// Largest `substeps` msde_model_propagated_diffusion accepts.
 pub const MSDE_PROPAGATE_MAX_SUBSTEPS: usize = 1024;
@@ -24,28 +25,15 @@ fn workspace_floats(learned: &Learned<'_, f32>, rows: usize, substeps: usize) ->
     let d = learned.layout.d;
     let dd = d * d;
     let nodes = substeps + 1;
-    let too_big = || Error::bad_dim("rows", "too many rows");
-    let states = checked_mul(checked_mul(rows, nodes, "rows")?, d, "rows")?;
-    let props = checked_mul(states, d, "rows")?;
-    let matrices = checked_mul(rows, dd, "rows")?;
+    let states = Size(rows) * nodes * d;
+    let props = states * d;
+    let matrices = Size(rows) * dd;
     // The estimator runs in propagate's workspace after it (an empty map
     // reports the estimator's size for dimension d).
     let estimator =
         Propagation::<f32>::new(d, substeps, &[], &[])?.explicit_diffusion_workspace_len();
     let propagate_ws = propagate_workspace_len(learned, rows);
-    if propagate_ws == usize::MAX {
-        return Err(too_big());
-    }
-    [
-        props,
-        rows * d,
-        matrices,
-        matrices,
-        estimator.max(propagate_ws),
-    ]
-    .iter()
-    .try_fold(states, |a, &b| a.checked_add(b))
-    .ok_or_else(too_big)
+    Ok((states + props + Size(rows) * d + matrices * 2 + estimator.max(propagate_ws)).get())
 }
 
 /// Workspace (floats) msde_model_propagated_diffusion needs for `rows`
@@ -62,7 +50,7 @@ pub unsafe extern "C" fn msde_model_propagated_diffusion_workspace_len(
     err: *mut msde_error,
 ) -> msde_status {
     unsafe {
-        model_size_query(model, out_len, err, |m, params| {
+        model_size_query::<f32>(model, out_len, err, |m, params| {
             workspace_floats(&Learned::new(&m.config, params)?, rows, substeps)
         })
     }

@@ -2,17 +2,19 @@
 //! (the ODE of the drift) or Euler–Maruyama (the SDE with the learned
 //! diffusion), into a caller array.
 
+use crate::buffers::size_answer;
 use crate::buffers::{input, optional_out, output, value_in, value_out};
 use crate::model::{model_ref, msde_model};
 use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;
-use morphosde_core::error::{Detail, Error, check_finite, check_len, check_room, checked_mul};
+use morphosde_core::error::{Detail, Error, check_finite, check_len, check_room};
 use morphosde_core::integrate::ode::Dopri5Config;
 use morphosde_core::integrate::rollout::{
     Method, RolloutConfig, Start, default_workers, rollout, rollout_worker_workspace_len,
 };
 use morphosde_core::integrate::sde::EmConfig;
 use morphosde_core::model::Learned;
+use morphosde_core::size::Size;
 
 /// msde_sample_config.method: classic RK4 with steps of at most h (ODE).
 pub const MSDE_SAMPLE_RK4: u32 = 0;
@@ -136,9 +138,7 @@ fn sizes(
     n_times: usize,
 ) -> Result<(usize, usize)> {
     let d = learned.layout.d;
-    let staged = checked_mul(checked_mul(n, n_times, "n")?, d, "n")?
-        .checked_add(n)
-        .ok_or(Error::bad_dim("n", "too many trajectories"))?;
+    let staged = (Size(n) * n_times * d + n).get();
     Ok((staged, rollout_worker_workspace_len(learned, cfg)))
 }
 
@@ -172,9 +172,7 @@ pub unsafe extern "C" fn msde_sample_workspace_len(
         } else {
             workers
         };
-        *out = checked_mul(worker, workers, "workers")?
-            .checked_add(staged)
-            .ok_or(Error::bad_dim("n", "too many trajectories"))?;
+        *out = size_answer::<f32>((Size(worker) * workers + staged).get(), "n")?;
         Ok(())
     })
 }

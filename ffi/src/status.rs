@@ -14,7 +14,7 @@ pub enum msde_status {
     MSDE_OK = 0,
     /// A required pointer was NULL.
     MSDE_ERR_NULL_POINTER = 1,
-    /// A dimension or length is zero, too large, or inconsistent with another.
+    /// A dimension or length is zero or inconsistent with another.
     MSDE_ERR_BAD_DIMENSION = 2,
     /// An input contains NaN or infinity.
     MSDE_ERR_NON_FINITE = 3,
@@ -38,6 +38,14 @@ pub enum msde_status {
     /// after rolling back and lowering the learning rate, or the trained
     /// model's rollouts leave the data's range; nothing was kept.
     MSDE_ERR_DIVERGED = 12,
+    /// A dimension or count so large that the sizes it implies overflow
+    /// the address space (size_t, or bytes beyond PTRDIFF_MAX), or above a
+    /// documented upper bound. Size queries answer this instead of a
+    /// wrapped size.
+    MSDE_ERR_TOO_LARGE = 13,
+    /// An allocation of the library failed (std builds: msde_*_new and
+    /// calls that allocate); nothing was changed.
+    MSDE_ERR_OUT_OF_MEMORY = 14,
 }
 
 impl From<ErrorKind> for msde_status {
@@ -55,6 +63,8 @@ impl From<ErrorKind> for msde_status {
             ErrorKind::Internal => msde_status::MSDE_ERR_INTERNAL,
             ErrorKind::Misaligned => msde_status::MSDE_ERR_MISALIGNED,
             ErrorKind::Diverged => msde_status::MSDE_ERR_DIVERGED,
+            ErrorKind::TooLarge => msde_status::MSDE_ERR_TOO_LARGE,
+            ErrorKind::OutOfMemory => msde_status::MSDE_ERR_OUT_OF_MEMORY,
         }
     }
 }
@@ -92,6 +102,8 @@ pub extern "C" fn msde_status_str(status: i32) -> *const c_char {
         10 => "internal error (please report)\0",
         11 => "misaligned buffer\0",
         12 => "training diverged\0",
+        13 => "too large\0",
+        14 => "out of memory\0",
         _ => "unknown status\0",
     };
     s.as_ptr().cast()
@@ -246,6 +258,8 @@ mod tests {
             ErrorKind::Internal,
             ErrorKind::Misaligned,
             ErrorKind::Diverged,
+            ErrorKind::TooLarge,
+            ErrorKind::OutOfMemory,
         ];
         for kind in kinds {
             // Core's discriminants are the C status values.
@@ -253,7 +267,7 @@ mod tests {
             let s = unsafe { core::ffi::CStr::from_ptr(msde_status_str(kind as i32)) };
             assert_ne!(s.to_str().unwrap(), "unknown status");
         }
-        for bad in [-1, 13, i32::MAX, i32::MIN] {
+        for bad in [-1, 15, i32::MAX, i32::MIN] {
             let s = unsafe { core::ffi::CStr::from_ptr(msde_status_str(bad)) };
             assert_eq!(s.to_str().unwrap(), "unknown status");
         }

@@ -3,7 +3,7 @@
 //! the heap with std) and one train step on a prepared minibatch (in the
 //! data's units: the step standardises it with the model's inputs).
 
-use crate::buffers::{input, value_in, value_out};
+use crate::buffers::{input, size_answer, value_in, value_out};
 use crate::model::{model_ref, msde_model, place_model, state_memory};
 use crate::status::{guard, msde_error, msde_status};
 use core::ffi::c_void;
@@ -12,6 +12,7 @@ use morphosde_core::error::{
     Arena, Detail, Error, ErrorKind, check_finite, check_len, checked_mul,
 };
 use morphosde_core::model::{Layout, TargetMode};
+use morphosde_core::size::Size;
 use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
 
 const TRAINER_TAG: u64 = u64::from_le_bytes(*b"msdeTRNR");
@@ -85,26 +86,18 @@ fn sizes(
     if n_max == 0 {
         return Err(Error::bad_dim("n_max", "must be at least 1"));
     }
-    let ws = train_step_workspace_len(config, n_max, m_max)?
-        .checked_add(staged_len(layout, n_max, m_max)?)
-        .ok_or(Error::bad_dim("n_max", "trainer too large"))?;
-    let floats = checked_mul(layout.len, 3, "model")?
-        .checked_add(ws)
-        .ok_or(Error::bad_dim("n_max", "trainer too large"))?;
-    let bytes = checked_mul(floats, 4, "n_max")?
-        .checked_add(size_of::<msde_trainer>() + size_of::<msde_model>())
-        .ok_or(Error::bad_dim("n_max", "trainer too large"))?;
-    Ok((ws, bytes))
+    let ws =
+        Size(train_step_workspace_len(config, n_max, m_max)?) + staged_len(layout, n_max, m_max);
+    let bytes = (Size(layout.len) * 3 + ws) * size_of::<f32>()
+        + size_of::<msde_trainer>()
+        + size_of::<msde_model>();
+    Ok((ws.get(), size_answer::<u8>(bytes.get(), "n_max")?))
 }
 
 /// Floats of a batch's standardised copy: sources and teachers (n_max × d
 /// each) and targets (max(n_max, m_max) × d).
-fn staged_len(layout: &Layout, n_max: usize, m_max: usize) -> Result<usize> {
-    let rows = n_max
-        .checked_mul(2)
-        .and_then(|r| r.checked_add(n_max.max(m_max)))
-        .ok_or(Error::bad_dim("n_max", "trainer too large"))?;
-    checked_mul(rows, layout.d, "n_max")
+fn staged_len(layout: &Layout, n_max: usize, m_max: usize) -> Size {
+    (Size(n_max) * 2 + Size(n_max).max(m_max)) * layout.d
 }
 
 /// Parts of a live trainer: header, model pointer, Adam moments, workspace.

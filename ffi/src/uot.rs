@@ -3,10 +3,12 @@
 //! masses, velocities, optionally the dense plan), with an optional
 //! self-edge lower bound on known tracks.
 
+use crate::buffers::size_answer;
 use crate::buffers::{flag, input, optional_out, output, value_in, value_out};
 use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;
-use morphosde_core::error::{Arena, Detail, Error, check_len, check_room, checked_mul};
+use morphosde_core::error::{Arena, Detail, Error, check_len, check_room};
+use morphosde_core::size::Size;
 use morphosde_core::uot::{
     MEDIAN_SAMPLE, TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem,
     median_sq_distance, median_sq_distance_workspace_len, solve_uot, uot_workspace_len,
@@ -137,17 +139,9 @@ fn sizes(n: usize, m: usize, d: usize, mode: UotMode, with_plan: bool) -> Result
             return Err(Error::bad_dim(arg, "must be at least 1"));
         }
     }
-    let too_big = || Error::bad_dim("n", "problem too large");
-    let nm = checked_mul(n, m, "m")?;
-    let n_m = n.checked_add(m).ok_or_else(too_big)?;
-    // Bounds uot_workspace_len's terms, d (n+m) + 6 (n+m) + 2 max(n, m)
-    // (+ n m dense), and the staged outputs 2 (n+m) + n d (+ n m).
-    let points = checked_mul(n_m, d.checked_add(10).ok_or_else(too_big)?, "d")?;
-    points
-        .checked_add(nm)
-        .and_then(|s| s.checked_add(nm))
-        .ok_or_else(too_big)?;
-    let staged = 2 * n_m + n * d + if with_plan { nm } else { 0 };
+    let n_m = Size(n) + m;
+    let plan = if with_plan { Size(n) * m } else { Size(0) };
+    let staged = (n_m * 2 + Size(n) * d + plan).get();
     Ok((staged, uot_workspace_len(n, m, d, mode)))
 }
 
@@ -173,9 +167,7 @@ pub unsafe extern "C" fn msde_uot_workspace_len(
         let with_plan = flag(with_plan, "with_plan")?;
         let out = unsafe { value_out(out_len, "out_len") }?;
         let (staged, solver) = sizes(n, m, d, cfg.mode, with_plan)?;
-        *out = staged
-            .checked_add(solver)
-            .ok_or(Error::bad_dim("n", "problem too large"))?;
+        *out = size_answer::<f32>((Size(staged) + solver).get(), "n")?;
         Ok(())
     })
 }
@@ -353,7 +345,7 @@ pub unsafe extern "C" fn msde_median_sq_distance_workspace_len(
 ) -> msde_status {
     guard(err, || {
         let out = unsafe { value_out(out_len, "out_len") }?;
-        *out = median_sq_distance_workspace_len(n, m);
+        *out = size_answer::<f32>(median_sq_distance_workspace_len(n, m), "n")?;
         Ok(())
     })
 }

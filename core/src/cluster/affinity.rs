@@ -7,6 +7,7 @@ use crate::error::{Arena, Error, ErrorKind, Result, checked_mul};
 use crate::fastmath::exp_in_place;
 use crate::float::Float;
 use crate::rng::{Family, Rng};
+use crate::size::Size;
 use core::cmp::Ordering;
 
 /// Largest number of points whose pairwise distances the median heuristic
@@ -228,7 +229,7 @@ impl KnnSizes {
         // reverse edges in total.
         let max_entries = checked_mul(n, 2 * neighbours + 1, "n")?;
         if max_entries > u32::MAX as usize {
-            return Err(Error::bad_dim(
+            return Err(Error::too_large(
                 "n",
                 "too many graph entries for 32-bit offsets",
             ));
@@ -237,8 +238,8 @@ impl KnnSizes {
         Ok(KnnSizes {
             query,
             max_entries,
-            floats: nq + max_entries,
-            indices: 2 * n + nq + (n + 1) + max_entries,
+            floats: (Size(nq) + max_entries).get(),
+            indices: (Size(n) * 3 + nq + 1 + max_entries).get(),
         })
     }
 }

@@ -17,6 +17,7 @@ use crate::float::Float;
 use crate::linalg::gemm::linear_forward;
 use crate::linalg::sym_eigen;
 use crate::rng::Rng;
+use crate::size::Size;
 
 /// Chebyshev polynomial degree per outer iteration (matrix products).
 const CHEB_DEGREE: usize = 10;
@@ -87,7 +88,7 @@ pub(super) fn block_width(n: usize, want: usize) -> usize {
 /// Floats [`top_eigen`] needs: four `n × p` blocks, two `p × p` matrices
 /// and three `p`-vectors.
 pub(super) fn workspace_floats(n: usize, p: usize) -> Result<usize> {
-    Ok(4 * checked_mul(n, p, "n")? + 2 * p * p + 3 * p)
+    Ok((Size(checked_mul(n, p, "n")?) * 4 + 2 * p * p + 3 * p).get())
 }
 
 /// Leading eigenpairs: `values` (`p`, descending) and `vectors` (`n × p`

@@ -14,7 +14,7 @@ const FIRST_RESTART_STREAM: u64 = 2;
 
 /// Floats of workspace for `n` points and `k` clusters (in `k` dimensions).
 pub(super) fn workspace_floats(n: usize, k: usize) -> usize {
-    2 * k * k + k + n
+    (2 * k * k + k).saturating_add(n)
 }
 
 fn sq_dist<F: Float>(a: &[F], b: &[F]) -> F {

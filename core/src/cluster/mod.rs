@@ -37,6 +37,7 @@ mod kmeans;
 use crate::error::{Arena, Detail, Error, ErrorKind, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
 use crate::rng::{Family, Rng};
+use crate::size::Size;
 
 pub use affinity::MEDIAN_SAMPLE;
 
@@ -175,7 +176,7 @@ fn plan<F: Float>(n: usize, d: usize, cfg: &ClusterConfig<F>) -> Result<Plan> {
         ));
     }
     if n > u32::MAX as usize / 2 {
-        return Err(Error::bad_dim("n", "too many points for 32-bit indices"));
+        return Err(Error::too_large("n", "too many points for 32-bit indices"));
     }
     if cfg.k == 0 || cfg.k > MAX_CLUSTERS {
         return Err(Error::bad_config("k", "must be in 1..=32").with(Detail::Value(cfg.k as f64)));
@@ -243,14 +244,13 @@ fn plan<F: Float>(n: usize, d: usize, cfg: &ClusterConfig<F>) -> Result<Plan> {
     } else {
         affinity::median_workspace_floats(n)
     };
-    let mut floats = eig + emb + km + median + n; // + n: local scales / degrees
+    // + n: local scales / degrees
+    let mut floats = (Size(eig) + emb + km + median + n).get();
     let mut indices = n; // k-means labels, median sample
     let mut query = 0;
     match cfg.mode {
         Mode::Dense => {
-            floats = floats
-                .checked_add(checked_mul(n, n, "n")? + block)
-                .ok_or(Error::bad_dim("n", "dimensions overflow the address space"))?;
+            floats = (Size(floats) + checked_mul(n, n, "n")? + block).get();
         }
         Mode::Knn { neighbours } => {
             if neighbours == 0 || neighbours > MAX_NEIGHBOURS || neighbours >= n {
@@ -265,8 +265,8 @@ fn plan<F: Float>(n: usize, d: usize, cfg: &ClusterConfig<F>) -> Result<Plan> {
             }
             query = neighbours.max(self_tuning) + 1;
             let g = affinity::KnnSizes::new(n, query, neighbours)?;
-            floats += g.floats;
-            indices += g.indices;
+            floats = (Size(floats) + g.floats).get();
+            indices = (Size(indices) + g.indices).get();
         }
     }
     let p = Plan {
@@ -278,7 +278,10 @@ fn plan<F: Float>(n: usize, d: usize, cfg: &ClusterConfig<F>) -> Result<Plan> {
     };
     let bytes = WorkspaceLen { floats, indices }
         .bytes::<F>()
-        .ok_or(Error::bad_dim("n", "dimensions overflow the address space"))?;
+        .ok_or(Error::too_large(
+            "n",
+            "dimensions overflow the address space",
+        ))?;
     if bytes > cfg.memory_limit_bytes {
         return Err(Error::new(
             ErrorKind::BadConfig,

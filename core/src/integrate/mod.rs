@@ -32,7 +32,7 @@ use crate::float::Float;
 /// Workspace elements [`rk4_flow`] needs for `rows` states.
 pub fn rk4_flow_workspace_len<F: Float, S: Dynamics<F>>(dynamics: &S, rows: usize) -> usize {
     // Four stage slopes, the stage state, the stage times, and the model's own.
-    rk4_stages_len(rows, dynamics.dim()) + dynamics.workspace_len(rows)
+    rk4_stages_len(rows, dynamics.dim()).saturating_add(dynamics.workspace_len(rows))
 }
 
 /// The flow of the drift: `out_r = φ_{h_r}(z_r)`, the solution at time

@@ -9,11 +9,12 @@ use super::{
 };
 use crate::error::{Arena, Detail, Error, Result};
 use crate::float::Float;
+use crate::size::Size;
 
 /// Workspace elements [`rk4_path`] needs for `rows` states.
 pub fn rk4_path_workspace_len<F: Float, S: Dynamics<F>>(dynamics: &S, rows: usize) -> usize {
     // Current and next states, per-row times and steps, and the flow's own.
-    2 * rows * dynamics.dim() + 2 * rows + rk4_flow_workspace_len(dynamics, rows)
+    (Size(rows) * (2 * dynamics.dim() + 2) + rk4_flow_workspace_len(dynamics, rows)).get()
 }
 
 /// RK4 path of `rows` states from `z0` at `t0`: each output gap is covered
@@ -188,7 +189,7 @@ const E: [f64; 7] = [
 pub fn dopri5_path_workspace_len<F: Float, S: Dynamics<F>>(dynamics: &S, rows: usize) -> usize {
     // Seven stage slopes, state, stage state; per-row time, proposed step,
     // used step, stage time and attempt count; the model's own.
-    9 * rows * dynamics.dim() + 5 * rows + dynamics.workspace_len(rows)
+    (Size(rows) * (9 * dynamics.dim() + 5) + dynamics.workspace_len(rows)).get()
 }
 
 /// Dopri5 path of `rows` states from `z0` at `t0` (adaptive steps per row,

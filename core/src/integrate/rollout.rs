@@ -22,6 +22,7 @@ use crate::dynamics::Dynamics;
 use crate::error::{Error, Result, check_finite, check_len, check_room, checked_mul};
 use crate::float::Float;
 use crate::rng::{Family, Rng};
+use crate::size::Size;
 
 /// Largest block of rows evaluated together (bounds the per-block stack
 /// array of random streams: 64 × 32 bytes).
@@ -94,7 +95,7 @@ pub fn rollout_worker_workspace_len<F: Float, S: Dynamics<F>>(
         Method::Dopri5(_) => dopri5_path_workspace_len(dynamics, rows),
         Method::EulerMaruyama(_) => em_path_workspace_len(dynamics, rows),
     };
-    rows * dynamics.dim() + path
+    (Size(rows) * dynamics.dim() + path).get()
 }
 
 /// Workspace elements for `workers` workers (at least one).
@@ -103,7 +104,7 @@ pub fn rollout_workspace_len<F: Float, S: Dynamics<F>>(
     config: &RolloutConfig<F>,
     workers: usize,
 ) -> usize {
-    workers.max(1) * rollout_worker_workspace_len(dynamics, config)
+    (Size(workers.max(1)) * rollout_worker_workspace_len(dynamics, config)).get()
 }
 
 /// Rolls out `n = stop_times.len()` trajectories from `start` at `t0` and

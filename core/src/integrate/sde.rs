@@ -7,6 +7,7 @@ use crate::dynamics::Dynamics;
 use crate::error::{Arena, Error, Result, check_len};
 use crate::float::Float;
 use crate::rng::Rng;
+use crate::size::Size;
 
 /// Settings of [`em_path`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -23,7 +24,7 @@ pub struct EmConfig<F> {
 pub fn em_path_workspace_len<F: Float, S: Dynamics<F>>(dynamics: &S, rows: usize) -> usize {
     let (d, q) = (dynamics.dim(), dynamics.noise_dim());
     // State, drift, factor, noise, per-row times, and the model's own.
-    2 * rows * d + rows * d * q + rows * q + rows + dynamics.workspace_len(rows)
+    (Size(rows) * (2 * d + d * q + q + 1) + dynamics.workspace_len(rows)).get()
 }
 
 /// Euler–Maruyama path of `rows` states from `z0` at `t0`: each substep is

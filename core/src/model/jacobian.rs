@@ -17,13 +17,14 @@ use crate::dynamics::DriftJacobian;
 use crate::error::{Arena, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
 use crate::linalg::gemm::{linear_forward, matmul_acc, matmul_scale_rows};
+use crate::size::Size;
 
 impl Layout {
     /// Workspace elements of [`Layout::drift_jacobian`] (and of the
     /// network's own) for `rows` states.
     pub fn jacobian_workspace_len(&self, rows: usize) -> usize {
         let (d, w) = (self.d, self.width);
-        rows * (d + self.n_in + 4 * w + 2 * d * w + d * d)
+        (Size(rows) * (d + self.n_in + 4 * w + 2 * d * w + d * d)).get()
     }
 
     /// Drift `f` (`rows×d`, the same values as [`Layout::forward_infer`])

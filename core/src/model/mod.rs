@@ -47,6 +47,7 @@ use crate::error::{Arena, Result, check_finite, check_len, check_room, checked_m
 use crate::float::Float;
 use crate::linalg::gemm::{linear_backward_input, linear_backward_weight, linear_forward};
 use crate::rng::{Family, Rng};
+use crate::size::Size;
 use config::MAX_DEPTH;
 
 /// One tensor of the flat parameter slice: `rows×cols` row-major at
@@ -251,11 +252,13 @@ impl Layout {
 
     /// Elements of the training cache for `rows` states.
     pub fn cache_len(&self, rows: usize) -> usize {
-        rows * (self.n_in
-            + 3 * self.depth * self.width
-            + self.d
-            + self.head_outputs
-            + self.d * self.q)
+        (Size(rows)
+            * (self.n_in
+                + 3 * self.depth * self.width
+                + self.d
+                + self.head_outputs
+                + self.d * self.q))
+            .get()
     }
 
     /// Splits a cache into `(u, per-layer [s|σ(s)|a] block, f, raw, L)`.
@@ -377,7 +380,10 @@ impl Layout {
 
     /// Workspace elements of [`Layout::backward`] for `rows` states.
     pub fn backward_workspace_len(&self, rows: usize) -> usize {
-        2 * rows * self.h_dim() + self.transposed_len() + rows * self.head_outputs + self.d * self.q
+        (Size(rows) * (2 * self.h_dim() + self.head_outputs)
+            + self.transposed_len()
+            + self.d * self.q)
+            .get()
     }
 
     /// Room for the largest transposed weight matrix.
@@ -494,7 +500,7 @@ impl Layout {
     /// Workspace elements of [`Layout::forward_infer`] (and of the
     /// network's own pass) for `rows` states.
     pub fn infer_workspace_len(&self, rows: usize) -> usize {
-        rows * (self.d + self.n_in + 4 * self.width + self.head_outputs)
+        (Size(rows) * (self.d + self.n_in + 4 * self.width + self.head_outputs)).get()
     }
 
     /// The model in the user's units, without cache: drift `f` (`rows×d`)

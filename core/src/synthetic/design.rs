@@ -12,6 +12,7 @@ use crate::integrate::rollout::{
 use crate::integrate::sde::EmConfig;
 use crate::rng::{Family, Rng};
 use crate::sampler::UNTRACKED;
+use crate::size::Size;
 
 /// How a snapshot dataset is observed: at the increasing times `bins`
 /// (the first is the start), `per_bin` embryos per bin, of which `tracked`
@@ -81,10 +82,11 @@ pub fn snapshots_workspace_len<F: Float, S: Dynamics<F>>(
     workers: usize,
 ) -> usize {
     let (e, k, d) = (design.embryos(), design.bins.len(), dynamics.dim());
-    e * d
-        + e * k.saturating_sub(1) * d
+    (Size(e) * d
+        + Size(e) * k.saturating_sub(1) * d
         + e
-        + rollout_workspace_len(dynamics, &design.rollout_config(), workers)
+        + rollout_workspace_len(dynamics, &design.rollout_config(), workers))
+    .get()
 }
 
 /// Samples a snapshot dataset of any SDE (see [`SnapshotDesign`]) by

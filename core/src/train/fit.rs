@@ -44,6 +44,7 @@ use crate::float::Float;
 use crate::model::{Config, Inputs, Layout, Learned, TargetMode};
 use crate::rng::{Family, Rng};
 use crate::sampler::{Binning, MinibatchIndex, SampleConfig, index_workspace_len};
+use crate::size::{Size, fits_bytes};
 use crate::uot::{
     TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, median_sq_distance,
     median_sq_distance_workspace_len, solve_uot, uot_workspace_len,
@@ -406,9 +407,9 @@ fn nearest_labels<F: Float>(
 
 /// Per-batch float scratch: gathered clouds, UOT outputs, solver, median
 /// and learner workspaces.
-fn batch_floats(b: usize, d: usize, learner_len: usize) -> usize {
-    let gathered = 2 * b * d;
-    let uot_out = 6 * b + b * d + b * b;
+fn batch_floats(b: usize, d: usize, learner_len: usize) -> Size {
+    let gathered = Size(b) * d * 2;
+    let uot_out = Size(b) * (6 + d) + Size(b) * b;
     gathered
         + uot_out
         + uot_workspace_len(b, b, d, UotMode::Dense)
@@ -434,15 +435,17 @@ pub fn fit_workspace_len<F: Float, L: Learner<F>>(
         cluster::workspace_len(n, d, &cfg.cluster)?
     };
     let nd = checked_mul(n, d, "n")?;
-    let noise = b * d + b + learner.noise_variance_workspace_len(b);
-    let scratch = cl
-        .floats
+    let noise = Size(b) * (d + 1) + learner.noise_variance_workspace_len(b);
+    let scratch = Size(cl.floats)
         .max(batch_floats(b, d, learner.workspace_len(b, b)))
         .max(noise);
-    Ok(FitWorkspaceLen {
-        floats: nd + n + index_workspace_len(n).floats + scratch,
-        indices: 2 * n + index_workspace_len(n).indices + cl.indices + 4 * b,
-    })
+    let lens = FitWorkspaceLen {
+        floats: (nd + Size(n) + index_workspace_len(n).floats + scratch).get(),
+        indices: (Size(n) * 2 + index_workspace_len(n).indices + cl.indices + Size(b) * 4).get(),
+    };
+    fits_bytes(lens.floats, size_of::<F>(), "n")?;
+    fits_bytes(lens.indices, size_of::<u32>(), "n")?;
+    Ok(lens)
 }
 
 /// Trains `learner` on `data` (see the module docs); calls `progress` after
@@ -1148,10 +1151,8 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
 
     fn workspace_len(&self, n: usize, m: usize) -> usize {
         let d = self.config.d;
-        2 * n
-            + 3 * n * d
-            + n
-            + train_step_workspace_len(self.config, n, m).unwrap_or(usize::MAX / 2)
+        (Size(n) * (3 + 3 * d) + train_step_workspace_len(self.config, n, m).unwrap_or(usize::MAX))
+            .get()
     }
 
     fn step(&mut self, batch: &Minibatch<'_, F>, epoch: usize, ws: &mut [F]) -> Result<Losses<F>> {
@@ -1239,7 +1240,7 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
     fn noise_variance_workspace_len(&self, rows: usize) -> usize {
         match Layout::new(self.config) {
             Ok(layout) if layout.head.is_some() => {
-                rows * layout.d * (1 + layout.q) + layout.infer_workspace_len(rows)
+                (Size(rows) * (layout.d * (1 + layout.q)) + layout.infer_workspace_len(rows)).get()
             }
             _ => 0,
         }

@@ -54,6 +54,7 @@ use crate::propagated::{
     DiffusionAt, PROPAGATE_BLOCK_ROWS, Propagation, gap_midpoints, propagate, propagate_frozen,
     propagate_workspace_len_for,
 };
+use crate::size::Size;
 use crate::targets::{pairwise_targets, plan_weighted_targets, predict_one_step};
 
 /// A prepared minibatch of `n` sources (plain row-major slices), in the
@@ -116,18 +117,21 @@ pub struct AdamState<'a, F> {
 /// targets, does not change it: the plan is the caller's).
 pub fn train_step_workspace_len(config: &Config, n: usize, _m: usize) -> Result<usize> {
     let layout = Layout::new(config)?;
-    Ok(layout.len + loss_workspace_len(config, &layout, n) + step_scratch_len(config, &layout, n))
+    Ok(
+        (layout.len
+            + loss_workspace_len(config, &layout, n)
+            + step_scratch_len(config, &layout, n))
+        .get(),
+    )
 }
 
 /// Elements of [`loss_and_gradient`]'s workspace.
-fn loss_workspace_len(config: &Config, layout: &Layout, n: usize) -> usize {
+fn loss_workspace_len(config: &Config, layout: &Layout, n: usize) -> Size {
     let (d, q) = (layout.d, layout.q);
-    layout.cache_len(n)
+    Size(layout.cache_len(n))
         + layout.backward_workspace_len(n)
-        + n
-        + n * d
+        + Size(n) * (1 + d + d * q)
         + d
-        + n * d * q
         + d * d
         + propagated_len(config, layout, n)
 }
@@ -207,32 +211,28 @@ impl DiffusionPoints {
 /// [`is_propagated`]): the flow's node states and propagators (filled by
 /// [`propagate_batch`]), then [`propagated_diffusion_loss`]'s buffers (sized
 /// for [`DiffusionAt::Path`], the larger).
-fn propagated_len(config: &Config, layout: &Layout, n: usize) -> usize {
+fn propagated_len(config: &Config, layout: &Layout, n: usize) -> Size {
     if !is_propagated(config, layout) {
-        return 0;
+        return Size(0);
     }
     let (d, q) = (layout.d, layout.q);
     let substeps = config.flow_substeps;
-    let nodes = n * (substeps + 1);
+    let nodes = Size(n) * (substeps + 1);
     let points = DiffusionPoints::new(config, DiffusionAt::Path);
-    let matrices = n * points.per_source(substeps);
-    let second = n * points.second_pass_per_source(substeps);
+    let matrices = Size(n) * points.per_source(substeps);
+    let second = Size(n) * points.second_pass_per_source(substeps);
     // Node states and propagators; propagate's scratch and the model's
     // Jacobian pass; states and times of the second pass and its cache; D
     // and ∂L/∂D at every point; ∂L/∂L and a zero drift gradient of the
     // second pass, its parameter gradient and backward workspace; Lᵀ and
     // the map's scratch.
-    nodes * d
-        + nodes * d * d
+    nodes * (d + d * d)
         + propagate_flow_len(layout, n)
-        + second * d
-        + second
-        + layout.cache_len(second)
-        + 2 * matrices * d * d
-        + second * d * q
-        + second * d
+        + second * (2 * d + 1 + d * q)
+        + layout.cache_len(second.get())
+        + matrices * (2 * d * d)
         + layout.len
-        + layout.backward_workspace_len(second)
+        + layout.backward_workspace_len(second.get())
         + d * q
         + 2 * d * d
 }
@@ -276,7 +276,7 @@ fn split_loss_workspace<'a, F>(
 ) -> Result<(&'a mut [F], &'a mut [F], &'a mut [F])> {
     let mut arena = Arena::new(workspace);
     let cache = arena.take(layout.cache_len(n))?;
-    let propagated = arena.take(propagated_len(config, layout, n))?;
+    let propagated = arena.take(propagated_len(config, layout, n).get())?;
     Ok((cache, propagated, arena.rest()))
 }
 
@@ -320,25 +320,23 @@ fn needs_flow(config: &Config, layout: &Layout) -> bool {
 /// Elements of a step's scratch beyond the loss workspace: the flow (and
 /// [`rk4_flow`]'s workspace unless the propagated target computes it), the
 /// targets `D̂` with the one-step prediction, and the flow teacher.
-fn step_scratch_len(config: &Config, layout: &Layout, n: usize) -> usize {
+fn step_scratch_len(config: &Config, layout: &Layout, n: usize) -> Size {
     let d = layout.d;
-    let mut len = 0;
+    let mut len = Size(0);
     if needs_flow(config, layout) {
-        len += n * d;
+        len = len + Size(n) * d;
         if !is_propagated(config, layout) {
-            len += flow_workspace_len(layout, n);
+            len = len + flow_workspace_len(layout, n);
         }
     }
     if layout.head.is_some() {
-        len += n * d * d
-            + if config.residual == Residual::OneStep {
-                n * d
-            } else {
-                0
-            };
+        len = len + Size(n) * d * d;
+        if config.residual == Residual::OneStep {
+            len = len + Size(n) * d;
+        }
     }
     if config.drift_teacher == DriftTeacher::Flow {
-        len += n * d;
+        len = len + Size(n) * d;
     }
     len
 }
@@ -346,7 +344,7 @@ fn step_scratch_len(config: &Config, layout: &Layout, n: usize) -> usize {
 /// [`crate::integrate::rk4_flow_workspace_len`] of the learned model for
 /// `n` sources, from its layout (no parameters at hand where it is needed).
 fn flow_workspace_len(layout: &Layout, n: usize) -> usize {
-    rk4_stages_len(n, layout.d) + layout.infer_workspace_len(n)
+    rk4_stages_len(n, layout.d).saturating_add(layout.infer_workspace_len(n))
 }
 
 /// The flow `φ_h(x)` (`n×d`) of the learned drift over each source's gap
@@ -837,7 +835,7 @@ fn step_loss_checked<F: Float>(
 ) -> Result<StepLoss<F>> {
     let (n, d) = (batch.len(), layout.d);
     let mut arena = Arena::new(workspace);
-    let loss_ws = arena.take(loss_workspace_len(config, layout, n))?;
+    let loss_ws = arena.take(loss_workspace_len(config, layout, n).get())?;
     let (cache, propagated, rest) = split_loss_workspace(config, layout, n, loss_ws)?;
     layout.forward_train(params, batch.x, batch.t, cache)?;
     let propagated_on = is_propagated(config, layout);

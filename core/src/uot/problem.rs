@@ -5,6 +5,7 @@
 use super::kernel::sq_dist;
 use crate::error::{Arena, Detail, Error, ErrorKind, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
+use crate::size::Size;
 
 /// How the solver holds the costs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,11 +153,11 @@ impl<F: Float> UotReport<F> {
 
 /// Workspace elements [`super::solve_uot`] needs.
 pub fn uot_workspace_len(n: usize, m: usize, d: usize, mode: UotMode) -> usize {
-    let k = n.max(m);
-    let base = d * (n + m) + 6 * (n + m) + 2 * k;
+    let points = Size(n) + m;
+    let base = points * d + points * 6 + Size(n).max(m) * 2;
     match mode {
-        UotMode::Online => base,
-        UotMode::Dense => base + n * m,
+        UotMode::Online => base.get(),
+        UotMode::Dense => (base + Size(n) * m).get(),
     }
 }
 
