@@ -10,7 +10,8 @@
  *   status is MSDE_OK and its message empty. msde_status_str() describes a
  *   status code. There is no global "last error".
  * - Arrays are row-major `(T *ptr, size_t len)` pairs; lengths count
- *   elements unless the name says _bytes. A cloud of n points in d
+ *   elements unless the name says _bytes. Every length is checked against
+ *   the dimensions before any element is read. A cloud of n points in d
  *   dimensions is n*d floats, point i at [i*d, (i+1)*d). Caller memory must be
  *   aligned for its element type. NULL is accepted only with length 0.
  * - Memory: the library never allocates on the caller-buffer path. Size

@@ -8,12 +8,12 @@ use crate::model::{model_ref, msde_model, place_model, state_memory};
 use crate::status::{guard, msde_error, msde_status};
 use core::ffi::c_void;
 use morphosde_core::Result;
-use morphosde_core::error::{
-    Arena, Detail, Error, ErrorKind, check_finite, check_len, checked_mul,
-};
+use morphosde_core::error::{Arena, Detail, Error, ErrorKind, check_finite};
 use morphosde_core::model::{Layout, TargetMode};
 use morphosde_core::size::Size;
-use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
+use morphosde_core::train::{
+    AdamState, Batch, check_batch_shapes, train_step, train_step_workspace_len,
+};
 
 const TRAINER_TAG: u64 = u64::from_le_bytes(*b"msdeTRNR");
 
@@ -286,6 +286,8 @@ pub unsafe extern "C" fn msde_trainer_step(
             y: unsafe { input(b.y, b.y_len, "y") }?,
             plan: unsafe { input(b.plan, b.plan_len, "plan") }?,
         };
+        // Every length first: nothing is read before the shapes agree.
+        check_batch_shapes(&config, &layout, &batch)?;
         let n = batch.len();
         if n > parts.head.n_max {
             return Err(
@@ -295,7 +297,8 @@ pub unsafe extern "C" fn msde_trainer_step(
                 }),
             );
         }
-        if layout.head.is_some() && config.target_mode == TargetMode::PlanWeighted {
+        let plan_read = layout.head.is_some() && config.target_mode == TargetMode::PlanWeighted;
+        if plan_read {
             let m_targets = batch.y.len() / layout.d;
             if m_targets > parts.head.m_max {
                 return Err(
@@ -308,7 +311,8 @@ pub unsafe extern "C" fn msde_trainer_step(
                 );
             }
         }
-        for (a, name) in [(batch.h, "h"), (batch.mass, "mass"), (batch.plan, "plan")] {
+        let plan: &[f32] = if plan_read { batch.plan } else { &[] };
+        for (a, name) in [(batch.h, "h"), (batch.mass, "mass"), (plan, "plan")] {
             check_finite(a, name)?;
         }
         if batch.h.iter().any(|&h| h <= 0.0) {
@@ -327,9 +331,7 @@ pub unsafe extern "C" fn msde_trainer_step(
         }
         let (_, params) = unsafe { crate::model::model_params_mut(parts.model, "trainer") }?;
         // The standardised copy: every length checked against the room.
-        let n_d = checked_mul(n, layout.d, "t")?;
-        check_len(batch.x, n_d, "x")?;
-        check_len(batch.v_hat, n_d, "v_hat")?;
+        let n_d = n * layout.d;
         // Targets are read only with a diffusion head.
         let y_in: &[f32] = if layout.head.is_some() { batch.y } else { &[] };
         let y_room = parts.head.n_max.max(parts.head.m_max) * layout.d;

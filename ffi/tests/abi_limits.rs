@@ -1,8 +1,12 @@
 //! The C ABI at its limits: size queries fed address-space-scale
-//! dimensions answer MSDE_ERR_TOO_LARGE instead of a wrapped size.
+//! dimensions answer MSDE_ERR_TOO_LARGE instead of a wrapped size;
+//! msde_trainer_step checks every length before it reads an element (the
+//! arrays end at an unreadable page, so a read past a length faults).
 
+mod common;
+use common::guarded::Guarded;
 use morphosde::*;
-use std::ptr::null_mut;
+use std::ptr::{null, null_mut};
 
 /// Dimensions whose implied sizes overflow `size_t` or exceed `PTRDIFF_MAX`
 /// bytes, chosen so that a wrapping product lands at different small
@@ -159,5 +163,137 @@ fn size_queries_answer_too_large_instead_of_wrapping() {
     unsafe {
         msde_model_free(plain);
         msde_model_free(diffusion);
+    }
+}
+
+/// A batch's arrays, each in its own guarded buffer of its honest length.
+struct BatchArrays {
+    x: Guarded<f32>,
+    t: Guarded<f32>,
+    h: Guarded<f32>,
+    v_hat: Guarded<f32>,
+    mass: Guarded<f32>,
+    y: Guarded<f32>,
+    plan: Guarded<f32>,
+}
+
+impl BatchArrays {
+    /// n sources in d = 2, m plan targets (0: pairwise targets, y is n x d).
+    fn new(n: usize, m: usize) -> Self {
+        let ramp = |len: usize, scale: f32| -> Vec<f32> {
+            (0..len).map(|k| scale * (k as f32 * 0.37).sin()).collect()
+        };
+        let y_rows = if m == 0 { n } else { m };
+        BatchArrays {
+            x: Guarded::new(&ramp(2 * n, 1.0)),
+            t: Guarded::new(&(0..n).map(|k| (k % 2) as f32).collect::<Vec<_>>()),
+            h: Guarded::filled(0.5, n),
+            v_hat: Guarded::new(&ramp(2 * n, 0.3)),
+            mass: Guarded::filled(1.0, n),
+            y: Guarded::new(&ramp(2 * y_rows, 1.1)),
+            plan: Guarded::filled(1.0 / m.max(1) as f32, n * m),
+        }
+    }
+
+    /// The batch with every length honest.
+    fn batch(&self) -> msde_batch {
+        msde_batch {
+            x: self.x.ptr(),
+            x_len: self.x.len(),
+            t: self.t.ptr(),
+            t_len: self.t.len(),
+            h: self.h.ptr(),
+            h_len: self.h.len(),
+            v_hat: self.v_hat.ptr(),
+            v_hat_len: self.v_hat.len(),
+            mass: self.mass.ptr(),
+            mass_len: self.mass.len(),
+            y: self.y.ptr(),
+            y_len: self.y.len(),
+            plan: self.plan.ptr(),
+            plan_len: self.plan.len(),
+        }
+    }
+}
+
+/// The length fields of a batch, for changing one at a time.
+fn length_of(b: &mut msde_batch, k: usize) -> (&'static str, &mut usize) {
+    match k {
+        0 => ("x", &mut b.x_len),
+        1 => ("h", &mut b.h_len),
+        2 => ("v_hat", &mut b.v_hat_len),
+        3 => ("mass", &mut b.mass_len),
+        4 => ("y", &mut b.y_len),
+        5 => ("plan", &mut b.plan_len),
+        _ => ("t", &mut b.t_len),
+    }
+}
+
+fn params(m: *const msde_model) -> Vec<f32> {
+    let mut info = unsafe { std::mem::zeroed::<msde_model_info>() };
+    unsafe { msde_model_info_get(m, &mut info, null_mut(), null_mut()) };
+    let mut p = vec![0.0; info.params_len];
+    unsafe { msde_model_get_params(m, p.as_mut_ptr(), p.len(), null_mut()) };
+    p
+}
+
+#[test]
+fn trainer_step_checks_every_length_before_reading() {
+    let n = 6;
+    // (model, plan targets m): drift only (y and plan unread), pairwise
+    // diffusion (y n x d), plan-weighted diffusion (y m x d, plan n x m).
+    for (diffusion, m) in [(false, 0), (true, 0), (true, 3)] {
+        let mode = if m == 0 {
+            MSDE_TARGET_PAIRWISE
+        } else {
+            MSDE_TARGET_PLAN_WEIGHTED
+        };
+        let base = model(diffusion, mode);
+        let mut trainer = null_mut();
+        assert_eq!(
+            unsafe { msde_trainer_new(base, 8, 8, &mut trainer, null_mut()) },
+            msde_status::MSDE_OK
+        );
+        let mut trained = null();
+        unsafe { msde_trainer_model(trainer, &mut trained, null_mut()) };
+        let arrays = BatchArrays::new(n, m);
+        let before = params(trained);
+        for k in 0..7 {
+            for delta in [-1isize, 1] {
+                let mut b = arrays.batch();
+                let (name, len) = length_of(&mut b, k);
+                let read = match name {
+                    "y" => diffusion,
+                    "plan" => diffusion && m > 0,
+                    _ => true,
+                };
+                if !read || (*len == 0 && delta < 0) {
+                    continue;
+                }
+                *len = len.wrapping_add_signed(delta);
+                let mut loss = msde_step_loss {
+                    steps: 77,
+                    ..Default::default()
+                };
+                let s = unsafe { msde_trainer_step(trainer, 0, &b, &mut loss, null_mut()) };
+                assert_eq!(
+                    s,
+                    msde_status::MSDE_ERR_BAD_DIMENSION,
+                    "{name} {delta:+} (diffusion {diffusion}, m {m})"
+                );
+                assert_eq!(loss.steps, 77, "loss written on failure");
+                assert_eq!(params(trained), before, "parameters changed on failure");
+            }
+        }
+        // The honest batch trains (and a NaN gap is refused, not scanned
+        // past its length).
+        let mut loss = msde_step_loss::default();
+        let s = unsafe { msde_trainer_step(trainer, 0, &arrays.batch(), &mut loss, null_mut()) };
+        assert_eq!(s, msde_status::MSDE_OK, "diffusion {diffusion}, m {m}");
+        assert_eq!(loss.steps, 1);
+        unsafe {
+            msde_trainer_free(trainer);
+            msde_model_free(base);
+        }
     }
 }

@@ -9,6 +9,6 @@ pub mod split;
 pub mod step;
 
 pub use step::{
-    AdamState, Batch, StepLoss, batch_loss, loss_and_gradient, train_step, train_step_diffusion_at,
-    train_step_workspace_len,
+    AdamState, Batch, StepLoss, batch_loss, check_batch_shapes, loss_and_gradient, train_step,
+    train_step_diffusion_at, train_step_workspace_len,
 };

@@ -449,23 +449,45 @@ fn flow_teacher<F: Float>(batch: &Batch<'_, F>, f: &[F], flow: &[F], d: usize, t
 
 /// Checks a batch against the layout (lengths, finiteness, positive gaps).
 fn check_batch<F: Float>(config: &Config, layout: &Layout, batch: &Batch<'_, F>) -> Result<()> {
+    check_batch_shapes(config, layout, batch)?;
+    check_finite(batch.x, "x")?;
+    check_finite(batch.t, "t")?;
+    check_finite(batch.v_hat, "v_hat")?;
+    if layout.head.is_some() {
+        check_finite(batch.y, "y")?;
+    }
+    Ok(())
+}
+
+/// Every length of a batch against `n = t.len()` (at least 1) and `d`,
+/// reading no element: `x` and `v_hat` `n×d`, `h` and `mass` `n`; with a
+/// diffusion head also `y` (`n×d` for pairwise targets, `m×d` for
+/// plan-weighted ones) and `plan` (`n×m`, plan-weighted only). Arrays the
+/// step does not read are not checked.
+pub fn check_batch_shapes<F>(config: &Config, layout: &Layout, batch: &Batch<'_, F>) -> Result<()> {
     let n = batch.len();
     if n == 0 {
-        return Err(Error::bad_dim("batch", "has no sources"));
+        return Err(Error::bad_dim("t", "the batch has no sources"));
     }
     let nd = checked_mul(n, layout.d, "x")?;
     check_len(batch.x, nd, "x")?;
     check_len(batch.h, n, "h")?;
     check_len(batch.v_hat, nd, "v_hat")?;
     check_len(batch.mass, n, "mass")?;
-    check_finite(batch.x, "x")?;
-    check_finite(batch.t, "t")?;
-    check_finite(batch.v_hat, "v_hat")?;
     if layout.head.is_some() {
-        if config.target_mode == TargetMode::Pairwise {
-            check_len(batch.y, nd, "y")?;
+        match config.target_mode {
+            TargetMode::Pairwise => check_len(batch.y, nd, "y")?,
+            TargetMode::PlanWeighted => {
+                if batch.y.is_empty() || !batch.y.len().is_multiple_of(layout.d) {
+                    return Err(Error::bad_dim(
+                        "y",
+                        "length is not a positive multiple of d",
+                    ));
+                }
+                let m = batch.y.len() / layout.d;
+                check_len(batch.plan, checked_mul(n, m, "plan")?, "plan")?;
+            }
         }
-        check_finite(batch.y, "y")?;
     }
     Ok(())
 }

@@ -14,3 +14,5 @@ pub fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().to_path_buf()
 }
+
+pub mod guarded;
