@@ -1456,8 +1456,10 @@ msde_status msde_model_bytes_config(const uint8_t *bytes,
  * (msde_model_state_len of msde_model_bytes_config's config, aligned to
  * MSDE_STATE_ALIGN); writes the model's address (== mem) to *out.
  *
- * Errors: as msde_model_bytes_config, non-finite stored parameters
- * (MSDE_ERR_CORRUPT_MODEL), misaligned or short memory.
+ * Errors: as msde_model_bytes_config, non-finite stored parameters or a
+ * bad input block (MSDE_ERR_CORRUPT_MODEL), misaligned or short memory.
+ * Every check runs before `mem` is written: on any error its contents
+ * (a model loaded there earlier, say) are unchanged.
  *
  * # Safety
  * `bytes` valid for bytes_len bytes; `mem` as for msde_model_init.

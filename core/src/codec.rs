@@ -306,43 +306,60 @@ fn stored_len(layout: &Layout, version: u32) -> usize {
     }
 }
 
-/// Loads model bytes into `params` (length of the stored config's layout);
-/// returns the config. Files without an input block get the identity one.
-/// On any error `params` is untouched.
-pub fn load<F: Float>(bytes: &[u8], params: &mut [F]) -> Result<Config> {
+/// Stored parameter `k` of model bytes that passed [`load_config`].
+fn stored_param<F: Float>(bytes: &[u8], k: usize) -> F {
+    let at = params_start(u32_at(bytes, 16) as usize) + k * F::BYTES;
+    if F::BYTES == 4 {
+        F::from_f64(
+            f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as f64,
+        )
+    } else {
+        F::from_f64(f64::from_bits(u64_at(bytes, at)))
+    }
+}
+
+/// Every check of [`load`] on model bytes, writing nothing: returns the
+/// config, the layout, and the standardisation (the identity for files
+/// without an input block).
+fn check_bytes<F: Float>(bytes: &[u8]) -> Result<(Config, Layout, Inputs<F>)> {
     let config = load_config::<F>(bytes)?;
     let layout = Layout::new(&config)?;
-    check_len(params, layout.len, "params")?;
     let p = stored_len(&layout, u32_at(bytes, 8));
-    let skipped = layout.len - p;
-    let start = params_start(u32_at(bytes, 16) as usize);
-    let read = |k: usize| -> F {
-        let at = start + k * F::BYTES;
-        if F::BYTES == 4 {
-            F::from_f64(
-                f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as f64,
-            )
-        } else {
-            F::from_f64(f64::from_bits(u64_at(bytes, at)))
-        }
-    };
-    if let Some(k) = (0..p).position(|k| !read(k).is_finite()) {
+    if let Some(k) = (0..p).position(|k| !stored_param::<F>(bytes, k).is_finite()) {
         return Err(corrupt("parameters contain NaN or infinity").with(Detail::Index(k)));
     }
     let mut inputs = Inputs::identity(config.d);
-    if skipped == 0 {
+    if p == layout.len {
         let d = config.d;
         for k in 0..d {
-            inputs.mean[k] = read(k);
-            inputs.scale[k] = read(d + k);
+            inputs.mean[k] = stored_param(bytes, k);
+            inputs.scale[k] = stored_param(bytes, d + k);
         }
-        inputs.time_span = [read(2 * d), read(2 * d + 1)];
+        inputs.time_span = [stored_param(bytes, 2 * d), stored_param(bytes, 2 * d + 1)];
         inputs
             .validate()
             .map_err(|_| corrupt("input block: a scale <= 0 or t_min > t_max"))?;
     }
+    Ok((config, layout, inputs))
+}
+
+/// Every check of [`load`] (header, checksum, config, parameter count,
+/// finiteness, input block) writing nothing:
+/// returns the config when [`load`] would accept the bytes. Lets a caller
+/// keep its destination intact until the bytes are known to be good.
+pub fn verify<F: Float>(bytes: &[u8]) -> Result<Config> {
+    check_bytes::<F>(bytes).map(|(config, _, _)| config)
+}
+
+/// Loads model bytes into `params` (length of the stored config's layout);
+/// returns the config. Files without an input block get the identity one.
+/// On any error `params` is untouched.
+pub fn load<F: Float>(bytes: &[u8], params: &mut [F]) -> Result<Config> {
+    let (config, layout, inputs) = check_bytes::<F>(bytes)?;
+    check_len(params, layout.len, "params")?;
+    let skipped = layout.len - stored_len(&layout, u32_at(bytes, 8));
     for (k, v) in params[skipped..].iter_mut().enumerate() {
-        *v = read(k);
+        *v = stored_param(bytes, k);
     }
     layout.set_inputs(params, &inputs)?;
     Ok(config)

@@ -498,8 +498,10 @@ fn load_into(
 /// (msde_model_state_len of msde_model_bytes_config's config, aligned to
 /// MSDE_STATE_ALIGN); writes the model's address (== mem) to *out.
 ///
-/// Errors: as msde_model_bytes_config, non-finite stored parameters
-/// (MSDE_ERR_CORRUPT_MODEL), misaligned or short memory.
+/// Errors: as msde_model_bytes_config, non-finite stored parameters or a
+/// bad input block (MSDE_ERR_CORRUPT_MODEL), misaligned or short memory.
+/// Every check runs before `mem` is written: on any error its contents
+/// (a model loaded there earlier, say) are unchanged.
 ///
 /// # Safety
 /// `bytes` valid for bytes_len bytes; `mem` as for msde_model_init.
@@ -515,7 +517,9 @@ pub unsafe extern "C" fn msde_model_load(
     guard(err, || {
         let bytes = unsafe { input(bytes, bytes_len, "bytes") }?;
         let out = unsafe { value_out(out, "out") }?;
-        let config = codec::load_config::<f32>(bytes)?;
+        // Every check before the first write: a model already in `mem`
+        // survives bytes that are refused.
+        let config = codec::verify::<f32>(bytes)?;
         let at = state_memory(mem, mem_bytes, model_bytes(Layout::new(&config)?.len)?)?;
         *out = load_into(at, bytes, config, 0)?;
         Ok(())
@@ -893,7 +897,7 @@ mod heap {
         guard(err, || {
             let bytes = unsafe { input(bytes, bytes_len, "bytes") }?;
             let out = unsafe { value_out(out, "out") }?;
-            let config = codec::load_config::<f32>(bytes)?;
+            let config = codec::verify::<f32>(bytes)?;
             let size = model_bytes(Layout::new(&config)?.len)?;
             *out = on_heap(size, |at| load_into(at, bytes, config, size))?;
             Ok(())

@@ -1,7 +1,9 @@
 //! The C ABI at its limits: size queries fed address-space-scale
 //! dimensions answer MSDE_ERR_TOO_LARGE instead of a wrapped size;
 //! msde_trainer_step checks every length before it reads an element (the
-//! arrays end at an unreadable page, so a read past a length faults).
+//! arrays end at an unreadable page, so a read past a length faults);
+//! msde_model_load leaves the caller's memory alone until it has accepted
+//! the bytes.
 
 mod common;
 use common::guarded::Guarded;
@@ -296,4 +298,99 @@ fn trainer_step_checks_every_length_before_reading() {
             msde_model_free(base);
         }
     }
+}
+
+/// Model bytes of a fresh model.
+fn saved(m: *const msde_model) -> Vec<u8> {
+    let mut len = 0;
+    unsafe { msde_model_save_len(m, &mut len, null_mut()) };
+    let mut bytes = vec![0u8; len];
+    let mut written = 0;
+    assert_eq!(
+        unsafe { msde_model_save(m, bytes.as_mut_ptr(), len, &mut written, null_mut()) },
+        msde_status::MSDE_OK
+    );
+    bytes
+}
+
+/// Model bytes with stored parameter `k` replaced by `value` and the
+/// checksum recomputed (the parameters end right before the 8-byte
+/// checksum).
+fn with_param(bytes: &[u8], k: usize, value: f32) -> Vec<u8> {
+    let n = bytes.len();
+    let mut cfg = unsafe { std::mem::zeroed::<msde_model_config>() };
+    let mut count = 0;
+    unsafe {
+        msde_model_bytes_config(bytes.as_ptr(), n, &mut cfg, null_mut());
+        msde_model_params_len(&cfg, &mut count, null_mut());
+    }
+    let mut b = bytes.to_vec();
+    let at = n - 8 - 4 * count + 4 * k;
+    b[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    let sum = morphosde_core::codec::fnv1a64(&b[..n - 8]);
+    b[n - 8..].copy_from_slice(&sum.to_le_bytes());
+    b
+}
+
+#[test]
+fn model_load_leaves_memory_alone_until_the_bytes_are_accepted() {
+    let a = model(true, MSDE_TARGET_PAIRWISE);
+    let good = saved(a);
+    let mut need = 0;
+    let mut cfg = unsafe { std::mem::zeroed::<msde_model_config>() };
+    unsafe {
+        msde_model_bytes_config(good.as_ptr(), good.len(), &mut cfg, null_mut());
+        msde_model_state_len(&cfg, &mut need, null_mut());
+    }
+    let mut mem = vec![0u64; need.div_ceil(8)];
+    let mut held = null_mut();
+    let s = unsafe {
+        msde_model_load(
+            mem.as_mut_ptr().cast(),
+            need,
+            good.as_ptr(),
+            good.len(),
+            &mut held,
+            null_mut(),
+        )
+    };
+    assert_eq!(s, msde_status::MSDE_OK);
+    let snapshot = mem.clone();
+    let held_params = params(held);
+    // Bytes that pass every check of msde_model_bytes_config but are
+    // refused by the load: a NaN or infinite weight, a scale <= 0 in the
+    // input block (the first 2d parameters are mean and scale).
+    let d = cfg.d;
+    for (k, value) in [
+        (2 * d + 5, f32::NAN),
+        (2 * d + 9, f32::INFINITY),
+        (d, 0.0),
+        (d + 1, -1.0),
+    ] {
+        let bad = with_param(&good, k, value);
+        let mut out = null_mut();
+        let s = unsafe {
+            msde_model_load(
+                mem.as_mut_ptr().cast(),
+                need,
+                bad.as_ptr(),
+                bad.len(),
+                &mut out,
+                null_mut(),
+            )
+        };
+        assert_eq!(
+            s,
+            msde_status::MSDE_ERR_CORRUPT_MODEL,
+            "parameter {k} = {value}"
+        );
+        assert!(out.is_null());
+        assert_eq!(mem, snapshot, "a refused load wrote the caller's memory");
+        assert_eq!(params(held), held_params, "the model held there changed");
+        let mut heap = null_mut();
+        let s = unsafe { msde_model_load_new(bad.as_ptr(), bad.len(), &mut heap, null_mut()) };
+        assert_eq!(s, msde_status::MSDE_ERR_CORRUPT_MODEL);
+        assert!(heap.is_null());
+    }
+    unsafe { msde_model_free(a) };
 }
