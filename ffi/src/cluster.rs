@@ -1,8 +1,7 @@
 //! Time-weighted spectral clustering over the C ABI (caller buffers only:
 //! usable without std).
 
-use crate::buffers::size_answer;
-use crate::buffers::{flag, input, optional_out, output, value_in, value_out};
+use crate::buffers::{flag, input, optional_out, output, size_answer, value_in, value_out};
 use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;
 use morphosde_core::cluster::{

@@ -4,8 +4,7 @@
 //! epoch: validation on held-out embryos, early stopping, best model kept)
 //! run on a trainer, with caller workspaces only (usable without std).
 
-use crate::buffers::size_answer;
-use crate::buffers::{input, optional_out, output, value_in, value_out};
+use crate::buffers::{input, optional_out, output, size_answer, value_in, value_out};
 use crate::cluster::{self, msde_cluster_config};
 use crate::model::{model_ref, msde_model};
 use crate::status::{guard, msde_error, msde_status};

@@ -2,8 +2,7 @@
 //! diffusion matrix D (directions along which embryos diverge), and the
 //! distances between clouds of samples (energy, sliced Wasserstein).
 
-use crate::buffers::size_answer;
-use crate::buffers::{input, output, value_out};
+use crate::buffers::{input, output, size_answer, value_out};
 use crate::model::{eval_workspace, evaluate, model_ref, model_size_query, msde_model};
 use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;

@@ -2,8 +2,7 @@
 //! (the ODE of the drift) or Euler–Maruyama (the SDE with the learned
 //! diffusion), into a caller array.
 
-use crate::buffers::size_answer;
-use crate::buffers::{input, optional_out, output, value_in, value_out};
+use crate::buffers::{input, optional_out, output, size_answer, value_in, value_out};
 use crate::model::{model_ref, msde_model};
 use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;

@@ -3,8 +3,7 @@
 //! masses, velocities, optionally the dense plan), with an optional
 //! self-edge lower bound on known tracks.
 
-use crate::buffers::size_answer;
-use crate::buffers::{flag, input, optional_out, output, value_in, value_out};
+use crate::buffers::{flag, input, optional_out, output, size_answer, value_in, value_out};
 use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;
 use morphosde_core::error::{Arena, Detail, Error, check_len, check_room};
