@@ -1094,14 +1094,9 @@ msde_status msde_cluster(const float *z,
                          struct msde_error *err);
 
 /**
- * Fills *out with the training loop's defaults: 40 epochs of 50 steps,
- * batches of 128 (16 points before the whole-bin fallback), epsilon 0.05
- * and rho 10 times the batch's median squared distance, self-edge bound
- * 0.5, UOT tol 1e-4 and 5000 iterations, 4 clusters with sigma_t 0.3 time
- * units (otherwise msde_cluster_config_default), 15% of embryos held out
- * (at least 8 rows per time bin), 8 validation batches, patience 8,
- * validation tolerance 5%, cosine decay of the learning rate to 10%, no
- * bridge epsilon, divergence factor 100 with at most 4 roll-backs, seed 0.
+ * Fills *out with the training loop's defaults (the core's
+ * FitConfig::default(), the values the command-line tool's flags default
+ * to).
  *
  * # Safety
  * `out` NULL (refused) or writable.
@@ -1383,12 +1378,9 @@ msde_status msde_sliced_wasserstein(const float *x,
                                     struct msde_error *err);
 
 /**
- * Fills *out with the seed's defaults: d = 2, 8 time features at
- * time_scale 1, encoder 3 x 128, drift only (learn_diffusion = 0; when
- * turned on: full-rank head, lambda_diff 0.1, q 8, diffusion_epsilon
- * 1e-6, 10 warm-up epochs), MSE drift loss weighted by row mass, pairwise
- * targets from flow residuals (4 substeps, 8 neighbours, shrinkage 0.1,
- * target epsilon 1e-6), gradient clip 10, Adam (1e-3, 0.9, 0.999, 1e-8), no weight decay, seed 0.
+ * Fills *out with the library's defaults (the core's Config::default(),
+ * the values the command-line tool's flags default to): d = 2, drift only,
+ * time_scale 1; change d and any other field before use.
  *
  * # Safety
  * `out` must be NULL (refused) or point to a writable msde_model_config.

@@ -21,7 +21,7 @@ mod pair_training;
 
 use morphosde_core::dynamics::{DriftJacobian, Dynamics};
 use morphosde_core::integrate::{rk4_flow, rk4_flow_workspace_len};
-use morphosde_core::model::{Config, Layout, Learned};
+use morphosde_core::model::{Config, DriftTeacher, Layout, Learned};
 use morphosde_core::propagated::{
     DiffusionAt, Propagation, propagate, propagate_frozen, propagate_workspace_len,
 };
@@ -486,6 +486,9 @@ fn training_with_the_propagated_target_learns_d_at_the_imaging_gap() {
             shrinkage: 0.0,
             target_epsilon: 0.0,
             clip_grad_norm: 0.0,
+            // The teacher `v` is the exact drift: the drift learns it as
+            // it is (the flow teacher would read it as a chord).
+            drift_teacher: DriftTeacher::Chord,
             seed: 5,
             ..Config::default()
         };

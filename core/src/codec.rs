@@ -530,6 +530,11 @@ mod tests {
             time_features: 2,
             depth: 1,
             width: 3,
+            warmup_epochs: 10,
+            drift_teacher: DriftTeacher::Chord,
+            k_neighbours: 8,
+            shrinkage: 0.1,
+            learning_rate: 1e-3,
             ..Config::default()
         };
         let words: [u64; 28] = [

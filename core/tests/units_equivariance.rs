@@ -53,13 +53,15 @@ fn train(config: &Config, z: &[f64], t: &[f64], track: &[u32]) -> Vec<f64> {
         steps: 0,
     };
     let mut learner = ModelLearner::new(config, &mut params, &mut best, adam).unwrap();
-    let mut cfg = FitConfig::new();
-    cfg.epochs = 3;
-    cfg.steps_per_epoch = 6;
-    cfg.batch = 48;
-    cfg.validation_fraction = 0.1;
-    cfg.validation_batches = 2;
-    cfg.cluster = ClusterConfig::new(2, 0.3);
+    let cfg = FitConfig {
+        epochs: 3,
+        steps_per_epoch: 6,
+        batch: 48,
+        validation_fraction: 0.1,
+        validation_batches: 2,
+        cluster: ClusterConfig::new(2, 0.3),
+        ..FitConfig::default()
+    };
     let data = Observations { z, t, track, d: D };
     let need = fit_workspace_len(t.len(), D, &cfg, &learner).unwrap();
     let (mut floats, mut ints) = (vec![f64::NAN; need.floats], vec![0; need.indices]);

@@ -157,42 +157,37 @@ pub struct msde_fit_report {
 }
 
 fn to_core(c: &msde_fit_config) -> Result<FitConfig<f32>> {
-    let mut f = FitConfig::new();
-    f.epochs = c.epochs;
-    f.steps_per_epoch = c.steps_per_epoch;
-    f.batch = c.batch;
-    f.min_points = c.min_points;
-    f.epsilon_relative = c.epsilon_relative;
-    f.rho_relative = c.rho_relative;
-    f.track_bound = c.track_bound;
-    f.uot_tol = c.uot_tol;
-    f.uot_max_iter = c.uot_max_iter;
-    f.cluster = cluster::to_core(&c.cluster)?;
-    f.validation_fraction = c.validation_fraction;
-    f.validation_batches = c.validation_batches;
-    f.patience = c.patience;
-    f.validation_tolerance = c.validation_tolerance;
-    f.final_learning_rate = c.final_learning_rate;
-    f.bridge_epsilon = match c.bridge_epsilon {
-        0 => false,
-        1 => true,
-        _ => return Err(Error::bad_config("bridge_epsilon", "must be 0 or 1")),
-    };
-    f.validation_min_per_bin = c.validation_min_per_bin;
-    f.divergence_factor = c.divergence_factor;
-    f.max_rollbacks = c.max_rollbacks;
-    f.seed = c.seed;
-    Ok(f)
+    Ok(FitConfig {
+        epochs: c.epochs,
+        steps_per_epoch: c.steps_per_epoch,
+        batch: c.batch,
+        min_points: c.min_points,
+        epsilon_relative: c.epsilon_relative,
+        rho_relative: c.rho_relative,
+        track_bound: c.track_bound,
+        uot_tol: c.uot_tol,
+        uot_max_iter: c.uot_max_iter,
+        cluster: cluster::to_core(&c.cluster)?,
+        validation_fraction: c.validation_fraction,
+        validation_batches: c.validation_batches,
+        patience: c.patience,
+        validation_tolerance: c.validation_tolerance,
+        final_learning_rate: c.final_learning_rate,
+        bridge_epsilon: match c.bridge_epsilon {
+            0 => false,
+            1 => true,
+            _ => return Err(Error::bad_config("bridge_epsilon", "must be 0 or 1")),
+        },
+        validation_min_per_bin: c.validation_min_per_bin,
+        divergence_factor: c.divergence_factor,
+        max_rollbacks: c.max_rollbacks,
+        seed: c.seed,
+    })
 }
 
-/// Fills *out with the training loop's defaults: 40 epochs of 50 steps,
-/// batches of 128 (16 points before the whole-bin fallback), epsilon 0.05
-/// and rho 10 times the batch's median squared distance, self-edge bound
-/// 0.5, UOT tol 1e-4 and 5000 iterations, 4 clusters with sigma_t 0.3 time
-/// units (otherwise msde_cluster_config_default), 15% of embryos held out
-/// (at least 8 rows per time bin), 8 validation batches, patience 8,
-/// validation tolerance 5%, cosine decay of the learning rate to 10%, no
-/// bridge epsilon, divergence factor 100 with at most 4 roll-backs, seed 0.
+/// Fills *out with the training loop's defaults (the core's
+/// FitConfig::default(), the values the command-line tool's flags default
+/// to).
 ///
 /// # Safety
 /// `out` NULL (refused) or writable.
@@ -203,7 +198,7 @@ pub unsafe extern "C" fn msde_fit_config_default(
 ) -> msde_status {
     guard(err, || {
         let out = unsafe { value_out(out, "out") }?;
-        let f = FitConfig::<f32>::new();
+        let f = FitConfig::<f32>::default();
         *out = msde_fit_config {
             epochs: f.epochs,
             steps_per_epoch: f.steps_per_epoch,

@@ -369,12 +369,9 @@ pub(crate) unsafe fn place_model(
     Ok(model)
 }
 
-/// Fills *out with the seed's defaults: d = 2, 8 time features at
-/// time_scale 1, encoder 3 x 128, drift only (learn_diffusion = 0; when
-/// turned on: full-rank head, lambda_diff 0.1, q 8, diffusion_epsilon
-/// 1e-6, 10 warm-up epochs), MSE drift loss weighted by row mass, pairwise
-/// targets from flow residuals (4 substeps, 8 neighbours, shrinkage 0.1,
-/// target epsilon 1e-6), gradient clip 10, Adam (1e-3, 0.9, 0.999, 1e-8), no weight decay, seed 0.
+/// Fills *out with the library's defaults (the core's Config::default(),
+/// the values the command-line tool's flags default to): d = 2, drift only,
+/// time_scale 1; change d and any other field before use.
 ///
 /// # Safety
 /// `out` must be NULL (refused) or point to a writable msde_model_config.

@@ -451,16 +451,18 @@ fn snapshots() -> (Vec<f32>, Vec<f32>, Vec<u32>) {
 
 /// The training loop's small configuration of the fit case.
 fn small_fit_config() -> FitConfig<f32> {
-    let mut cfg = FitConfig::new();
-    cfg.epochs = 4;
-    cfg.steps_per_epoch = 3;
-    cfg.batch = 24;
-    cfg.min_points = 8;
-    cfg.validation_fraction = 0.2;
-    cfg.validation_batches = 2;
-    cfg.patience = 1;
+    let mut cfg = FitConfig {
+        epochs: 4,
+        steps_per_epoch: 3,
+        batch: 24,
+        min_points: 8,
+        validation_fraction: 0.2,
+        validation_batches: 2,
+        patience: 1,
+        seed: 8,
+        ..FitConfig::default()
+    };
     cfg.cluster.k = 2;
-    cfg.seed = 8;
     cfg
 }
 
@@ -607,8 +609,96 @@ fn propagated_case() -> String {
         .done()
 }
 
+/// The core's defaults under the C ABI's field names (enums as their
+/// `MSDE_` values, flags as 0/1, f32 fields exactly), which the Python
+/// module's `model_config()` and `fit_config()` must give.
+fn defaults_case() -> String {
+    let c = Config::default();
+    let model = Json::default()
+        .field("d", c.d.to_string())
+        .field("time_features", c.time_features.to_string())
+        .field("time_scale", format!("{:?}", c.time_scale))
+        .field("depth", c.depth.to_string())
+        .field("width", c.width.to_string())
+        .field("learn_diffusion", (c.learn_diffusion as u32).to_string())
+        .field(
+            "diffusion_low_rank",
+            (c.diffusion_low_rank as u32).to_string(),
+        )
+        .field(
+            "diffusion_diagonal",
+            (c.diffusion_diagonal as u32).to_string(),
+        )
+        .field("warmup_epochs", c.warmup_epochs.to_string())
+        .field("q", c.q.to_string())
+        .field("lambda_diff", format!("{:?}", c.lambda_diff))
+        .field("diffusion_epsilon", format!("{:?}", c.diffusion_epsilon))
+        .field("drift_loss", (c.drift_loss as u32).to_string())
+        .field("mass_weighting", (c.mass_weighting as u32).to_string())
+        .field("target_mode", (c.target_mode as u32).to_string())
+        .field("residual", (c.residual as u32).to_string())
+        .field("drift_teacher", (c.drift_teacher as u32).to_string())
+        .field("mass_threshold", format!("{:?}", c.mass_threshold))
+        .field("flow_substeps", c.flow_substeps.to_string())
+        .field("k_neighbours", c.k_neighbours.to_string())
+        .field("shrinkage", format!("{:?}", c.shrinkage))
+        .field("target_epsilon", format!("{:?}", c.target_epsilon))
+        .field("clip_grad_norm", format!("{:?}", c.clip_grad_norm))
+        .field("clip_trace", format!("{:?}", c.clip_trace))
+        .field("learning_rate", format!("{:?}", c.learning_rate))
+        .field("beta1", format!("{:?}", c.beta1))
+        .field("beta2", format!("{:?}", c.beta2))
+        .field("adam_epsilon", format!("{:?}", c.adam_epsilon))
+        .field("weight_decay", format!("{:?}", c.weight_decay))
+        .field("seed", c.seed.to_string())
+        .done();
+    let f = FitConfig::<f32>::default();
+    let cluster = Json::default()
+        .field("k", f.cluster.k.to_string())
+        .field("choose_k", (f.cluster.choose_k as u32).to_string())
+        .field("sigma_t", float(f.cluster.sigma_t))
+        .field("restarts", f.cluster.restarts.to_string())
+        .field("kmeans_max_iter", f.cluster.kmeans_max_iter.to_string())
+        .field("eigen_max_iter", f.cluster.eigen_max_iter.to_string())
+        .field(
+            "memory_limit_bytes",
+            f.cluster.memory_limit_bytes.to_string(),
+        )
+        .done();
+    let fit = Json::default()
+        .field("epochs", f.epochs.to_string())
+        .field("steps_per_epoch", f.steps_per_epoch.to_string())
+        .field("batch", f.batch.to_string())
+        .field("min_points", f.min_points.to_string())
+        .field("epsilon_relative", float(f.epsilon_relative))
+        .field("rho_relative", float(f.rho_relative))
+        .field("track_bound", float(f.track_bound))
+        .field("uot_tol", float(f.uot_tol))
+        .field("uot_max_iter", f.uot_max_iter.to_string())
+        .field("validation_fraction", float(f.validation_fraction))
+        .field("validation_batches", f.validation_batches.to_string())
+        .field("patience", f.patience.to_string())
+        .field("validation_tolerance", float(f.validation_tolerance))
+        .field("final_learning_rate", float(f.final_learning_rate))
+        .field("bridge_epsilon", (f.bridge_epsilon as u32).to_string())
+        .field("seed", f.seed.to_string())
+        .field(
+            "validation_min_per_bin",
+            f.validation_min_per_bin.to_string(),
+        )
+        .field("divergence_factor", float(f.divergence_factor))
+        .field("max_rollbacks", f.max_rollbacks.to_string())
+        .done();
+    Json::default()
+        .field("model", model)
+        .field("fit", fit)
+        .field("cluster", cluster)
+        .done()
+}
+
 fn expected() -> String {
     Json::default()
+        .field("defaults", defaults_case())
         .field(
             "cluster",
             format!("[{}, {}]", cluster_case(0), cluster_case(10)),

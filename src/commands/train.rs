@@ -30,6 +30,27 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// `From` both ways between a command-line choice and the core's enum it
+/// names, variant by variant.
+macro_rules! mirror_enum {
+    ($arg:ident <=> $core:ident { $($a:ident <=> $c:ident),+ $(,)? }) => {
+        impl From<$arg> for $core {
+            fn from(a: $arg) -> Self {
+                match a {
+                    $($arg::$a => $core::$c),+
+                }
+            }
+        }
+        impl From<$core> for $arg {
+            fn from(c: $core) -> Self {
+                match c {
+                    $($core::$c => $arg::$a),+
+                }
+            }
+        }
+    };
+}
+
 /// Covariance target choice on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TargetArg {
@@ -64,6 +85,15 @@ pub enum ResidualArg {
     /// times cheaper, exact for a linear drift.
     PropagatedFrozen,
 }
+
+mirror_enum!(TargetArg <=> TargetMode { Pairwise <=> Pairwise, Plan <=> PlanWeighted });
+mirror_enum!(DriftTeacherArg <=> DriftTeacher { Chord <=> Chord, Flow <=> Flow });
+mirror_enum!(ResidualArg <=> Residual {
+    OneStep <=> OneStep,
+    Flow <=> Flow,
+    Propagated <=> Propagated,
+    PropagatedFrozen <=> PropagatedFrozen,
+});
 
 /// `--time-scale`: `auto` or a fixed scale of the time features.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -111,59 +141,60 @@ impl TimeScaleArg {
 }
 
 /// Model, UOT, clustering and optimiser knobs shared by `train`, `demo`
-/// and `ablate`.
+/// and `ablate`. Every default is the core's (`Config::default()`,
+/// `FitConfig::default()`), which the C ABI and the Python module give too.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
     /// Learn the diffusion factor L(z,t) besides the drift.
-    #[arg(long = "learn_diffusion", action = ArgAction::Set, default_value_t = false)]
+    #[arg(long = "learn_diffusion", action = ArgAction::Set, default_value_t = Config::default().learn_diffusion)]
     pub learn_diffusion: bool,
     /// Weight λ of the diffusion loss (after the warm-up).
-    #[arg(long = "lambda_diff", default_value_t = 0.1)]
+    #[arg(long = "lambda_diff", default_value_t = Config::default().lambda_diff)]
     pub lambda_diff: f64,
     /// Low-rank diffusion head L ∈ R^{d×q}.
-    #[arg(long = "diffusion_low_rank", action = ArgAction::Set, default_value_t = false)]
+    #[arg(long = "diffusion_low_rank", action = ArgAction::Set, default_value_t = Config::default().diffusion_low_rank)]
     pub diffusion_low_rank: bool,
     /// Rank q of the low-rank head.
-    #[arg(long = "q", default_value_t = 8)]
+    #[arg(long = "q", default_value_t = Config::default().q)]
     pub q: usize,
     /// ε added to the softplus diagonal of L.
-    #[arg(long = "diffusion_epsilon", default_value_t = 1e-6)]
+    #[arg(long = "diffusion_epsilon", default_value_t = Config::default().diffusion_epsilon)]
     pub diffusion_epsilon: f64,
     /// Diagonal diffusion head (ablation).
-    #[arg(long = "diffusion_diagonal", action = ArgAction::Set, default_value_t = false)]
+    #[arg(long = "diffusion_diagonal", action = ArgAction::Set, default_value_t = Config::default().diffusion_diagonal)]
     pub diffusion_diagonal: bool,
     /// Covariance target D̂.
-    #[arg(long, value_enum, default_value_t = TargetArg::Pairwise)]
+    #[arg(long, value_enum, default_value_t = Config::default().target_mode.into())]
     pub target: TargetArg,
     /// Residual the target is built from.
-    #[arg(long, value_enum, default_value_t = ResidualArg::Flow)]
+    #[arg(long, value_enum, default_value_t = Config::default().residual.into())]
     pub residual: ResidualArg,
     /// What the drift learns from a teacher velocity v̂ over a frame gap h
     /// (chord: the seed's).
-    #[arg(long, value_enum, default_value_t = DriftTeacherArg::Flow)]
+    #[arg(long, value_enum, default_value_t = Config::default().drift_teacher.into())]
     pub drift_teacher: DriftTeacherArg,
     /// RK4 substeps of the flow over one frame gap (flow and propagated
     /// residuals).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = Config::default().flow_substeps)]
     pub flow_substeps: usize,
     /// Pairwise target: residuals averaged over each source's k nearest
     /// sources (counting itself; 1 = its own residual, the network does the
     /// smoothing).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = Config::default().k_neighbours)]
     pub k_neighbours: usize,
     /// Shrinkage α of each target towards its isotropic part,
     /// D̂ ← (1−α) D̂ + α (tr D̂/d) I.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = Config::default().shrinkage)]
     pub shrinkage: f64,
     /// Encoder hidden layers and width.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = Config::default().depth)]
     pub depth: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = Config::default().width)]
     pub width: usize,
     /// Sinusoidal time features sin(2^k s t), cos(2^k s t), s = --time-scale
     /// (2: one frequency, smooth over the data's span; on the built-in data
     /// 4 let the learned drift wiggle in time from seed to seed).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = Config::default().time_features)]
     pub time_features: usize,
     /// Scale s of the time features, in 1/(time unit of the data): "auto"
     /// = 1/(t_max − t_min) of the training times, or a number > 0. The
@@ -180,22 +211,22 @@ pub struct ModelArgs {
     #[arg(long, conflicts_with_all = ["time_features", "time_scale"])]
     pub autonomous: bool,
     /// Epochs over which λ ramps up from 0.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = Config::default().warmup_epochs)]
     pub warmup_epochs: u32,
     /// Adam learning rate (the network works in standardised coordinates,
     /// unit spread per coordinate).
-    #[arg(long, default_value_t = 2e-4)]
+    #[arg(long, default_value_t = Config::default().learning_rate)]
     pub learning_rate: f64,
     /// Epochs at most, and optimiser steps per epoch.
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().epochs)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().steps_per_epoch)]
     pub steps_per_epoch: usize,
     /// Sources and targets per minibatch.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().batch)]
     pub batch: usize,
     /// UOT ε as a fraction of the batch's median squared distance.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().epsilon_relative)]
     pub epsilon_relative: f64,
     /// The bridge ε: from the second epoch on, UOT ε = 2σ²h per batch with
     /// σ² = tr(D)/d of the learned noise (updated after every epoch; at
@@ -205,55 +236,55 @@ pub struct ModelArgs {
     #[arg(long)]
     pub bridge_epsilon: bool,
     /// UOT ρ (both marginals) as a fraction of that median; "inf" = balanced.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().rho_relative)]
     pub rho_relative: f64,
     /// Self-edge lower bound β on tracked pairs (Π_ij ≥ β·min(a_i, b_j)).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().track_bound)]
     pub track_bound: f64,
     /// Clusters of the time-weighted spectral clustering (local UOT
     /// minibatches), and its σ_t. 1 = whole time bins: clusters that cut
     /// the developmental axis keep mass from moving along it (on the
     /// built-in data 3 clusters gave 10× the held-out energy distance).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().cluster.k)]
     pub clusters: usize,
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().cluster.sigma_t)]
     pub sigma_t: f64,
     /// Fraction of embryos held out for validation and early stopping
     /// (every held-out tracked embryo is lost to the diffusion targets: on
     /// the built-in data 15% raised the D error from 0.20 to 0.22).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().validation_fraction)]
     pub validation_fraction: f64,
     /// Epochs whose validation loss is worse than the best by more than
     /// the tolerance before stopping.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().patience)]
     pub patience: usize,
     /// Relative tolerance of the model choice: the kept model is the latest
     /// whose validation loss is within (1 + tolerance)·best (the loss is
     /// mostly the teachers' noise, flat within a few percent, while D keeps
     /// improving).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().validation_tolerance)]
     pub validation_tolerance: f64,
     /// Learning rate of the last epoch as a fraction of the first (cosine
     /// decay; 1 = constant).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().final_learning_rate)]
     pub final_learning_rate: f64,
     /// Each time bin keeps at least this many validation rows (at most a
     /// quarter of the bin), so the validation loss covers early bins too.
-    #[arg(long, default_value_t = FitConfig::<f32>::new().validation_min_per_bin)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().validation_min_per_bin)]
     pub validation_min_per_bin: usize,
     /// Divergence guard: a step whose drift or diffusion loss exceeds this
     /// multiple of its lowest epoch mean (or an epoch whose validation loss
     /// exceeds it times the lowest), or three non-finite steps in a row,
     /// roll the model back to the last kept parameters, restart Adam and
     /// halve the learning rate.
-    #[arg(long, default_value_t = FitConfig::<f32>::new().divergence_factor as f64)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().divergence_factor)]
     pub divergence_factor: f64,
     /// Roll-backs allowed before training stops as diverged (no model is
     /// written then).
-    #[arg(long, default_value_t = FitConfig::<f32>::new().max_rollbacks)]
+    #[arg(long, default_value_t = FitConfig::<f64>::default().max_rollbacks)]
     pub max_rollbacks: usize,
     /// Seed of everything random (initialisation, batches, clustering).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = Config::default().seed)]
     pub seed: u64,
 }
 
@@ -374,20 +405,9 @@ impl ModelArgs {
             diffusion_diagonal: self.diffusion_diagonal,
             diffusion_epsilon: self.diffusion_epsilon,
             warmup_epochs: self.warmup_epochs,
-            target_mode: match self.target {
-                TargetArg::Pairwise => TargetMode::Pairwise,
-                TargetArg::Plan => TargetMode::PlanWeighted,
-            },
-            residual: match self.residual {
-                ResidualArg::OneStep => Residual::OneStep,
-                ResidualArg::Flow => Residual::Flow,
-                ResidualArg::Propagated => Residual::Propagated,
-                ResidualArg::PropagatedFrozen => Residual::PropagatedFrozen,
-            },
-            drift_teacher: match self.drift_teacher {
-                DriftTeacherArg::Chord => DriftTeacher::Chord,
-                DriftTeacherArg::Flow => DriftTeacher::Flow,
-            },
+            target_mode: self.target.into(),
+            residual: self.residual.into(),
+            drift_teacher: self.drift_teacher.into(),
             flow_substeps: self.flow_substeps,
             k_neighbours: self.k_neighbours,
             shrinkage: self.shrinkage,
@@ -399,8 +419,13 @@ impl ModelArgs {
 
     /// The training-loop config.
     pub fn fit_config(&self) -> FitConfig<f32> {
-        let mut cluster = ClusterConfig::new(self.clusters, self.sigma_t as f32);
-        cluster.seed = self.seed;
+        let defaults = FitConfig::<f32>::default();
+        let cluster = ClusterConfig {
+            k: self.clusters,
+            sigma_t: self.sigma_t as f32,
+            seed: self.seed,
+            ..defaults.cluster
+        };
         FitConfig {
             epochs: self.epochs,
             steps_per_epoch: self.steps_per_epoch,
@@ -418,7 +443,7 @@ impl ModelArgs {
             divergence_factor: self.divergence_factor as f32,
             max_rollbacks: self.max_rollbacks,
             seed: self.seed,
-            ..FitConfig::new()
+            ..defaults
         }
     }
 
@@ -655,4 +680,36 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
                "excluded_times": dropped, "seconds": trained.seconds})
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        model: ModelArgs,
+    }
+
+    /// The flags' defaults are the core's: the model config of `train` with
+    /// no flags is `Config::default()` (but for the data's d and the `auto`
+    /// time scale), and its training-loop config is `FitConfig::default()`
+    /// (but for the seed the clustering takes from `--seed`).
+    #[test]
+    fn defaults_are_the_cores() {
+        let args = Flags::parse_from(["train"]).model;
+        let t = [0.0f32, 4.0];
+        assert_eq!(
+            args.config(5, &t),
+            Config {
+                d: 5,
+                time_scale: 0.25,
+                ..Config::default()
+            }
+        );
+        assert_eq!(args.fit_config(), FitConfig::<f32>::default());
+        assert!(!args.autonomous);
+    }
 }

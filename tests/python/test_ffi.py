@@ -269,14 +269,18 @@ def small_model_config(**extra):
 
 
 class Model(CallCase):
-    def test_defaults_and_sizes(self):
+    @needs_expected
+    def test_defaults_are_the_rust_cores(self):
         cfg = LIB.model_config()
-        self.assertEqual((cfg.d, cfg.time_features, cfg.time_scale, cfg.depth, cfg.width), (2, 8, 1.0, 3, 128))
-        self.assertEqual((cfg.learn_diffusion, cfg.q, cfg.learning_rate, cfg.seed), (0, 8, 1e-3, 0))
+        for name, value in EXPECTED["defaults"]["model"].items():
+            self.assertEqual(getattr(cfg, name), value, name)
+
+    def test_sizes(self):
+        cfg = LIB.model_config(d=2, time_features=8, depth=3, width=128, learn_diffusion=0)
         n, state = ctypes.c_size_t(), ctypes.c_size_t()
         LIB.call("msde_model_params_len", ctypes.byref(cfg), ctypes.byref(n))
         LIB.call("msde_model_state_len", ctypes.byref(cfg), ctypes.byref(state))
-        # Encoder (10->128, 128->128 x2) + drift head (128->2).
+        # Inputs (mean, scale, time span) + encoder (10->128, 128->128 x2) + drift head (128->2).
         self.assertEqual(n.value, 6 + 10 * 128 + 128 + 2 * (128 * 128 + 128) + 128 * 2 + 2)
         self.assertGreater(state.value, 4 * n.value)
 
@@ -377,8 +381,7 @@ class Model(CallCase):
         for residual in range(4):
             _, back = LIB.model_new(small_model_config(residual=residual)).info()
             self.assertEqual(back.residual, residual)
-        # Both drift teachers (MSDE_DRIFT_TEACHER_CHORD 0, default; FLOW 1) are taken and kept.
-        self.assertEqual(small_model_config().drift_teacher, 0)
+        # Both drift teachers (MSDE_DRIFT_TEACHER_CHORD 0, FLOW 1) are taken and kept.
         for teacher in range(2):
             _, back = LIB.model_new(small_model_config(drift_teacher=teacher)).info()
             self.assertEqual(back.drift_teacher, teacher)
@@ -867,18 +870,13 @@ class Fit(CallCase):
         patience=1, seed=1, clusters=2,
     )
 
-    def test_defaults(self):
+    @needs_expected
+    def test_defaults_are_the_rust_cores(self):
         cfg = LIB.fit_config()
-        self.assertEqual((cfg.epochs, cfg.steps_per_epoch, cfg.batch, cfg.min_points), (40, 50, 128, 16))
-        self.assertEqual(
-            (cfg.epsilon_relative, cfg.rho_relative, cfg.track_bound, cfg.uot_tol, cfg.uot_max_iter),
-            (f32(0.05), 10.0, 0.5, f32(1e-4), 5000),
-        )
-        self.assertEqual((cfg.validation_fraction, cfg.validation_batches, cfg.patience, cfg.seed), (f32(0.15), 8, 8, 0))
-        self.assertEqual(
-            (cfg.validation_tolerance, cfg.final_learning_rate, cfg.bridge_epsilon), (f32(0.05), f32(0.1), 0)
-        )
-        self.assertEqual((cfg.cluster.k, cfg.cluster.sigma_t, cfg.cluster.restarts), (4, f32(0.3), 10))
+        for name, value in EXPECTED["defaults"]["fit"].items():
+            self.assertEqual(getattr(cfg, name), value, name)
+        for name, value in EXPECTED["defaults"]["cluster"].items():
+            self.assertEqual(getattr(cfg.cluster, name), value, "cluster." + name)
 
     @needs_expected
     def test_equals_rust_core(self):

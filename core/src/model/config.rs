@@ -179,12 +179,15 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// The seed's defaults: full-rank head when on, `λ = 0.1`, `q = 8`,
-    /// `ε_diff = 1e-6`; encoder 3×128 with 8 time features, d = 2.
+    /// The defaults every front end reads (the CLI's flags, the C ABI's
+    /// `msde_model_config_default`, the Python module): d = 2, drift only,
+    /// an encoder of 3 hidden layers of 128 with 2 time features; pairwise
+    /// targets from flow residuals with the flow teacher. `time_scale` is 1
+    /// here; the CLI resolves its `auto` from the data.
     fn default() -> Self {
         Config {
             d: 2,
-            time_features: 8,
+            time_features: 2,
             time_scale: 1.0,
             depth: 3,
             width: 128,
@@ -194,20 +197,20 @@ impl Default for Config {
             q: 8,
             diffusion_diagonal: false,
             diffusion_epsilon: 1e-6,
-            warmup_epochs: 10,
+            warmup_epochs: 5,
             drift_loss: DriftLoss::Mse,
-            drift_teacher: DriftTeacher::Chord,
+            drift_teacher: DriftTeacher::Flow,
             mass_weighting: MassWeighting::RowMass,
             mass_threshold: 0.5,
             target_mode: TargetMode::Pairwise,
             residual: Residual::Flow,
             flow_substeps: 4,
-            k_neighbours: 8,
-            shrinkage: 0.1,
+            k_neighbours: 1,
+            shrinkage: 0.0,
             target_epsilon: 1e-6,
             clip_grad_norm: 10.0,
             clip_trace: 0.0,
-            learning_rate: 1e-3,
+            learning_rate: 2e-4,
             beta1: 0.9,
             beta2: 0.999,
             adam_epsilon: 1e-8,

@@ -214,6 +214,7 @@ fn backward_matches_finite_differences_in_f64() {
 fn diffusion_off_is_the_drift_only_prefix() {
     let drift_only = Config {
         d: 4,
+        time_features: 8,
         ..Config::default()
     };
     let with = Config {

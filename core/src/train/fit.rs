@@ -157,8 +157,8 @@ pub trait Learner<F: Float> {
     }
 }
 
-/// Settings of [`fit`]. [`FitConfig::new`] gives the defaults.
-#[derive(Clone, Copy, Debug)]
+/// Settings of [`fit`]; `FitConfig::default()` gives the defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FitConfig<F> {
     /// Epochs at most (≥ 1).
     pub epochs: usize,
@@ -228,16 +228,16 @@ pub struct FitConfig<F> {
     pub seed: u64,
 }
 
-impl<F: Float> FitConfig<F> {
-    /// 40 epochs of 50 steps, batches of 128, ε = 0.05·median, ρ = 10·median,
-    /// β = 0.5, 4 clusters with σ_t = 0.3 time units, 15% held out (at
-    /// least 8 rows per bin), 8 validation batches, patience 8, tolerance
-    /// 5%, cosine decay of the learning rate to 10%; roll-backs above 100×
-    /// the lowest loss, at most 4.
-    pub fn new() -> Self {
+impl<F: Float> Default for FitConfig<F> {
+    /// The defaults every front end reads (the CLI's flags, the C ABI's
+    /// `msde_fit_config_default`, the Python module): whole time bins (one
+    /// cluster), a few embryos held out for validation with early
+    /// stopping, a cosine decay of the learning rate, the divergence guard
+    /// on.
+    fn default() -> Self {
         FitConfig {
-            epochs: 40,
-            steps_per_epoch: 50,
+            epochs: 80,
+            steps_per_epoch: 40,
             batch: 128,
             min_points: 16,
             epsilon_relative: F::from_f64(0.05),
@@ -246,8 +246,8 @@ impl<F: Float> FitConfig<F> {
             track_bound: F::from_f64(0.5),
             uot_tol: F::from_f64(1e-4),
             uot_max_iter: 5000,
-            cluster: ClusterConfig::new(4, F::from_f64(0.3)),
-            validation_fraction: F::from_f64(0.15),
+            cluster: ClusterConfig::new(1, F::from_f64(0.3)),
+            validation_fraction: F::from_f64(0.05),
             validation_batches: 8,
             patience: 8,
             validation_tolerance: F::from_f64(0.05),
@@ -258,7 +258,9 @@ impl<F: Float> FitConfig<F> {
             seed: 0,
         }
     }
+}
 
+impl<F: Float> FitConfig<F> {
     fn validate(&self) -> Result<()> {
         let bad = |arg, msg| Err(Error::bad_config(arg, msg));
         if self.epochs == 0 || self.steps_per_epoch == 0 {
@@ -303,12 +305,6 @@ impl<F: Float> FitConfig<F> {
             return bad("max_rollbacks", "must be at most 64");
         }
         Ok(())
-    }
-}
-
-impl<F: Float> Default for FitConfig<F> {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -1408,14 +1404,16 @@ mod tests {
     }
 
     fn config() -> FitConfig<f64> {
-        let mut cfg = FitConfig::new();
-        cfg.epochs = 6;
-        cfg.steps_per_epoch = 5;
-        cfg.batch = 48;
-        cfg.validation_batches = 2;
-        cfg.patience = 2;
-        cfg.cluster = ClusterConfig::new(2, 0.3);
-        cfg
+        FitConfig {
+            epochs: 6,
+            steps_per_epoch: 5,
+            batch: 48,
+            validation_fraction: 0.15,
+            validation_batches: 2,
+            patience: 2,
+            cluster: ClusterConfig::new(2, 0.3),
+            ..FitConfig::default()
+        }
     }
 
     fn run(
@@ -1679,14 +1677,16 @@ mod tests {
             track: &track,
             d: 2,
         };
-        let mut cfg = FitConfig::new();
-        cfg.epochs = 2;
-        cfg.steps_per_epoch = 4;
-        cfg.batch = 120;
-        cfg.validation_fraction = 0.0;
-        cfg.cluster = ClusterConfig::new(1, 0.3);
-        cfg.uot_max_iter = 1;
-        cfg.uot_tol = 1e-30;
+        let cfg = FitConfig {
+            epochs: 2,
+            steps_per_epoch: 4,
+            batch: 120,
+            validation_fraction: 0.0,
+            cluster: ClusterConfig::new(1, 0.3),
+            uot_max_iter: 1,
+            uot_tol: 1e-30,
+            ..FitConfig::default()
+        };
         let skipped = |learn_diffusion: bool| {
             let config = Config {
                 d: 2,

@@ -77,6 +77,12 @@ fn small(head: Option<DiffusionHead>) -> Config {
         time_features: 2,
         depth: 2,
         width: 5,
+        // The chord teacher is the baseline the flow teacher's tests
+        // compare with; neighbourhoods of 8 and shrinkage make the
+        // pairwise target's averaging part of every step.
+        drift_teacher: DriftTeacher::Chord,
+        k_neighbours: 8,
+        shrinkage: 0.1,
         ..Config::default()
     };
     if let Some(head) = head {
