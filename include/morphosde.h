@@ -1027,8 +1027,10 @@ uint32_t msde_abi_version(void);
 
 /**
  * Fills *out with the defaults for k clusters and time bandwidth sigma_t:
- * median-heuristic sigma_z, dense affinity, 10 restarts of at most 100
- * Lloyd iterations, 200 eigensolver iterations, seed 0, memory limit 1 GiB.
+ * self-tuning local scales (sigma_z_neighbour 7) on a kNN affinity graph
+ * (knn_neighbours 15: needs more points than that and d <= 128), 10
+ * restarts of at most 100 Lloyd iterations, 200 eigensolver iterations,
+ * seed 0, memory limit 1 GiB.
  * Values are checked by the calls that use the config, not here.
  *
  * # Safety

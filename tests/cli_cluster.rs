@@ -92,6 +92,66 @@ fn clusters_a_csv_into_labels() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// The case end to end: four groups 6 sd apart in 4-D over 5 time
+/// bins (`tests/fixtures/cluster_defaults/equal_d4_sep6.csv`). The default
+/// scale finds them; the median scale on the dense graph does not.
+#[test]
+fn defaults_find_four_groups_in_4d() {
+    let dir = temp_dir("defaults");
+    let fixture = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/cluster_defaults/equal_d4_sep6.csv"),
+    )
+    .unwrap();
+    // Keep t and z0..z3; the truth is the next column.
+    let (mut text, mut truth) = (String::new(), vec![]);
+    for (i, line) in fixture.lines().enumerate() {
+        let v: Vec<&str> = line.split(',').collect();
+        text += &v[..5].join(",");
+        text.push('\n');
+        if i > 0 {
+            truth.push(v[5].parse::<u32>().unwrap());
+        }
+    }
+    let data = dir.join("data.csv");
+    std::fs::write(&data, text).unwrap();
+    let out = dir.join("labels.csv");
+    let ari_with = |extra: &[&str]| {
+        let mut args = vec![
+            "cluster",
+            "--data",
+            data.to_str().unwrap(),
+            "--time-column",
+            "t",
+            "--k",
+            "4",
+            "--sigma-t",
+            "1.5",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let run = morphosde(&args);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let labels: Vec<u32> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+            .collect();
+        ari::adjusted_rand_index(&labels, &truth)
+    };
+    let default = ari_with(&[]);
+    assert!(default >= 0.95, "defaults: ARI {default}");
+    let median = ari_with(&["--sigma-z", "median", "--dense"]);
+    assert!(median < 0.5, "--sigma-z median --dense: ARI {median}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn bad_input_fails_with_a_message() {
     let dir = temp_dir("bad");
@@ -126,6 +186,14 @@ fn bad_input_fails_with_a_message() {
             "cannot be used with",
         ),
         (&["--k", "3", "--sigma-t", "1", "--knn", "0"][..], "mode"),
+        (
+            &["--k", "3", "--sigma-t", "1", "--sigma-z", "wide"][..],
+            "'wide' is neither a number nor 'median'",
+        ),
+        (
+            &["--k", "3", "--sigma-t", "1", "--knn", "5", "--dense"][..],
+            "cannot be used with",
+        ),
     ] {
         let run = morphosde(&[&base[..], extra].concat());
         assert!(!run.status.success(), "{extra:?}");

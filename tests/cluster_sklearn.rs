@@ -8,7 +8,7 @@
 mod ari;
 
 use morphosde_core::Float;
-use morphosde_core::cluster::{ClusterConfig, SpatialScale, cluster, workspace_len};
+use morphosde_core::cluster::{ClusterConfig, Mode, SpatialScale, cluster, workspace_len};
 use std::path::PathBuf;
 
 const CASES: [&str; 4] = ["blobs3", "drift4", "time_split", "rings_self_tuning"];
@@ -80,6 +80,8 @@ fn run<F: Float>(fx: &Fixture) -> (Vec<u32>, Vec<f64>) {
     let z: Vec<F> = fx.z.iter().map(|&x| F::from_f64(x)).collect();
     let t: Vec<F> = fx.t.iter().map(|&x| F::from_f64(x)).collect();
     let mut cfg = ClusterConfig::new(fx.k, F::from_f64(fx.sigma_t));
+    // The fixtures' affinity is the dense one.
+    cfg.mode = Mode::Dense;
     cfg.sigma_z = match fx.sigma_z {
         SpatialScale::Given(s) => SpatialScale::Given(F::from_f64(s)),
         SpatialScale::Median => SpatialScale::Median,

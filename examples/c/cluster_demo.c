@@ -17,8 +17,8 @@
 #define D 2
 
 /* Workspace sized for this problem; the size query checks it is enough. */
-static float float_ws[4096];
-static uint32_t index_ws[256];
+static float float_ws[8192];
+static uint32_t index_ws[2048];
 
 int main(void) {
     float z[N * D];

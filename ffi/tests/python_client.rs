@@ -87,9 +87,11 @@ fn cluster_case(knn: usize) -> String {
     let (n, d) = (t.len(), 2);
     let mut cfg = ClusterConfig::new(3, 2.0f32);
     cfg.seed = 5;
-    if knn > 0 {
-        cfg.mode = Mode::Knn { neighbours: knn };
-    }
+    // 0 is the C config's dense mode.
+    cfg.mode = match knn {
+        0 => Mode::Dense,
+        neighbours => Mode::Knn { neighbours },
+    };
     let len = workspace_len(n, d, &cfg).unwrap();
     let mut labels = vec![0u32; n];
     let s = cluster(

@@ -30,20 +30,26 @@ pub struct ClusterArgs {
     /// Choose the number of clusters up to --k by the largest eigengap.
     #[arg(long)]
     pub choose_k: bool,
-    /// Spatial bandwidth σ_z in coordinate units (default: median pairwise
-    /// distance).
-    #[arg(long, conflicts_with = "self_tuning", allow_negative_numbers = true)]
-    pub sigma_z: Option<f32>,
-    /// Self-tuning local scales: σ_i = distance to the K_NN-th neighbour.
+    /// Spatial bandwidth σ_z: a value in coordinate units, or "median" for
+    /// the median pairwise distance (default: self-tuning local scales).
+    #[arg(long, conflicts_with = "self_tuning", allow_negative_numbers = true, value_parser = parse_sigma_z)]
+    pub sigma_z: Option<SpatialScale<f32>>,
+    /// Self-tuning local scales (the default, Zelnik-Manor & Perona):
+    /// σ_i = distance to the K_NN-th nearest other point, σ_z² → σ_i σ_j.
+    /// Default K_NN: the core's `DEFAULT_SCALE_NEIGHBOUR`.
     #[arg(long, value_name = "K_NN")]
     pub self_tuning: Option<usize>,
     /// Time bandwidth σ_t in time units ("inf" ignores time).
     #[arg(long, allow_negative_numbers = true)]
     pub sigma_t: f32,
-    /// Sparse k-nearest-neighbour affinity with this many neighbours
-    /// (default: dense, all pairs).
-    #[arg(long, value_name = "NEIGHBOURS")]
+    /// Neighbours of the sparse k-nearest-neighbour affinity graph (the
+    /// default graph; default count: the core's `DEFAULT_GRAPH_NEIGHBOURS`;
+    /// O(n·NEIGHBOURS) memory, needs more points than neighbours).
+    #[arg(long, value_name = "NEIGHBOURS", conflicts_with = "dense")]
     pub knn: Option<usize>,
+    /// Dense affinity over all pairs instead of the kNN graph (n² floats).
+    #[arg(long)]
+    pub dense: bool,
     /// k-means++ restarts.
     #[arg(long, default_value_t = 10)]
     pub restarts: usize,
@@ -57,6 +63,16 @@ pub struct ClusterArgs {
     pub out: PathBuf,
 }
 
+/// `--sigma-z`: a positive number or `median`.
+fn parse_sigma_z(text: &str) -> Result<SpatialScale<f32>, String> {
+    if text.eq_ignore_ascii_case("median") {
+        return Ok(SpatialScale::Median);
+    }
+    text.parse()
+        .map(SpatialScale::Given)
+        .map_err(|_| format!("'{text}' is neither a number nor 'median'"))
+}
+
 pub fn run(args: &ClusterArgs) -> Result<(), String> {
     let snaps = Snapshots::read(
         &args.data,
@@ -67,16 +83,20 @@ pub fn run(args: &ClusterArgs) -> Result<(), String> {
     let (n, d) = (snaps.len(), snaps.d);
     let mut cfg = ClusterConfig::new(args.k, args.sigma_t);
     cfg.choose_k = args.choose_k;
-    cfg.sigma_z = match (args.sigma_z, args.self_tuning) {
-        (Some(s), _) => SpatialScale::Given(s),
-        (None, Some(k)) => SpatialScale::SelfTuning { neighbour: k },
-        (None, None) => SpatialScale::Median,
-    };
+    if let Some(scale) = args.sigma_z {
+        cfg.sigma_z = scale;
+    }
+    if let Some(neighbour) = args.self_tuning {
+        cfg.sigma_z = SpatialScale::SelfTuning { neighbour };
+    }
     cfg.restarts = args.restarts;
     cfg.seed = args.seed;
     cfg.memory_limit_bytes = args.memory_limit_mib.saturating_mul(1 << 20);
     if let Some(neighbours) = args.knn {
         cfg.mode = Mode::Knn { neighbours };
+    }
+    if args.dense {
+        cfg.mode = Mode::Dense;
     }
     let len = workspace_len(n, d, &cfg).map_err(|e| format!("cluster: {e}"))?;
     let bytes = len.bytes::<f32>().unwrap_or(usize::MAX);

@@ -159,8 +159,9 @@ class Cluster(CallCase):
         cfg = LIB.cluster_config(4, 1.5)
         self.assertEqual(
             (cfg.k, cfg.choose_k, cfg.sigma_z_mode, cfg.sigma_t, cfg.knn_neighbours, cfg.restarts),
-            (4, 0, morphosde.SIGMA_Z_MEDIAN, 1.5, 0, 10),
+            (4, 0, morphosde.SIGMA_Z_SELF_TUNING, 1.5, 15, 10),
         )
+        self.assertEqual(cfg.sigma_z_neighbour, 7)
         self.assertEqual((cfg.kmeans_max_iter, cfg.eigen_max_iter, cfg.seed), (100, 200, 0))
         self.assertEqual(cfg.memory_limit_bytes, 1 << 30)
 

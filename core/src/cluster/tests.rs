@@ -19,6 +19,16 @@ fn blobs() -> ([f64; 2 * N], [f64; N]) {
     (z, t)
 }
 
+/// The dense graph with the median-distance scale, which these tests
+/// check against closed forms (the defaults are a kNN graph).
+fn dense<F: Float>(k: usize, sigma_t: F) -> ClusterConfig<F> {
+    ClusterConfig {
+        sigma_z: SpatialScale::Median,
+        mode: Mode::Dense,
+        ..ClusterConfig::new(k, sigma_t)
+    }
+}
+
 /// Runs `cluster` with freshly sized workspaces.
 fn run(
     z: &[f64],
@@ -61,7 +71,7 @@ fn reference_eigenvalues(z: &[f64], t: &[f64], sigma_z: f64, sigma_t: f64) -> [f
 #[test]
 fn dense_eigenvalues_match_jacobi_and_groups_are_found() {
     let (z, t) = blobs();
-    let mut cfg = ClusterConfig::new(3, 2.0);
+    let mut cfg = dense(3, 2.0);
     cfg.sigma_z = SpatialScale::Given(0.8);
     let mut labels = [0u32; N];
     let s = run(&z, &t, 2, &cfg, &mut labels).unwrap();
@@ -78,7 +88,7 @@ fn dense_eigenvalues_match_jacobi_and_groups_are_found() {
 #[test]
 fn knn_with_all_neighbours_equals_dense() {
     let (z, t) = blobs();
-    let mut cfg = ClusterConfig::new(4, 1.5);
+    let mut cfg = dense(4, 1.5);
     cfg.sigma_z = SpatialScale::Given(1.1);
     let mut dense_labels = [0u32; N];
     let dense = run(&z, &t, 2, &cfg, &mut dense_labels).unwrap();
@@ -95,7 +105,7 @@ fn knn_with_all_neighbours_equals_dense() {
 #[test]
 fn eigengap_picks_the_planted_number_of_groups() {
     let (z, t) = blobs();
-    let mut cfg = ClusterConfig::new(8, f64::INFINITY);
+    let mut cfg = dense(8, f64::INFINITY);
     cfg.choose_k = true;
     cfg.sigma_z = SpatialScale::SelfTuning { neighbour: 5 };
     let mut labels = [0u32; N];
@@ -110,7 +120,7 @@ fn eigengap_picks_the_planted_number_of_groups() {
 #[test]
 fn median_heuristic_is_the_median_pairwise_distance() {
     let (z, t) = blobs();
-    let cfg = ClusterConfig::new(3, 1.0);
+    let cfg = dense(3, 1.0);
     let mut labels = [0u32; N];
     let s = run(&z, &t, 2, &cfg, &mut labels).unwrap();
     let mut dists = [0.0f64; N * (N - 1) / 2];
@@ -130,7 +140,7 @@ fn median_heuristic_is_the_median_pairwise_distance() {
 fn bad_input_is_refused_with_the_argument_named() {
     let (z, t) = blobs();
     let mut labels = [0u32; N];
-    let base = ClusterConfig::new(3, 1.0);
+    let base = dense(3, 1.0);
     let check = |cfg: ClusterConfig<f64>, z: &[f64], t: &[f64], kind: ErrorKind, arg: &str| {
         let mut labels = [0u32; N];
         let e = run(z, t, 2, &cfg, &mut labels[..t.len()]).unwrap_err();
@@ -216,7 +226,7 @@ fn bad_input_is_refused_with_the_argument_named() {
 
 #[test]
 fn memory_limit_error_reports_the_bytes_needed() {
-    let mut cfg = ClusterConfig::<f32>::new(4, 1.0);
+    let mut cfg = dense::<f32>(4, 1.0);
     let n = 100_000;
     let e = workspace_len(n, 8, &cfg).unwrap_err();
     let need = match e.detail {
