@@ -19,13 +19,12 @@ use morphosde_core::dynamics::Dynamics;
 use morphosde_core::integrate::{rk4_flow, rk4_flow_workspace_len};
 use morphosde_core::model::{Config, DriftTeacher, Learned};
 use morphosde_core::rng::{Family, Rng};
-use non_normal_ou::NON_NORMAL_OU;
 
 const GAP: f64 = 0.2;
 
 /// `‖M − A‖_F / ‖A‖_F` for a 3×3 row-major `m`.
 fn off_a(m: &[f64]) -> f64 {
-    let a = &NON_NORMAL_OU.a;
+    let a = &non_normal_ou::A;
     let num: f64 = m.iter().zip(a).map(|(x, y)| (x - y).powi(2)).sum();
     let den: f64 = a.iter().map(|y| y * y).sum();
     (num / den).sqrt()
@@ -40,8 +39,17 @@ fn flow_teacher_learns_the_drift_and_chord_teacher_the_chord() {
     // e^{Ah}x by RK4 with 200 substeps (error ~1e-13).
     let (t, h) = (vec![0.0f64; n], vec![GAP; n]);
     let mut end = vec![0.0f64; n * d];
-    let mut ws = vec![0.0f64; rk4_flow_workspace_len::<f64, _>(&NON_NORMAL_OU, n)];
-    rk4_flow(&NON_NORMAL_OU, &x, &t, &h, 200, &mut end, &mut ws).unwrap();
+    let mut ws = vec![0.0f64; rk4_flow_workspace_len::<f64, _>(&non_normal_ou::process(), n)];
+    rk4_flow(
+        &non_normal_ou::process(),
+        &x,
+        &t,
+        &h,
+        200,
+        &mut end,
+        &mut ws,
+    )
+    .unwrap();
     let chord: Vec<f64> = end.iter().zip(&x).map(|(e, x)| (e - x) / GAP).collect();
     // The chord matrix, column by column from the basis vectors.
     let mut basis = [0.0f64; 9];
@@ -50,7 +58,7 @@ fn flow_teacher_learns_the_drift_and_chord_teacher_the_chord() {
         basis[j * 3 + j] = 1.0;
     }
     rk4_flow(
-        &NON_NORMAL_OU,
+        &non_normal_ou::process(),
         &basis,
         &[0.0; 3],
         &[GAP; 3],

@@ -103,8 +103,8 @@ use morphosde_core::integrate::{rk4_flow, rk4_flow_workspace_len};
 use morphosde_core::metrics::energy_distance;
 use morphosde_core::rng::Rng;
 use morphosde_core::sampler::UNTRACKED;
+use morphosde_core::synthetic::LinearSde;
 use morphosde_core::synthetic::{SnapshotDesign, snapshots, snapshots_workspace_len};
-use non_normal_ou::{LinearSde, NON_NORMAL_OU};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -160,7 +160,7 @@ impl Data {
 /// `start` (`n × D`), the process rolled out from those states (every one
 /// tracked, Euler–Maruyama at step `h_max`).
 fn sample(
-    process: &LinearSde,
+    process: &LinearSde<'_>,
     per_bin: usize,
     seed: u64,
     start: Option<&[f32]>,
@@ -199,14 +199,15 @@ fn sample(
 /// The chord-velocity process: `dz = C z dt + L dW` with
 /// `C = (e^{Ah} − I)/h` at the gap `h = 0.2`, the mean displacement over a
 /// gap per unit time, which is what a drift trained on `(z_{t+h} − z_t)/h`
-/// teachers learns (`e^{Ah}` by RK4 at 400 substeps from the unit vectors).
-fn chord_process() -> LinearSde {
+/// teachers learns (`e^{Ah}` by RK4 at 400 substeps from the unit vectors);
+/// returns `C` (3×3, row-major).
+fn chord_matrix() -> [f64; 9] {
     let h = f64::from(BINS[1] - BINS[0]);
     let unit = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
     let mut flow = [0.0; 9];
-    let mut ws = vec![0.0; rk4_flow_workspace_len::<f64, _>(&NON_NORMAL_OU, 3)];
+    let mut ws = vec![0.0; rk4_flow_workspace_len::<f64, _>(&non_normal_ou::process(), 3)];
     rk4_flow(
-        &NON_NORMAL_OU,
+        &non_normal_ou::process(),
         &unit,
         &[0.0; 3],
         &[h; 3],
@@ -221,19 +222,18 @@ fn chord_process() -> LinearSde {
         let (i, j) = (c / 3, c % 3);
         *x = (flow[j * 3 + i] - unit[c]) / h;
     }
-    LinearSde {
-        a,
-        l: NON_NORMAL_OU.l,
-    }
+    a
 }
 
 /// Relative error `‖f − A z‖ / ‖A z‖` of drift values `f` at states `z`
 /// (`rows` of `(z, f)`).
-fn drift_error(rows: &[(&[f64], &[f64])], process: &LinearSde) -> f64 {
+fn drift_error(rows: &[(&[f64], &[f64])], process: &LinearSde<'_>) -> f64 {
     let (mut num, mut den) = (0.0, 0.0);
     for (z, f) in rows {
         for i in 0..D {
-            let exact: f64 = (0..D).map(|j| process.a[i * D + j] * z[j]).sum();
+            let exact: f64 = (0..D)
+                .map(|j| process.drift_matrix()[i * D + j] * z[j])
+                .sum();
             num += (f[i] - exact).powi(2);
             den += exact * exact;
         }
@@ -306,7 +306,7 @@ fn train_and_score(
     seed: u64,
     extra: &[&str],
     test: &Data,
-    chord: &LinearSde,
+    chord: &LinearSde<'_>,
 ) -> Scores {
     let Setting { teacher, residual } = setting;
     let name = format!("{teacher}-{residual}");
@@ -350,7 +350,7 @@ fn train_and_score(
         .iter()
         .map(|r| (&r[z0..z0 + D], &r[f0..f0 + D]))
         .collect();
-    let truth = NON_NORMAL_OU.diffusion();
+    let truth = non_normal_ou::diffusion();
     let (mut num, mut den) = (0.0, 0.0);
     for row in &rows {
         for (learned, exact) in row[first..first + D * D].iter().zip(&truth) {
@@ -388,7 +388,7 @@ fn train_and_score(
     Scores {
         d_error: (num / den).sqrt(),
         energy: mean_energy(&clouds, test),
-        drift_error: drift_error(&drift, &NON_NORMAL_OU),
+        drift_error: drift_error(&drift, &non_normal_ou::process()),
         drift_vs_chord: drift_error(&drift, chord),
     }
 }
@@ -413,11 +413,12 @@ fn run(per_bin: usize, seed: u64, settings: &[Setting], extra: &[&str]) -> Run {
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let ou = &NON_NORMAL_OU;
+    let ou = &non_normal_ou::process();
     let train = sample(ou, per_bin, seed, None, 0.002);
     let test = sample(ou, per_bin, seed + 1, None, 0.002);
     let reference = sample(ou, per_bin, seed + 2, None, 0.002);
-    let chord = chord_process();
+    let chord_a = chord_matrix();
+    let chord = LinearSde::new(D, &chord_a, &[], &non_normal_ou::L, D).unwrap();
     write_csv(&dir.join("train.csv"), "t,id,z0,z1,z2", &train.z, |i| {
         let id = match train.track[i] {
             UNTRACKED => -1,

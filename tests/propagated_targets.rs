@@ -27,7 +27,6 @@ use morphosde_core::propagated::{
 };
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::synthetic::EmbryoProcess;
-use non_normal_ou::NON_NORMAL_OU;
 
 /// Tracked pairs per case and fine Euler–Maruyama steps per gap.
 const PATHS: usize = 40_000;
@@ -237,7 +236,7 @@ fn report(name: &str, e: &Errors) {
 #[test]
 fn propagated_estimator_recovers_ou_diffusion_at_the_imaging_gap() {
     for (k, z0) in [[0.0, 0.0, 0.0], [1.0, -0.5, 0.8]].iter().enumerate() {
-        let e = measure(&NON_NORMAL_OU, z0, 0.0, 100 + k as u64);
+        let e = measure(&non_normal_ou::process(), z0, 0.0, 100 + k as u64);
         report(&format!("OU non-normal, z0 = {z0:?}"), &e);
         // Linear drift, constant D: the map is exact up to RK4/quadrature
         // (< 1e-6 at 4 substeps) and Euler–Maruyama (dt‖A‖ ≈ 0.3%), so what
@@ -440,13 +439,13 @@ fn training_with_the_propagated_target_learns_d_at_the_imaging_gap() {
     let mut rngs: Vec<Rng> = (0..n as u64)
         .map(|i| Rng::stream(7, Family::Trajectory, i))
         .collect();
-    let mut ws = vec![0.0; em_path_workspace_len::<f64, _>(&NON_NORMAL_OU, n)];
+    let mut ws = vec![0.0; em_path_workspace_len::<f64, _>(&non_normal_ou::process(), n)];
     let em = EmConfig {
         h_max: GAP / 50.0,
         trace_clip: None,
     };
     em_path(
-        &NON_NORMAL_OU,
+        &non_normal_ou::process(),
         &x,
         0.0,
         &[GAP],
@@ -458,10 +457,10 @@ fn training_with_the_propagated_target_learns_d_at_the_imaging_gap() {
     )
     .unwrap();
     let mut v = vec![0.0f64; n * d];
-    NON_NORMAL_OU.drift(&x, &vec![0.0; n], &mut v, &mut []);
+    non_normal_ou::process().drift(&x, &vec![0.0; n], &mut v, &mut []);
     let f32s = |a: &[f64]| a.iter().map(|&v| v as f32).collect::<Vec<f32>>();
     let (x, y, v) = (f32s(&x), f32s(&y), f32s(&v));
-    let truth = NON_NORMAL_OU.diffusion();
+    let truth = non_normal_ou::diffusion();
     let mut errors = [0.0; 4];
     for (slot, residual) in [
         Residual::OneStep,

@@ -6,6 +6,7 @@ use super::{SpatialScale, embed, for_each_row};
 use crate::error::{Arena, Error, ErrorKind, Result, checked_mul};
 use crate::fastmath::exp_in_place;
 use crate::float::Float;
+use crate::linalg::squared_distance;
 use crate::rng::{Family, Rng};
 use crate::size::Size;
 use core::cmp::Ordering;
@@ -19,15 +20,6 @@ const MEDIAN_STREAM: u64 = 1;
 
 fn cmp<F: Float>(a: &F, b: &F) -> Ordering {
     a.partial_cmp(b).unwrap_or(Ordering::Equal)
-}
-
-fn sq_dist<F: Float>(a: &[F], b: &[F]) -> F {
-    let mut s = F::ZERO;
-    for (x, y) in a.iter().zip(b) {
-        let t = *x - *y;
-        s += t * t;
-    }
-    s
 }
 
 /// The time factor: `1 / (2 σ_t²)` (0 when `σ_t = +∞`).
@@ -88,7 +80,7 @@ fn median_distance<F: Float>(
     for a in 0..m {
         let za = &z[order[a] as usize * d..][..d];
         for b in a + 1..m {
-            dist[c] = sq_dist(za, &z[order[b] as usize * d..][..d]);
+            dist[c] = squared_distance(za, &z[order[b] as usize * d..][..d]);
             c += 1;
         }
     }
@@ -150,7 +142,7 @@ pub(super) fn spatial_scale_dense<F: Float>(
             for_each_row(m, n, |i, row| {
                 let zi = &z[i * d..][..d];
                 for (j, r) in row.iter_mut().enumerate() {
-                    *r = sq_dist(zi, &z[j * d..][..d]);
+                    *r = squared_distance(zi, &z[j * d..][..d]);
                 }
                 row[i] = F::INFINITY;
                 row.select_nth_unstable_by(neighbour - 1, cmp);
@@ -195,7 +187,7 @@ pub(super) fn dense_normalised<F: Float>(
             let zi = &z[i * d..][..d];
             for (j, r) in row.iter_mut().enumerate() {
                 let a = spatial_factor(local, global, scales, i, j);
-                *r = kernel.log_affinity(sq_dist(zi, &z[j * d..][..d]), a, t[i] - t[j]);
+                *r = kernel.log_affinity(squared_distance(zi, &z[j * d..][..d]), a, t[i] - t[j]);
             }
             exp_in_place(row);
         });
@@ -372,7 +364,8 @@ impl<'a, F: Float> KnnGraph<'a, F> {
             for e in offsets[i] as usize..offsets[i + 1] as usize {
                 let j = cols[e] as usize;
                 let a = spatial_factor(local, global, scales, i, j);
-                vals[e] = kernel.log_affinity(sq_dist(zi, &z[j * d..][..d]), a, t[i] - t[j]);
+                vals[e] =
+                    kernel.log_affinity(squared_distance(zi, &z[j * d..][..d]), a, t[i] - t[j]);
             }
         }
         exp_in_place(&mut vals[..entries]);

@@ -5,6 +5,7 @@
 //! `mid` not above and the rows right of it not below the median row.
 
 use crate::float::Float;
+use crate::linalg::squared_distance;
 use core::cmp::Ordering;
 
 /// Largest node scanned point by point.
@@ -57,20 +58,12 @@ impl<'a, F: Float> KdTree<'a, F> {
     }
 
     fn dist2(&self, q: &[F], row: u32) -> F {
-        let p = &self.pts[row as usize * self.dim..][..self.dim];
-        let mut s = F::ZERO;
-        for (a, b) in q.iter().zip(p) {
-            let t = *a - *b;
-            s += t * t;
-        }
-        s
+        squared_distance(q, &self.pts[row as usize * self.dim..][..self.dim])
     }
 
-    /// Visits the node `perm[lo..hi]`, whose cell is at squared distance at
-    /// least `rd = Σ offsets²` from `q` (`offsets[s]`: distance from `q` to
-    /// the cell along dimension `s`, Arya & Mount's incremental distance).
     /// Squared distance to `row`, or `None` as soon as it exceeds the
-    /// heap's worst entry (a full heap would reject it anyway).
+    /// heap's worst entry (a full heap would reject it anyway). Sums in
+    /// [`squared_distance`]'s order, so an accepted distance has its bits.
     #[inline]
     fn dist2_within(&self, q: &[F], row: u32, heap: &Heap<'_, F>) -> Option<F> {
         let bound = if heap.full() {
@@ -92,6 +85,9 @@ impl<'a, F: Float> KdTree<'a, F> {
         Some(s)
     }
 
+    /// Visits the node `perm[lo..hi]`, whose cell is at squared distance at
+    /// least `rd = Σ offsets²` from `q` (`offsets[s]`: distance from `q` to
+    /// the cell along dimension `s`, Arya & Mount's incremental distance).
     fn search(
         &self,
         q: &[F],

@@ -8,6 +8,7 @@
 
 use super::MAX_CLUSTERS;
 use crate::float::Float;
+use crate::linalg::squared_distance;
 use crate::rng::{Family, Rng};
 
 const FIRST_RESTART_STREAM: u64 = 2;
@@ -15,15 +16,6 @@ const FIRST_RESTART_STREAM: u64 = 2;
 /// Floats of workspace for `n` points and `k` clusters (in `k` dimensions).
 pub(super) fn workspace_floats(n: usize, k: usize) -> usize {
     (2 * k * k + k).saturating_add(n)
-}
-
-fn sq_dist<F: Float>(a: &[F], b: &[F]) -> F {
-    let mut s = F::ZERO;
-    for (x, y) in a.iter().zip(b) {
-        let t = *x - *y;
-        s += t * t;
-    }
-    s
 }
 
 /// Best of `restarts` k-means runs on `emb` (`n × k`): labels into
@@ -71,7 +63,7 @@ fn plus_plus<F: Float>(
     let first = rng.below(n as u64) as usize;
     centroids[..k].copy_from_slice(&emb[first * k..][..k]);
     for (i, di) in dist.iter_mut().enumerate() {
-        *di = sq_dist(&emb[i * k..][..k], &centroids[..k]);
+        *di = squared_distance(&emb[i * k..][..k], &centroids[..k]);
     }
     for c in 1..k {
         let total: f64 = dist.iter().map(|d| d.to_f64()).sum();
@@ -95,7 +87,7 @@ fn plus_plus<F: Float>(
         let centre = &mut centroids[c * k..][..k];
         centre.copy_from_slice(&emb[pick * k..][..k]);
         for (i, di) in dist.iter_mut().enumerate() {
-            *di = di.min(sq_dist(&emb[i * k..][..k], centre));
+            *di = di.min(squared_distance(&emb[i * k..][..k], centre));
         }
     }
 }
@@ -122,7 +114,7 @@ fn lloyd<F: Float>(
             let e = &emb[i * k..][..k];
             let mut best = (0u32, F::INFINITY);
             for c in 0..k {
-                let dc = sq_dist(e, &centroids[c * k..][..k]);
+                let dc = squared_distance(e, &centroids[c * k..][..k]);
                 if dc < best.1 {
                     best = (c as u32, dc);
                 }

@@ -36,25 +36,20 @@ pub fn dot<F: Float>(a: &[F], b: &[F]) -> F {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
-/// `Σ (a_k − b_k)²`, summed like [`dot`].
+/// `Σ (a_k − b_k)²` over the shorter length, the coordinates summed in
+/// order: the library's one squared distance. Every pairwise cost (UOT's
+/// kernel tiles, the self-edge floor, the clustering affinities, k-means,
+/// the k-d tree, the pairwise targets' neighbours) sums in this order, so a
+/// pair's distance has the same bits wherever it is computed. O(d); the
+/// one-to-many loops vectorise over the other points instead.
 #[inline]
 pub fn squared_distance<F: Float>(a: &[F], b: &[F]) -> F {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [F::ZERO; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for k in 0..8 {
-            let t = x[k] - y[k];
-            acc[k] += t * t;
-        }
-    }
-    for (k, (&x, &y)) in ar.iter().zip(br).enumerate() {
+    let mut s = F::ZERO;
+    for (&x, &y) in a.iter().zip(b) {
         let t = x - y;
-        acc[k] += t * t;
+        s += t * t;
     }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+    s
 }
 
 /// Cholesky factorisation `A = G Gᵀ` of a symmetric positive-definite `d×d`

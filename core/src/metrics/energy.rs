@@ -3,6 +3,7 @@
 use super::check_cloud;
 use crate::error::Result;
 use crate::float::Float;
+use crate::linalg::squared_distance;
 
 /// Energy distance `E = 2·mean‖xᵢ−yⱼ‖ − mean‖xᵢ−xᵢ′‖ − mean‖yⱼ−yⱼ′‖`
 /// between the clouds `x` (`n×d`) and `y` (`m×d`), every mean over all
@@ -28,12 +29,7 @@ fn mean_distance<F: Float>(a: &[F], b: &[F], d: usize, same: bool) -> f64 {
         let start = if same { i + 1 } else { 0 };
         let mut row = 0.0f64;
         for bj in b.chunks_exact(d).skip(start) {
-            let mut s = F::ZERO;
-            for (&p, &q) in ai.iter().zip(bj) {
-                let e = p - q;
-                s += e * e;
-            }
-            row += s.sqrt().to_f64();
+            row += squared_distance(ai, bj).sqrt().to_f64();
         }
         total += row;
     }

@@ -10,57 +10,14 @@ use crate::error::ErrorKind;
 use crate::float::Float;
 use crate::integrate::{rk4_flow, rk4_flow_workspace_len};
 use crate::rng::{Family, Rng};
-use crate::synthetic::EmbryoProcess;
-
-/// `dz = A z dt + L dW` in `d ≤ 4` with a constant factor: the test's
-/// linear process (non-normal `A` below).
-struct Linear {
-    d: usize,
-    a: [f64; 16],
-}
-
-impl Dynamics<f64> for Linear {
-    fn dim(&self) -> usize {
-        self.d
-    }
-    fn noise_dim(&self) -> usize {
-        0
-    }
-    fn workspace_len(&self, _rows: usize) -> usize {
-        0
-    }
-    fn drift(&self, z: &[f64], t: &[f64], f: &mut [f64], _ws: &mut [f64]) {
-        let d = self.d;
-        for r in 0..t.len() {
-            for i in 0..d {
-                f[r * d + i] = (0..d).map(|j| self.a[i * d + j] * z[r * d + j]).sum();
-            }
-        }
-    }
-    fn drift_and_factor(&self, z: &[f64], t: &[f64], f: &mut [f64], _: &mut [f64], ws: &mut [f64]) {
-        self.drift(z, t, f, ws);
-    }
-}
-
-impl DriftJacobian<f64> for Linear {
-    fn jacobian_workspace_len(&self, _rows: usize) -> usize {
-        0
-    }
-    fn drift_jacobian(&self, z: &[f64], t: &[f64], f: &mut [f64], jac: &mut [f64], ws: &mut [f64]) {
-        self.drift(z, t, f, ws);
-        let dd = self.d * self.d;
-        for r in 0..t.len() {
-            jac[r * dd..(r + 1) * dd].copy_from_slice(&self.a[..dd]);
-        }
-    }
-}
+use crate::synthetic::{EmbryoProcess, LinearSde};
 
 /// Non-normal, stable, rotating 3×3 drift: eigenvalues −0.8 ± 1.5i and
 /// −1.5, with a strong shear; h‖A‖ ≈ 0.7 at h = 0.2.
-fn non_normal() -> Linear {
-    let mut a = [0.0; 16];
-    a[..9].copy_from_slice(&[-0.8, 1.5, 2.0, -1.5, -0.8, 0.0, 0.0, 0.0, -1.5]);
-    Linear { d: 3, a }
+const NON_NORMAL: [f64; 9] = [-0.8, 1.5, 2.0, -1.5, -0.8, 0.0, 0.0, 0.0, -1.5];
+
+fn non_normal() -> LinearSde<'static> {
+    LinearSde::new(3, &NON_NORMAL, &[], &[], 0).unwrap()
 }
 
 /// `e^{C}` of an `n×n` (n ≤ 8) matrix by scaling and squaring with a
@@ -347,7 +304,7 @@ fn linear_map_error_as(frozen: bool, at: DiffusionAt, substeps: usize, h: f64) -
     let mut out = [0.0; 9];
     let mut ws = [0.0; 18];
     prop.map(at, &diffusion, &mut out, &mut ws).unwrap();
-    let truth = van_loan(&lin.a[..9], &dm[..9], d, h);
+    let truth = van_loan(lin.drift_matrix(), &dm[..9], d, h);
     let err: f64 = (0..9)
         .map(|i| (out[i] - truth[i]).powi(2))
         .sum::<f64>()

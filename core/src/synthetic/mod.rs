@@ -13,16 +13,20 @@
 //!   [`EmbryoProcess`] (the demo's), [`NonNormalOu`], [`Pitchfork`],
 //!   [`LimitCycles`]; [`Process`] names them (`ou`, `pitchfork`, `cycles`,
 //!   `embryo`) for runners that pick them by name.
+//! - [`LinearSde`]: `dz = (A z + b) dt + L dW` with borrowed constant
+//!   coefficients in any `d`, the closed-form process of the tests.
 
 pub mod cycles;
 pub mod design;
 pub mod embryo;
+pub mod linear;
 pub mod ou;
 pub mod pitchfork;
 
 pub use cycles::LimitCycles;
 pub use design::{SnapshotDesign, snapshots, snapshots_workspace_len};
 pub use embryo::*;
+pub use linear::LinearSde;
 pub use ou::NonNormalOu;
 pub use pitchfork::Pitchfork;
 

@@ -3,6 +3,7 @@ use crate::dynamics::Dynamics;
 use crate::integrate::sde::{EmConfig, em_path, em_path_workspace_len};
 use crate::integrate::{rk4_flow, rk4_flow_workspace_len};
 use crate::rng::{Family, Rng};
+use crate::synthetic::LinearSde;
 use std::vec;
 use std::vec::Vec;
 
@@ -112,32 +113,11 @@ fn plan_blur_enters_as_epsilon_over_two_h() {
 
 /// dz = A z dt + G dW in d = 2 with a rotation and contraction (A) and an
 /// anisotropic, correlated D = G Gᵀ.
-struct LinearSde;
 const A: [f64; 4] = [-0.5, 2.0, -2.0, -0.5];
 const G: [f64; 4] = [0.3, 0.0, 0.1, 0.1];
 
-impl Dynamics<f64> for LinearSde {
-    fn dim(&self) -> usize {
-        2
-    }
-    fn noise_dim(&self) -> usize {
-        2
-    }
-    fn workspace_len(&self, _rows: usize) -> usize {
-        0
-    }
-    fn drift(&self, z: &[f64], t: &[f64], f: &mut [f64], _ws: &mut [f64]) {
-        for r in 0..t.len() {
-            f[2 * r] = A[0] * z[2 * r] + A[1] * z[2 * r + 1];
-            f[2 * r + 1] = A[2] * z[2 * r] + A[3] * z[2 * r + 1];
-        }
-    }
-    fn drift_and_factor(&self, z: &[f64], t: &[f64], f: &mut [f64], l: &mut [f64], ws: &mut [f64]) {
-        self.drift(z, t, f, ws);
-        for r in 0..t.len() {
-            l[4 * r..4 * r + 4].copy_from_slice(&G);
-        }
-    }
+fn linear_sde() -> LinearSde<'static> {
+    LinearSde::new(2, &A, &[], &G, 2).unwrap()
 }
 
 /// Exact covariance rate of the residual against the flow, Σ_h / h with
@@ -184,6 +164,7 @@ fn flow_residual_rate(h: f64) -> [f64; 4] {
 #[test]
 fn flow_residual_removes_the_one_step_bias() {
     let (n, h) = (4000, 0.2);
+    let sde = linear_sde();
     let mut rng = Rng::stream(2, Family::Data, 0);
     let mut x = vec![0.0; 2 * n];
     rng.fill_normal(&mut x);
@@ -193,13 +174,13 @@ fn flow_residual_removes_the_one_step_bias() {
     let mut rngs: Vec<Rng> = (0..n as u64)
         .map(|i| Rng::stream(2, Family::Trajectory, i))
         .collect();
-    let mut ws = vec![0.0; em_path_workspace_len(&LinearSde, n)];
+    let mut ws = vec![0.0; em_path_workspace_len::<f64, _>(&sde, n)];
     let cfg = EmConfig {
         h_max: h / 400.0,
         trace_clip: None,
     };
     em_path(
-        &LinearSde,
+        &sde,
         &x,
         0.0,
         &[h],
@@ -212,12 +193,12 @@ fn flow_residual_removes_the_one_step_bias() {
     .unwrap();
     // One-step: p = x + f(x) h; flow: p = φ_h(x).
     let mut f = vec![0.0; 2 * n];
-    LinearSde.drift(&x, &t, &mut f, &mut []);
+    sde.drift(&x, &t, &mut f, &mut []);
     let mut p_one = vec![0.0; 2 * n];
     predict_one_step(&x, &f, &vec![h; n], 2, &mut p_one).unwrap();
     let mut p_flow = vec![0.0; 2 * n];
-    let mut fws = vec![0.0; rk4_flow_workspace_len(&LinearSde, n)];
-    rk4_flow(&LinearSde, &x, &t, &vec![h; n], 8, &mut p_flow, &mut fws).unwrap();
+    let mut fws = vec![0.0; rk4_flow_workspace_len::<f64, _>(&sde, n)];
+    rk4_flow(&sde, &x, &t, &vec![h; n], 8, &mut p_flow, &mut fws).unwrap();
     let d_true = [0.09, 0.03, 0.03, 0.02];
     let exact_flow = flow_residual_rate(h);
     let frob = |a: &[f64], b: &[f64]| {

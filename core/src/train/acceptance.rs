@@ -322,41 +322,13 @@ impl<F> RangeReport<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::synthetic::LinearSde;
     use std::vec;
     use std::vec::Vec;
 
-    /// `dz = a z dt + σ dW` in one dimension.
-    struct Linear {
-        a: f64,
-        sigma: f64,
-    }
-
-    impl Dynamics<f64> for Linear {
-        fn dim(&self) -> usize {
-            1
-        }
-        fn noise_dim(&self) -> usize {
-            usize::from(self.sigma > 0.0)
-        }
-        fn workspace_len(&self, _rows: usize) -> usize {
-            0
-        }
-        fn drift(&self, z: &[f64], _t: &[f64], f: &mut [f64], _ws: &mut [f64]) {
-            for (f, z) in f.iter_mut().zip(z) {
-                *f = self.a * z;
-            }
-        }
-        fn drift_and_factor(
-            &self,
-            z: &[f64],
-            t: &[f64],
-            f: &mut [f64],
-            l: &mut [f64],
-            ws: &mut [f64],
-        ) {
-            self.drift(z, t, f, ws);
-            l[..t.len()].fill(self.sigma);
-        }
+    /// `dz = a z dt + σ dW` in one dimension (an ODE when `sigma` is empty).
+    fn linear<'a>(a: &'a [f64], sigma: &'a [f64]) -> LinearSde<'a> {
+        LinearSde::new(1, a, &[], sigma, sigma.len()).unwrap()
     }
 
     /// 100 points `i/99` at each of the times 0, 0.2, 0.4.
@@ -368,7 +340,7 @@ mod tests {
         (z, t)
     }
 
-    fn check(dynamics: &Linear) -> (RangeReport<f64>, Result<()>) {
+    fn check(dynamics: &LinearSde<'_>) -> (RangeReport<f64>, Result<()>) {
         let (z, t) = data();
         let track = vec![crate::sampler::UNTRACKED; t.len()];
         let data = Observations {
@@ -378,15 +350,16 @@ mod tests {
             d: 1,
         };
         let cfg = RangeCheck::default();
-        let mut ws = vec![f64::NAN; check_rollouts_workspace_len(dynamics, t.len(), &cfg, 2)];
+        let mut ws =
+            vec![f64::NAN; check_rollouts_workspace_len::<f64, _>(dynamics, t.len(), &cfg, 2)];
         let report = check_rollouts(dynamics, &data, &cfg, &mut ws).unwrap();
         (report, report.verdict(&cfg))
     }
 
     #[test]
     fn a_model_that_stays_put_or_wanders_a_little_is_accepted() {
-        for sigma in [0.0, 0.1] {
-            let (report, verdict) = check(&Linear { a: 0.0, sigma });
+        for sigma in [&[][..], &[0.1]] {
+            let (report, verdict) = check(&linear(&[0.0], sigma));
             assert_eq!(
                 (report.checked, report.outside, report.worst),
                 (400, 0, None)
@@ -401,7 +374,7 @@ mod tests {
         // (×e) the points above 2/e leave it — i ≥ 73, 27 of 100 from each
         // bin; carried from t = 0 over two gaps (×e²) those above 2/e² —
         // i ≥ 27, 73 of 100 at t = 0.4 (27 at t = 0.2).
-        let (report, verdict) = check(&Linear { a: 5.0, sigma: 0.0 });
+        let (report, verdict) = check(&linear(&[5.0], &[]));
         assert_eq!(report.checked, 400);
         assert_eq!(report.outside, 27 + 27 + 27 + 73);
         assert!((report.worst_fraction - 0.73).abs() < 1e-12);
@@ -420,9 +393,12 @@ mod tests {
     fn bad_settings_and_data_are_errors() {
         let (z, t) = data();
         let track = vec![crate::sampler::UNTRACKED; t.len()];
-        let model = Linear { a: 0.0, sigma: 0.0 };
+        let model = linear(&[0.0], &[]);
         let mut ws =
-            vec![0.0; check_rollouts_workspace_len(&model, t.len(), &RangeCheck::default(), 1)];
+            vec![
+                0.0;
+                check_rollouts_workspace_len::<f64, _>(&model, t.len(), &RangeCheck::default(), 1)
+            ];
         let data = Observations {
             z: &z,
             t: &t,

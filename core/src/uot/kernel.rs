@@ -7,6 +7,7 @@
 
 use crate::fastmath::exp_in_place;
 use crate::float::Float;
+use crate::linalg::squared_distance;
 use crate::par::for_each_chunk;
 
 /// Columns per stack tile of the streaming loops (1 KiB of f32).
@@ -25,22 +26,6 @@ pub(super) fn sum<F: Float>(xs: &[F]) -> F {
     }
     for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
         *a += x;
-    }
-    fold(acc)
-}
-
-/// `Σ a_k b_k`.
-pub(super) fn dot<F: Float>(a: &[F], b: &[F]) -> F {
-    let mut acc = [F::ZERO; LANES];
-    let mut ca = a.chunks_exact(LANES);
-    let mut cb = b.chunks_exact(LANES);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for k in 0..LANES {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    for (k, (&x, &y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
-        acc[k] += x * y;
     }
     fold(acc)
 }
@@ -69,16 +54,6 @@ pub(super) fn max<F: Float>(xs: &[F]) -> F {
 
 fn fold<F: Float>(acc: [F; LANES]) -> F {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
-
-/// Squared distance `‖p − q‖²` from differences.
-pub(super) fn sq_dist<F: Float>(p: &[F], q: &[F]) -> F {
-    let mut s = F::ZERO;
-    for (&a, &b) in p.iter().zip(q) {
-        let t = a - b;
-        s += t * t;
-    }
-    s
 }
 
 /// The other cloud, transposed (`d × count`, coordinate-major), so that one
@@ -209,7 +184,7 @@ impl<'a, F: Float> Cloud<'a, F> {
             k0 += len;
         }
         if let Some((k, log_floor)) = floor {
-            let w = pot[k] - sq_dist(p, self.point(k)) * inv_eps;
+            let w = pot[k] - squared_distance(p, self.point(k)) * inv_eps;
             if log_floor > w {
                 if log_floor > top {
                     let s = (top - log_floor).exp();

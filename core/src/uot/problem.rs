@@ -2,9 +2,9 @@
 //! writes, what it reports), every check made where it enters, and the
 //! median helper that gives ε relative to the data's scale.
 
-use super::kernel::sq_dist;
 use crate::error::{Arena, Detail, Error, ErrorKind, Result, check_finite, check_len, checked_mul};
 use crate::float::Float;
+use crate::linalg::squared_distance;
 use crate::size::Size;
 
 /// How the solver holds the costs.
@@ -256,7 +256,7 @@ pub fn median_sq_distance<F: Float>(
             ((k as u128 * total as u128) / count as u128) as usize
         };
         let (i, j) = (pair / m, pair % m);
-        *v = sq_dist(&x[i * d..][..d], &y[j * d..][..d]);
+        *v = squared_distance(&x[i * d..][..d], &y[j * d..][..d]);
     }
     let order = |p: &F, q: &F| p.partial_cmp(q).unwrap_or(core::cmp::Ordering::Equal);
     let mid = count / 2;

@@ -7,12 +7,13 @@
 //! stored kernel instead ([`Stage::absorb`]); the column half-step's sums
 //! also give the stopping error.
 
-use super::kernel::{Ctx, Half, Side, TILE, axpy, dot, inv, max, sum};
+use super::kernel::{Ctx, Half, Side, TILE, axpy, inv, max, sum};
 use super::problem::{Pairs, UotConfig, UotMode, UotOutput, UotReport};
 use super::tracks::{add_pair_masses, bound_potentials};
 use crate::error::{Arena, Error, ErrorKind, Result};
 use crate::fastmath::{exp_in_place, log_sum_exp};
 use crate::float::Float;
+use crate::linalg::dot;
 use crate::par::{for_each_chunk2, for_each_chunk3};
 
 /// Dense mode: a potential this many ε away from its absorbed value (a

@@ -2,9 +2,10 @@
 //! exact one-entry update of a bounded pair's potential after each
 //! half-step, and a bounded entry of the plan at the potentials.
 
-use super::kernel::{Ctx, Half, inv, sq_dist};
+use super::kernel::{Ctx, Half, inv};
 use super::problem::{Pair, Pairs};
 use crate::float::Float;
+use crate::linalg::squared_distance;
 
 /// One side's exact update with a lower bound on one of its entries:
 /// solves for `u = f_i/ε` in `e^u·S + max(ℓ', e^u·G) = e^{−κu}` where
@@ -68,7 +69,7 @@ pub(super) fn bound_potentials<F: Float>(
     for pr in pairs.iter() {
         if pr.bound > F::ZERO {
             let (s, o) = half.ends(pr.i, pr.j);
-            let c = sq_dist(this.cloud.point(s), other.cloud.point(o));
+            let c = squared_distance(this.cloud.point(s), other.cloud.point(o));
             let log_g = other.log_w[o] + (other_pot[o] - c) * ctx.inv_eps;
             let log_l = pr.bound.ln() - this.log_w[s];
             let log_s = other
@@ -81,7 +82,7 @@ pub(super) fn bound_potentials<F: Float>(
 
 /// `Π_ij` of a tracked pair at the potentials: `(ln Gibbs_ij, max(ℓ, Gibbs))`.
 pub(super) fn pair_entry<F: Float>(ctx: &Ctx<'_, F>, f: &[F], g: &[F], pr: &Pair<F>) -> (F, F) {
-    let c = sq_dist(ctx.source.cloud.point(pr.i), ctx.target.cloud.point(pr.j));
+    let c = squared_distance(ctx.source.cloud.point(pr.i), ctx.target.cloud.point(pr.j));
     let log_gibbs =
         ctx.source.log_w[pr.i] + ctx.target.log_w[pr.j] + (f[pr.i] + g[pr.j] - c) * ctx.inv_eps;
     (log_gibbs, log_gibbs.exp().max(pr.bound))
