@@ -10,7 +10,7 @@
 //! flow teacher 0.33% from `A`.
 
 #[path = "common/non_normal_ou.rs"]
-#[allow(dead_code)] // D is not read here
+#[allow(dead_code)] // the process and its D are not read here
 mod non_normal_ou;
 #[path = "common/pair_training.rs"]
 mod pair_training;

@@ -8,7 +8,6 @@
 //!
 //! Use from an integration test binary:
 //! `#[path = "common/non_normal_ou.rs"] mod non_normal_ou;`.
-#![allow(dead_code)] // each test binary uses its own part
 
 use morphosde_core::synthetic::LinearSde;
 
