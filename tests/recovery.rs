@@ -14,7 +14,7 @@
 //! 0.361, 0.646; 0.121.) The bounds below leave room for the rounding of
 //! other SIMD paths (the training trajectory is deterministic on one
 //! machine, not across kernels). The defaults at 1000 embryos per bin and
-//! 80 epochs: README's recovery section.
+//! 80 epochs: the recovery section of docs/results.md.
 
 use serde_json::Value;
 use std::process::Command;
