@@ -80,6 +80,11 @@ impl Snapshots {
         self.t.len()
     }
 
+    /// Whether the table has no observations.
+    pub fn is_empty(&self) -> bool {
+        self.t.is_empty()
+    }
+
     /// Reads a snapshot table (see the module docs). `time` and `id` name
     /// columns by header name or 0-based number.
     pub fn read(

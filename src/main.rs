@@ -1,14 +1,8 @@
-//! `morphosde`: the command-line tool. Each subcommand lives in its own
-//! module under `commands/`; CSV handling in `csvio`.
-
-mod commands;
-mod csvio;
-mod data;
-mod heldout;
-mod plots;
-mod times;
+//! `morphosde`: the command-line tool. This file picks the subcommand; each
+//! subcommand lives in the library's `commands` module (`src/lib.rs`).
 
 use clap::{Parser, Subcommand};
+use morphosde_cli::commands;
 use std::process::ExitCode;
 
 #[derive(Parser)]

@@ -99,6 +99,7 @@
 #[path = "common/non_normal_ou.rs"]
 mod non_normal_ou;
 
+use morphosde_cli::commands::scoring::RelativeErrors;
 use morphosde_core::integrate::{rk4_flow, rk4_flow_workspace_len};
 use morphosde_core::metrics::energy_distance;
 use morphosde_core::rng::Rng;
@@ -225,20 +226,22 @@ fn chord_matrix() -> [f64; 9] {
     a
 }
 
-/// Relative error `‖f − A z‖ / ‖A z‖` of drift values `f` at states `z`
-/// (`rows` of `(z, f)`).
-fn drift_error(rows: &[(&[f64], &[f64])], process: &LinearSde<'_>) -> f64 {
-    let (mut num, mut den) = (0.0, 0.0);
-    for (z, f) in rows {
-        for i in 0..D {
-            let exact: f64 = (0..D)
-                .map(|j| process.drift_matrix()[i * D + j] * z[j])
-                .sum();
-            num += (f[i] - exact).powi(2);
-            den += exact * exact;
+/// The demo's pooled relative error `√(Σ‖x̂ − x‖² / Σ‖x‖²)` of learned
+/// values (`rows × width`) against `truth(r, out)`, the true values at
+/// state `r`, over all states.
+fn pooled_error(learned: &[f32], width: usize, truth: impl FnMut(usize, &mut [f64])) -> f64 {
+    RelativeErrors::new(learned, width, truth, |_| 0, 1).pooled(&[0])
+}
+
+/// Relative error `‖f − A z‖ / ‖A z‖` (pooled) of drift values `f` at
+/// states `z` (both `rows × D`).
+fn drift_error(z: &[f64], f: &[f32], process: &LinearSde<'_>) -> f64 {
+    let a = process.drift_matrix();
+    pooled_error(f, D, |r, out| {
+        for (i, x) in out.iter_mut().enumerate() {
+            *x = (0..D).map(|j| a[i * D + j] * z[r * D + j]).sum();
         }
-    }
-    (num / den).sqrt()
+    })
 }
 
 /// Runs the CLI; panics with its stderr on failure.
@@ -346,18 +349,17 @@ fn train_and_score(
     let (header, rows) = read_csv(&field);
     let column = |name: &str| header.iter().position(|h| h == name).unwrap();
     let (z0, f0, first) = (column("z0"), column("f0"), column("D00"));
-    let drift: Vec<(&[f64], &[f64])> = rows
-        .iter()
-        .map(|r| (&r[z0..z0 + D], &r[f0..f0 + D]))
-        .collect();
+    let block = |at: usize, width: usize| -> Vec<f64> {
+        rows.iter()
+            .flat_map(|r| r[at..at + width].iter().copied())
+            .collect()
+    };
+    let narrow = |v: Vec<f64>| -> Vec<f32> { v.into_iter().map(|x| x as f32).collect() };
+    let (z, drift) = (block(z0, D), narrow(block(f0, D)));
     let truth = non_normal_ou::diffusion();
-    let (mut num, mut den) = (0.0, 0.0);
-    for row in &rows {
-        for (learned, exact) in row[first..first + D * D].iter().zip(&truth) {
-            num += (learned - exact).powi(2);
-            den += exact * exact;
-        }
-    }
+    let d_error = pooled_error(&narrow(block(first, D * D)), D * D, |_, out| {
+        out.copy_from_slice(&truth)
+    });
     // Rollouts from the held-out first bin to the later bins.
     let rollouts = dir.join(format!("{name}-rollouts.csv"));
     let times: Vec<String> = BINS[1..].iter().map(f32::to_string).collect();
@@ -386,10 +388,10 @@ fn train_and_score(
         })
         .collect();
     Scores {
-        d_error: (num / den).sqrt(),
+        d_error,
         energy: mean_energy(&clouds, test),
-        drift_error: drift_error(&drift, &non_normal_ou::process()),
-        drift_vs_chord: drift_error(&drift, chord),
+        drift_error: drift_error(&z, &drift, &non_normal_ou::process()),
+        drift_vs_chord: drift_error(&z, &drift, chord),
     }
 }
 
