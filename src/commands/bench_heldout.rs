@@ -24,7 +24,7 @@ pub struct BenchHeldoutArgs {
     /// --seed); the OT interpolation's sampling uses them too.
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     pub seeds: Vec<u64>,
-    /// Trained variants (comma-separated): diffusion (--learn_diffusion
+    /// Trained variants (comma-separated): diffusion (--learn-diffusion
     /// true), drift (false).
     #[arg(long, value_delimiter = ',', default_value = "diffusion,drift")]
     pub variants: Vec<String>,
@@ -52,7 +52,7 @@ pub struct BenchHeldoutArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
-    /// Training flags for every run (`--learn_diffusion` and `--seed` are
+    /// Training flags for every run (`--learn-diffusion` and `--seed` are
     /// set by the benchmark).
     #[command(flatten)]
     pub model: ModelArgs,

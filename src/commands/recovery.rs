@@ -2,7 +2,7 @@
 //! snapshots of known processes (`morphosde_core::synthetic::Process`:
 //! `ou`, `pitchfork`, `cycles`, `embryo`, each in the requested `d`) with
 //! the training flags given (any `train` flag; diffusion on unless
-//! `--learn_diffusion false`), scores every run against the truth, prints
+//! `--learn-diffusion false`), scores every run against the truth, prints
 //! one Markdown table (process × d, each cell the mean over seeds and the
 //! per-seed values) and writes every run's scores as JSON (`--out`).
 //!

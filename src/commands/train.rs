@@ -1,10 +1,10 @@
-//! `morphosde train`: learns the drift (and, with `--learn_diffusion true`,
+//! `morphosde train`: learns the drift (and, with `--learn-diffusion true`,
 //! the diffusion factor) from a snapshot table and writes the model file
 //! (atomically), a run summary (JSON) and the training curves (SVG).
 //!
-//! The seed's flags keep the seed's spelling (`--learn_diffusion`,
-//! `--lambda_diff`, `--diffusion_low_rank`, `--q`, `--diffusion_epsilon`);
-//! the others are kebab-case. The numerical work is
+//! Flags are kebab-case; the seed's spellings (`--learn_diffusion`,
+//! `--lambda_diff`, `--diffusion_low_rank`, `--diffusion_epsilon`,
+//! `--diffusion_diagonal`) are accepted as aliases. The numerical work is
 //! `morphosde_core::train::fit`; this module parses, reports and writes.
 
 use crate::csvio::write_atomic;
@@ -146,22 +146,22 @@ impl TimeScaleArg {
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
     /// Learn the diffusion factor L(z,t) besides the drift.
-    #[arg(long = "learn_diffusion", action = ArgAction::Set, default_value_t = Config::default().learn_diffusion)]
+    #[arg(long = "learn-diffusion", alias = "learn_diffusion", action = ArgAction::Set, default_value_t = Config::default().learn_diffusion)]
     pub learn_diffusion: bool,
     /// Weight λ of the diffusion loss (after the warm-up).
-    #[arg(long = "lambda_diff", default_value_t = Config::default().lambda_diff)]
+    #[arg(long = "lambda-diff", alias = "lambda_diff", default_value_t = Config::default().lambda_diff)]
     pub lambda_diff: f64,
     /// Low-rank diffusion head L ∈ R^{d×q}.
-    #[arg(long = "diffusion_low_rank", action = ArgAction::Set, default_value_t = Config::default().diffusion_low_rank)]
+    #[arg(long = "diffusion-low-rank", alias = "diffusion_low_rank", action = ArgAction::Set, default_value_t = Config::default().diffusion_low_rank)]
     pub diffusion_low_rank: bool,
     /// Rank q of the low-rank head.
     #[arg(long = "q", default_value_t = Config::default().q)]
     pub q: usize,
     /// ε added to the softplus diagonal of L.
-    #[arg(long = "diffusion_epsilon", default_value_t = Config::default().diffusion_epsilon)]
+    #[arg(long = "diffusion-epsilon", alias = "diffusion_epsilon", default_value_t = Config::default().diffusion_epsilon)]
     pub diffusion_epsilon: f64,
     /// Diagonal diffusion head (ablation).
-    #[arg(long = "diffusion_diagonal", action = ArgAction::Set, default_value_t = Config::default().diffusion_diagonal)]
+    #[arg(long = "diffusion-diagonal", alias = "diffusion_diagonal", action = ArgAction::Set, default_value_t = Config::default().diffusion_diagonal)]
     pub diffusion_diagonal: bool,
     /// Covariance target D̂.
     #[arg(long, value_enum, default_value_t = Config::default().target_mode.into())]
@@ -192,8 +192,7 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = Config::default().width)]
     pub width: usize,
     /// Sinusoidal time features sin(2^k s t), cos(2^k s t), s = --time-scale
-    /// (2: one frequency, smooth over the data's span; on the built-in data
-    /// 4 let the learned drift wiggle in time from seed to seed).
+    /// (2: one frequency, smooth over the data's span).
     #[arg(long, default_value_t = Config::default().time_features)]
     pub time_features: usize,
     /// Scale s of the time features, in 1/(time unit of the data): "auto"
@@ -232,7 +231,7 @@ pub struct ModelArgs {
     /// σ² = tr(D)/d of the learned noise (updated after every epoch; at
     /// least 0.01 × the median): the plan becomes the Schrödinger-bridge
     /// coupling of the learned noise, so a plan-weighted target reads D
-    /// rather than the plan's blur ≈ ε/(2h). Needs --learn_diffusion true.
+    /// rather than the plan's blur ≈ ε/(2h). Needs --learn-diffusion true.
     #[arg(long)]
     pub bridge_epsilon: bool,
     /// UOT ρ (both marginals) as a fraction of that median; "inf" = balanced.
@@ -243,15 +242,13 @@ pub struct ModelArgs {
     pub track_bound: f64,
     /// Clusters of the time-weighted spectral clustering (local UOT
     /// minibatches), and its σ_t. 1 = whole time bins: clusters that cut
-    /// the developmental axis keep mass from moving along it (on the
-    /// built-in data 3 clusters gave 10× the held-out energy distance).
+    /// the developmental axis keep mass from moving along it.
     #[arg(long, default_value_t = FitConfig::<f64>::default().cluster.k)]
     pub clusters: usize,
     #[arg(long, default_value_t = FitConfig::<f64>::default().cluster.sigma_t)]
     pub sigma_t: f64,
     /// Fraction of embryos held out for validation and early stopping
-    /// (every held-out tracked embryo is lost to the diffusion targets: on
-    /// the built-in data 15% raised the D error from 0.20 to 0.22).
+    /// (every held-out tracked embryo is lost to the diffusion targets).
     #[arg(long, default_value_t = FitConfig::<f64>::default().validation_fraction)]
     pub validation_fraction: f64,
     /// Epochs whose validation loss is worse than the best by more than
@@ -711,5 +708,48 @@ mod tests {
         );
         assert_eq!(args.fit_config(), FitConfig::<f32>::default());
         assert!(!args.autonomous);
+    }
+
+    /// The kebab-case flags and the seed's spellings set the same fields.
+    #[test]
+    fn seed_spellings_are_aliases() {
+        let set = |flags: [&str; 10]| {
+            let mut argv = vec!["train"];
+            argv.extend(flags);
+            let m = Flags::parse_from(argv).model;
+            (
+                m.learn_diffusion,
+                m.lambda_diff,
+                m.diffusion_low_rank,
+                m.diffusion_epsilon,
+                m.diffusion_diagonal,
+            )
+        };
+        let kebab = set([
+            "--learn-diffusion",
+            "true",
+            "--lambda-diff",
+            "0.5",
+            "--diffusion-low-rank",
+            "true",
+            "--diffusion-epsilon",
+            "0.01",
+            "--diffusion-diagonal",
+            "false",
+        ]);
+        let seed = set([
+            "--learn_diffusion",
+            "true",
+            "--lambda_diff",
+            "0.5",
+            "--diffusion_low_rank",
+            "true",
+            "--diffusion_epsilon",
+            "0.01",
+            "--diffusion_diagonal",
+            "false",
+        ]);
+        assert_eq!(kebab, (true, 0.5, true, 0.01, false));
+        assert_eq!(seed, kebab);
     }
 }

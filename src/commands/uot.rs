@@ -43,13 +43,19 @@ pub struct UotArgs {
     /// Entropic regularisation ε (absolute, squared-distance units).
     #[arg(
         long,
-        required_unless_present = "epsilon_rel",
+        required_unless_present = "epsilon_relative",
         allow_negative_numbers = true
     )]
     pub epsilon: Option<f32>,
     /// ε as a fraction of the median squared distance between the clouds.
-    #[arg(long, conflicts_with = "epsilon", allow_negative_numbers = true)]
-    pub epsilon_rel: Option<f32>,
+    /// (`train`'s flag of the same name; `--epsilon-rel` is accepted too.)
+    #[arg(
+        long,
+        alias = "epsilon-rel",
+        conflicts_with = "epsilon",
+        allow_negative_numbers = true
+    )]
+    pub epsilon_relative: Option<f32>,
     /// Marginal penalty ρ on both sides (omit for balanced transport).
     #[arg(long, conflicts_with_all = ["rho_source", "rho_target"], allow_negative_numbers = true)]
     pub rho: Option<f32>,
@@ -114,13 +120,13 @@ pub fn run(args: &UotArgs) -> Result<(), String> {
     let a = weights(&args.source_weights, n, "--source-weights")?;
     let b = weights(&args.target_weights, m, "--target-weights")?;
     let core_err = |e: morphosde_core::Error| format!("{e}");
-    let epsilon = match (args.epsilon, args.epsilon_rel) {
+    let epsilon = match (args.epsilon, args.epsilon_relative) {
         (Some(e), _) => e,
         (None, Some(r)) => {
             let mut ws = vec![0.0f32; median_sq_distance_workspace_len(n, m)];
             r * median_sq_distance(&x, &y, n, m, d, &mut ws).map_err(core_err)?
         }
-        (None, None) => return Err("give --epsilon or --epsilon-rel".into()),
+        (None, None) => return Err("give --epsilon or --epsilon-relative".into()),
     };
     let mut cfg = UotConfig::new(epsilon);
     let inf = f32::INFINITY;

@@ -167,7 +167,7 @@ impl HeldOut {
 /// Holds out bin `bin` (intermediate: not the first or the last) of `data`
 /// and measures each of `variants` for every seed, and the baselines;
 /// `model` gives every training flag except the seed and
-/// `--learn_diffusion`. `progress` gets a line per run.
+/// `--learn-diffusion`. `progress` gets a line per run.
 pub fn run_held_out(
     dataset: &str,
     data: &Snapshots,

@@ -77,11 +77,9 @@ pub enum Residual {
     /// over each gap ([`crate::propagated::propagate_frozen`]): one Jacobian
     /// per source at the gap's midpoint state (first Magnus term, exact for
     /// a linear drift) in place of one per RK4 stage, and `D_θ` evaluated
-    /// once per source at that midpoint. At d = 16, 4 substeps a step costs
-    /// 4.0–4.2× a one-step step against 15× for the exact map
-    /// (`benches/propagated.rs`); at the imaging gap the map stays within
-    /// 3% of the exact one on a limit cycle and within 1e-4 on the embryo
-    /// drift (`tests/propagated_targets.rs`).
+    /// once per source at that midpoint: one Jacobian per source in place
+    /// of `4·flow_substeps`. Measured costs and accuracy against the exact
+    /// map: `docs/results/step_costs.md`, `tests/propagated_targets.rs`.
     PropagatedFrozen = 3,
 }
 
@@ -93,18 +91,16 @@ pub enum Residual {
 pub enum DriftTeacher {
     /// The seed's `f(z_t, t) ≈ v̂`: right as `h → 0`. At a finite gap the
     /// drift learns the chord, e.g. `(e^{Ah} − I)/h` in place of `A` for a
-    /// linear drift (19% off `A`, relative Frobenius, on the non-normal OU
-    /// test process at `h‖A‖ ≈ 0.6`; `tests/drift_teacher.rs`).
+    /// linear drift (`tests/drift_teacher.rs` measures the gap).
     Chord = 0,
     /// The learned flow over the gap reproduces the teacher's displacement,
     /// `φ_h(z_t) ≈ z_t + v̂h` (RK4, `flow_substeps` substeps, as the flow
     /// residual). Each step's teacher is `v̂ + f_θ(z_t) − (φ_h(z_t) − z_t)/h`
     /// under the current parameters, held fixed inside the loss as `D̂` is:
     /// the drift loss is the weighted mean of `‖z_t + v̂h − φ_h(z_t)‖²/h²`
-    /// and its fixed point is the flow match. Costs one flow per source and
-    /// step, shared with the flow-based residuals (d = 16, batch 256, 4
-    /// substeps: 1.9× a one-step step beside the one-step residual, nothing
-    /// measurable beside the flow residual; `benches/propagated.rs`).
+    /// and its fixed point is the flow match. Costs one RK4 flow per source
+    /// and step (`4·flow_substeps` drift evaluations), shared with the
+    /// flow-based residuals (measured: `docs/results/step_costs.md`).
     Flow = 1,
 }
 

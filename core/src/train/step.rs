@@ -20,26 +20,14 @@
 //! (a second pass over `n` states; at `z_t` with
 //! [`train_step_diffusion_at`]).
 //!
-//! Cost (`RAYON_NUM_THREADS=1 cargo bench --bench propagated -- nomatch`,
-//! d = 16, batch 256, 3×128, 4 substeps, single-core CPU time over the
-//! one-step step's, two runs of 2026-11-29): flow residual 2.25/2.14×, exact
-//! propagated 15.0/14.8× (14.1/13.2× with `D_θ` at `z_t`), frozen 4.2/4.0×
-//! (3.5/3.4× with `D_θ` at `z_t`); the flow drift teacher adds nothing
-//! measurable to a step that has the flow already. Earlier builds gave
-//! 2.4×, 16.9× (15.7×) and 4.6× (4.0×). The ratios move
-//! with the one-step step's own time, which is build-sensitive: 2.7 ms with
-//! this code, 3.4 ms on the build before the frozen map (same machine,
-//! minutes apart; there the exact step was 14.0×, 47 ms against 45 ms now).
-//! The exact step is dominated by the 16 forward-mode Jacobians of the RK4
-//! stages (16 tangents each through two 128×128 layers: ≈ 4.6 GFLOP, some
-//! 50× the ≈ 85 MFLOP of the step's own forward and backward); they are the
-//! exact derivative of the RK4 flow, so no fewer will do without changing
-//! the map. The frozen step spends, by a `perf` profile, about a third on
-//! the flow's 16 drift evaluations (what the flow residual already costs), a
-//! quarter on its one Jacobian (≈ 2.4 ms, 11 forward passes' worth), a
-//! fifth on the midpoint pass for `D_θ` and the rest on the step's own pass:
-//! the flow step and one Jacobian alone come to about 3.2×, so no map that
-//! needs the flow and one full Jacobian per source reaches 3× at these sizes.
+//! Cost per step beside the one-step residual's, for `n` sources and `S =
+//! flow_substeps`: the flow residual and the flow teacher add one RK4 flow
+//! per source (`4S` drift evaluations, shared between them); the exact
+//! propagated map adds the forward-mode Jacobian of every RK4 stage (`4S`
+//! Jacobians of `d` tangents per source, the dominant term, `O(n·S·d)`
+//! forward passes) and a pass over the `n·S` substep states; the frozen map
+//! one Jacobian per source (`O(n·d)` forward passes) and a pass over `n`
+//! midpoints. Measured ratios: `docs/results/step_costs.md`.
 
 use crate::error::{
     Arena, Error, ErrorKind, Result, check_finite, check_len, check_room, checked_mul,
