@@ -27,8 +27,9 @@ pub struct AblateArgs {
     #[arg(long, default_value = "ablation.md")]
     pub out: PathBuf,
     /// Run only these variants (comma-separated keys: drift-only, full,
-    /// diagonal, low-rank, plan, plan-bridge, one-step, propagated,
-    /// propagated-frozen, chord-teacher, flow-teacher; default all).
+    /// diagonal, low-rank, plan, plan-bridge, one-step, flow-residual,
+    /// propagated, propagated-frozen, chord-teacher, flow-teacher; default
+    /// all).
     #[arg(long, value_delimiter = ',')]
     pub only: Option<Vec<String>>,
     #[command(flatten)]
@@ -36,7 +37,7 @@ pub struct AblateArgs {
 }
 
 /// Keys of the variants, in table order (see [`variants`]).
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 12] = [
     "drift-only",
     "full",
     "diagonal",
@@ -44,6 +45,7 @@ const KEYS: [&str; 11] = [
     "plan",
     "plan-bridge",
     "one-step",
+    "flow-residual",
     "propagated",
     "propagated-frozen",
     "chord-teacher",
@@ -72,7 +74,7 @@ fn variants(base: &ModelArgs, d: usize) -> Vec<(String, ModelArgs)> {
             },
         ),
         (
-            "full rank (pairwise, flow residual, flow teacher)".into(),
+            "full rank (the defaults)".into(),
             on.clone(),
         ),
         ("diagonal".into(), with(&|m| m.diffusion_diagonal = true)),
@@ -97,6 +99,10 @@ fn variants(base: &ModelArgs, d: usize) -> Vec<(String, ModelArgs)> {
         (
             "one-step residual (seed)".into(),
             with(&|m| m.residual = ResidualArg::OneStep),
+        ),
+        (
+            "flow residual".into(),
+            with(&|m| m.residual = ResidualArg::Flow),
         ),
         (
             "propagated residual".into(),

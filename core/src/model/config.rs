@@ -199,7 +199,7 @@ impl Default for Config {
             mass_weighting: MassWeighting::RowMass,
             mass_threshold: 0.5,
             target_mode: TargetMode::Pairwise,
-            residual: Residual::Flow,
+            residual: Residual::PropagatedFrozen,
             flow_substeps: 4,
             k_neighbours: 1,
             shrinkage: 0.0,
