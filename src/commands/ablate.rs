@@ -73,10 +73,7 @@ fn variants(base: &ModelArgs, d: usize) -> Vec<(String, ModelArgs)> {
                 ..base.clone()
             },
         ),
-        (
-            "full rank (the defaults)".into(),
-            on.clone(),
-        ),
+        ("full rank (the defaults)".into(), on.clone()),
         ("diagonal".into(), with(&|m| m.diffusion_diagonal = true)),
         (
             format!("low rank q = {rank}"),
