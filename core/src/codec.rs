@@ -535,6 +535,7 @@ mod tests {
             k_neighbours: 8,
             shrinkage: 0.1,
             learning_rate: 1e-3,
+            residual: Residual::Flow,
             ..Config::default()
         };
         let words: [u64; 28] = [

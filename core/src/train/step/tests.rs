@@ -83,6 +83,9 @@ fn small(head: Option<DiffusionHead>) -> Config {
         drift_teacher: DriftTeacher::Chord,
         k_neighbours: 8,
         shrinkage: 0.1,
+        // The flow residual's loss is the one checked here; the propagated
+        // residuals have their own finite-difference tests below.
+        residual: Residual::Flow,
         ..Config::default()
     };
     if let Some(head) = head {
