@@ -261,7 +261,7 @@ pub fn check_rollouts<F: Float, S: Dynamics<F> + Sync>(
         worst: None,
     };
     let mut worst = None;
-    let carried_rows = gather(bins[0], carried);
+    let mut carried_rows = gather(bins[0], carried);
     for (b, w) in bins.windows(2).enumerate() {
         let (t0, t1) = (w[0], w[1]);
         let rows = gather(t0, starts);
@@ -272,6 +272,9 @@ pub fn check_rollouts<F: Float, S: Dynamics<F> + Sync>(
         .into_iter()
         .enumerate()
         {
+            if rows == 0 {
+                continue;
+            }
             let cfg = RolloutConfig {
                 method: check.method(dynamics, t1 - t0),
                 seed: check.seed ^ ((2 * b + group) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -293,7 +296,17 @@ pub fn check_rollouts<F: Float, S: Dynamics<F> + Sync>(
             report.outside += outside;
             report.worst_fraction = report.worst_fraction.max(outside as f64 / rows as f64);
             if group == 1 {
-                states[..rows * d].copy_from_slice(end);
+                // Carried on: the rows still finite (a stopped row was
+                // counted outside above; it cannot start the next leg).
+                let mut kept = 0;
+                for row in end
+                    .chunks_exact(d)
+                    .filter(|r| r.iter().all(|v| v.is_finite()))
+                {
+                    states[kept * d..(kept + 1) * d].copy_from_slice(row);
+                    kept += 1;
+                }
+                carried_rows = kept;
             }
         }
     }
