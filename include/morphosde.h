@@ -372,7 +372,7 @@ typedef struct msde_cluster_config {
      */
     size_t knn_neighbours;
     /**
-     * k-means++ restarts (>= 1); the lowest inertia wins.
+     * k-means++ restarts (1..=1000); the lowest inertia wins.
      */
     size_t restarts;
     /**
@@ -447,7 +447,7 @@ typedef struct msde_fit_config {
      */
     size_t epochs;
     /**
-     * Train steps per epoch (>= 1).
+     * Train steps per epoch (1..=1048576).
      */
     size_t steps_per_epoch;
     /**
@@ -484,7 +484,7 @@ typedef struct msde_fit_config {
      */
     float validation_fraction;
     /**
-     * Validation batches per epoch (>= 1 with validation).
+     * Validation batches per epoch (1..=1048576 with validation).
      */
     size_t validation_batches;
     /**

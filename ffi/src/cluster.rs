@@ -52,7 +52,7 @@ pub struct msde_cluster_config {
     /// 0: dense affinity (n*n floats of workspace); otherwise the kNN graph
     /// with this many neighbours per point (1..=64, < n).
     pub knn_neighbours: usize,
-    /// k-means++ restarts (>= 1); the lowest inertia wins.
+    /// k-means++ restarts (1..=1000); the lowest inertia wins.
     pub restarts: usize,
     /// Lloyd iterations per restart (>= 1).
     pub kmeans_max_iter: usize,

@@ -37,7 +37,7 @@ pub const MSDE_FIT_EPOCH_FLOATS: usize = 4;
 pub struct msde_fit_config {
     /// Epochs at most (>= 1).
     pub epochs: usize,
-    /// Train steps per epoch (>= 1).
+    /// Train steps per epoch (1..=1048576).
     pub steps_per_epoch: usize,
     /// Sources and targets per minibatch at most (>= 2).
     pub batch: usize,
@@ -58,7 +58,7 @@ pub struct msde_fit_config {
     /// Fraction of embryos held out for validation, in [0, 0.9] (0: no
     /// validation, no early stopping, the last parameters are kept).
     pub validation_fraction: f32,
-    /// Validation batches per epoch (>= 1 with validation).
+    /// Validation batches per epoch (1..=1048576 with validation).
     pub validation_batches: usize,
     /// Stop after this many epochs whose validation loss is worse than the
     /// best by more than validation_tolerance.

@@ -394,3 +394,47 @@ fn model_load_leaves_memory_alone_until_the_bytes_are_accepted() {
     }
     unsafe { msde_model_free(a) };
 }
+
+#[test]
+fn fit_and_cluster_size_queries_check_their_config() {
+    let m = model(false, MSDE_TARGET_PAIRWISE);
+    let mut base = unsafe { std::mem::zeroed::<msde_fit_config>() };
+    unsafe { msde_fit_config_default(&mut base, null_mut()) };
+    base.validation_fraction = 0.2;
+    type Change = fn(&mut msde_fit_config);
+    let cases: [(&str, Change); 7] = [
+        ("uot_tol", |c| c.uot_tol = f32::NAN),
+        ("uot_tol", |c| c.uot_tol = 0.0),
+        ("uot_tol", |c| c.uot_tol = f32::INFINITY),
+        ("uot_max_iter", |c| c.uot_max_iter = 0),
+        ("steps_per_epoch", |c| c.steps_per_epoch = (1 << 20) + 1),
+        ("validation_batches", |c| {
+            c.validation_batches = 4_000_000_000
+        }),
+        ("restarts", |c| {
+            c.cluster.k = 3;
+            c.cluster.restarts = 1001
+        }),
+    ];
+    for (field, change) in cases {
+        let mut cfg = base;
+        change(&mut cfg);
+        let (mut floats, mut indices) = (SENTINEL, SENTINEL);
+        let mut err = unsafe { std::mem::zeroed::<msde_error>() };
+        let s =
+            unsafe { msde_fit_workspace_len(m, 500, &cfg, &mut floats, &mut indices, &mut err) };
+        assert_eq!(s, msde_status::MSDE_ERR_BAD_CONFIG, "{field}");
+        let msg = unsafe { std::ffi::CStr::from_ptr(err.message.as_ptr()) };
+        assert!(msg.to_str().unwrap().contains(field), "{field}: {msg:?}");
+        assert_eq!((floats, indices), (SENTINEL, SENTINEL));
+    }
+    let mut cluster = unsafe { std::mem::zeroed::<msde_cluster_config>() };
+    unsafe { msde_cluster_config_default(3, 1.0, &mut cluster, null_mut()) };
+    cluster.restarts = 1001;
+    let (mut floats, mut indices) = (SENTINEL, SENTINEL);
+    let s = unsafe {
+        msde_cluster_workspace_len(100, 2, &cluster, &mut floats, &mut indices, null_mut())
+    };
+    assert_eq!(s, msde_status::MSDE_ERR_BAD_CONFIG);
+    unsafe { msde_model_free(m) };
+}

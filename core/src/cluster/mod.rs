@@ -45,6 +45,9 @@ pub use affinity::MEDIAN_SAMPLE;
 pub const MAX_CLUSTERS: usize = 32;
 /// Largest neighbour count of the kNN mode and of self-tuning scales.
 pub const MAX_NEIGHBOURS: usize = 64;
+/// Most k-means++ restarts [`ClusterConfig::restarts`] accepts (each is a
+/// full k-means run: a larger count would only look like a hang).
+pub const MAX_RESTARTS: usize = 1000;
 
 /// How the spatial bandwidth `σ_z` is set.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -88,8 +91,8 @@ pub struct ClusterConfig<F> {
     pub sigma_z: SpatialScale<F>,
     /// Time bandwidth in time units (> 0; `+∞` ignores time).
     pub sigma_t: F,
-    /// k-means++ restarts (≥ 1); the lowest inertia wins, ties to the
-    /// earliest restart.
+    /// k-means++ restarts (`1..=`[`MAX_RESTARTS`]); the lowest inertia
+    /// wins, ties to the earliest restart.
     pub restarts: usize,
     /// Lloyd iterations per restart (≥ 1).
     pub kmeans_max_iter: usize,
@@ -220,6 +223,10 @@ fn plan<F: Float>(n: usize, d: usize, cfg: &ClusterConfig<F>) -> Result<Plan> {
             Error::bad_config("sigma_t", "must be > 0 (or +inf to ignore time)")
                 .with(Detail::Value(cfg.sigma_t.to_f64())),
         );
+    }
+    if cfg.restarts > MAX_RESTARTS {
+        return Err(Error::bad_config("restarts", "must be at most 1000")
+            .with(Detail::Value(cfg.restarts as f64)));
     }
     if cfg.restarts == 0 || cfg.kmeans_max_iter == 0 || cfg.eigen_max_iter == 0 {
         return Err(Error::bad_config(

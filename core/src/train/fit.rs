@@ -157,12 +157,18 @@ pub trait Learner<F: Float> {
     }
 }
 
+/// Most optimiser steps per epoch [`FitConfig::steps_per_epoch`] accepts.
+pub const MAX_STEPS_PER_EPOCH: usize = 1 << 20;
+/// Most validation batches per epoch [`FitConfig::validation_batches`]
+/// accepts.
+pub const MAX_VALIDATION_BATCHES: usize = 1 << 20;
+
 /// Settings of [`fit`]; `FitConfig::default()` gives the defaults.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FitConfig<F> {
     /// Epochs at most (≥ 1).
     pub epochs: usize,
-    /// Optimiser steps per epoch (≥ 1).
+    /// Optimiser steps per epoch (`1..=`[`MAX_STEPS_PER_EPOCH`]).
     pub steps_per_epoch: usize,
     /// Sources and targets per batch at most (≥ 2), and the small-cluster
     /// fallback threshold.
@@ -196,7 +202,8 @@ pub struct FitConfig<F> {
     /// Fraction of embryos held out for validation, in `[0, 0.9]`; 0 = no
     /// validation (no early stopping; the last model is kept).
     pub validation_fraction: F,
-    /// Validation batches per epoch.
+    /// Validation batches per epoch (`1..=`[`MAX_VALIDATION_BATCHES`] with
+    /// validation).
     pub validation_batches: usize,
     /// Stop after this many epochs whose validation loss is worse than the
     /// best by more than `validation_tolerance`.
@@ -266,8 +273,17 @@ impl<F: Float> FitConfig<F> {
         if self.epochs == 0 || self.steps_per_epoch == 0 {
             return bad("epochs", "epochs and steps_per_epoch must be at least 1");
         }
+        if self.steps_per_epoch > MAX_STEPS_PER_EPOCH {
+            return bad("steps_per_epoch", "must be at most 1048576");
+        }
         if self.batch < 2 || self.batch > u32::MAX as usize / 4 {
             return bad("batch", "must be at least 2");
+        }
+        if !(self.uot_tol > F::ZERO && self.uot_tol.is_finite()) {
+            return bad("uot_tol", "must be positive and finite");
+        }
+        if self.uot_max_iter == 0 {
+            return bad("uot_max_iter", "must be at least 1");
         }
         if self.epsilon_relative.is_nan()
             || self.epsilon_relative <= F::ZERO
@@ -287,6 +303,9 @@ impl<F: Float> FitConfig<F> {
         }
         if v > F::ZERO && self.validation_batches == 0 {
             return bad("validation_batches", "must be at least 1 with validation");
+        }
+        if self.validation_batches > MAX_VALIDATION_BATCHES {
+            return bad("validation_batches", "must be at most 1048576");
         }
         let tol = self.validation_tolerance;
         if !(tol >= F::ZERO && tol.is_finite()) {
