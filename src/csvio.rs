@@ -1,8 +1,12 @@
 //! CSV input and output of the command-line tool.
 //!
-//! Input: comma-separated numbers, one record per line, an optional header
-//! line (detected when its first row has a cell that is not a number), blank
-//! lines ignored. Output: numbers written with Rust's shortest round-trip
+//! Input: comma-separated numbers, one record per line, blank lines
+//! ignored, a leading UTF-8 byte-order mark skipped. The first line is a
+//! header exactly when one of its cells is not empty and not a number: a
+//! first line of numbers is always data (a header of numeric names cannot
+//! be told from data). Header names must be distinct. An empty data cell
+//! is read as NaN (a missing value: an untracked id; refused as a time or
+//! coordinate by the readers). Output: numbers written with Rust's shortest round-trip
 //! formatting, so an `f32` read back is bit-identical. Files are written
 //! atomically (temporary file in the same directory, then rename), so a
 //! failed run never leaves a half-written file.
@@ -53,15 +57,20 @@ impl Table {
             .collect()
     }
 
-    /// The given columns, row-major, converted to `f32`.
-    pub fn select_f32(&self, cols: &[usize]) -> Vec<f32> {
+    /// The given columns, row-major.
+    pub fn select(&self, cols: &[usize]) -> Vec<f64> {
         let mut out = Vec::with_capacity(self.rows * cols.len());
         for r in 0..self.rows {
             for &c in cols {
-                out.push(self.data[r * self.cols + c] as f32);
+                out.push(self.data[r * self.cols + c]);
             }
         }
         out
+    }
+
+    /// The given columns, row-major, converted to `f32`.
+    pub fn select_f32(&self, cols: &[usize]) -> Vec<f32> {
+        self.select(cols).into_iter().map(|x| x as f32).collect()
     }
 
     /// All columns as `f32`, row-major.
@@ -84,13 +93,27 @@ pub fn parse_table(text: &str) -> Result<Table, String> {
     let mut cols = 0;
     let mut data = Vec::new();
     let mut rows = 0;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (lineno, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        if rows == 0 && header.is_none() && cells.iter().any(|c| c.parse::<f64>().is_err()) {
+        if rows == 0
+            && header.is_none()
+            && cells
+                .iter()
+                .any(|c| !c.is_empty() && c.parse::<f64>().is_err())
+        {
+            for (k, name) in cells.iter().enumerate() {
+                if cells[..k].contains(name) {
+                    return Err(format!(
+                        "line {}: the column name '{name}' appears twice",
+                        lineno + 1
+                    ));
+                }
+            }
             header = Some(cells.iter().map(|c| c.to_string()).collect::<Vec<_>>());
             cols = cells.len();
             continue;
@@ -106,6 +129,10 @@ pub fn parse_table(text: &str) -> Result<Table, String> {
             ));
         }
         for (c, cell) in cells.iter().enumerate() {
+            if cell.is_empty() {
+                data.push(f64::NAN);
+                continue;
+            }
             let v: f64 = cell.parse().map_err(|_| {
                 format!(
                     "line {}, column {}: '{cell}' is not a number",
@@ -147,6 +174,30 @@ pub fn write_atomic(
         let _ = fs::remove_file(&tmp);
         format!("cannot write '{}': {e}", path.display())
     })
+}
+
+/// Checks, before any work, that `path` can be written: its directory
+/// exists and takes a new file (probed with the temporary file
+/// [`write_atomic`] would use, removed again) and `path` is not a
+/// directory. `what` names the flag in the error.
+pub fn check_output(path: &Path, what: &str) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("{what}: '{}' is a directory", path.display()));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "{what}: the directory '{}' does not exist",
+            dir.display()
+        ));
+    }
+    let probe = temp_path(path);
+    fs::File::create(&probe)
+        .and_then(|_| fs::remove_file(&probe))
+        .map_err(|e| format!("{what}: cannot write in '{}': {e}", dir.display()))
 }
 
 fn temp_path(path: &Path) -> PathBuf {
@@ -214,6 +265,25 @@ mod tests {
                 .contains("1 cells, expected 2")
         );
         assert!(parse_table("a,b\n").unwrap_err().contains("no data rows"));
+    }
+
+    #[test]
+    fn a_header_needs_a_cell_that_is_not_a_number() {
+        // A first row of numbers is data, also as the only row.
+        let t = parse_table("0,1\n2,3\n").unwrap();
+        assert_eq!((t.header, t.rows), (None, 2));
+        // An empty cell is a missing value, not a header name.
+        let t = parse_table("0.5,\n0.1,0.2\n").unwrap();
+        assert_eq!(t.header, None);
+        assert!(t.data[1].is_nan());
+        assert_eq!(t.data[2..], [0.1, 0.2]);
+        let t = parse_table("t,id,x\n0,,1\n").unwrap();
+        assert!(t.data[1].is_nan());
+        // A byte-order mark is not part of the first name.
+        let t = parse_table("\u{feff}t,x\n0,1\n").unwrap();
+        assert_eq!(t.column_index("t").unwrap(), 0);
+        let e = parse_table("t,x,x\n0,1,2\n").unwrap_err();
+        assert!(e.contains("'x' appears twice"), "{e}");
     }
 
     #[test]

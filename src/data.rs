@@ -4,7 +4,8 @@
 //! embryo at one time): a time column (any unit; the frame gaps `h` are in
 //! it), an optional track-id column and the `d` morphology coordinates.
 //! Track ids are non-negative integers shared by the rows of one tracked
-//! embryo; a negative or `NaN` id marks an untracked observation.
+//! embryo; a negative, `NaN` or empty id cell marks an untracked
+//! observation. Times are read as `f64` (see [`f32_times`]).
 
 use crate::csvio::{Table, read_table, write_atomic};
 use crate::times::TimeGrid;
@@ -19,7 +20,12 @@ use std::path::Path;
 pub struct Snapshots {
     pub d: usize,
     pub z: Vec<f32>,
+    /// Times relative to [`Snapshots::time_origin`] (see [`f32_times`]).
     pub t: Vec<f32>,
+    /// What was subtracted from the file's times: 0, or the first time
+    /// when the file's times are too large for `f32` to keep their gaps
+    /// (Unix seconds, say).
+    pub time_origin: f64,
     pub track: Vec<Option<u32>>,
     /// Names of the `d` coordinates (for output headers).
     pub names: Vec<String>,
@@ -72,6 +78,7 @@ impl Snapshots {
                 .map(|&i| (i != UNTRACKED).then_some(i))
                 .collect(),
             names: (0..d).map(|k| format!("z{k}")).collect(),
+            time_origin: 0.0,
         })
     }
 
@@ -140,18 +147,25 @@ impl Snapshots {
                 name_of(*c)
             ));
         }
-        let z = table.select_f32(&coord_cols);
-        let t: Vec<f32> = table.column(time_col).iter().map(|&x| x as f32).collect();
-        if let Some(i) = t.iter().position(|x| !x.is_finite()) {
-            return Err(format!("row {}: the time is not finite", i + 1));
-        }
-        if let Some(i) = z.iter().position(|x| !x.is_finite()) {
+        let (t, time_origin) = f32_times(&table.column(time_col))?;
+        let raw = table.select(&coord_cols);
+        if let Some(i) = raw.iter().position(|x| !x.is_finite()) {
             return Err(format!(
                 "row {}, column '{}': the coordinate is not finite",
                 i / coord_cols.len() + 1,
                 name_of(coord_cols[i % coord_cols.len()])
             ));
         }
+        if let Some(i) = raw.iter().position(|x| x.abs() > MAX_COORDINATE) {
+            return Err(format!(
+                "row {}, column '{}': the coordinate {} is too large for 32-bit floats \
+                 (squared distances overflow above {MAX_COORDINATE:e}); rescale the column",
+                i / coord_cols.len() + 1,
+                name_of(coord_cols[i % coord_cols.len()]),
+                raw[i]
+            ));
+        }
+        let z: Vec<f32> = raw.iter().map(|&x| x as f32).collect();
         let track = match id_col {
             None => vec![None; table.rows],
             Some(c) => table
@@ -174,12 +188,35 @@ impl Snapshots {
             t,
             track,
             names: coord_cols.iter().map(|&c| name_of(c)).collect(),
+            time_origin,
         })
     }
 
-    /// The distinct times of the observations.
+    /// Names of coordinates that look like track ids (`id`, `track`,
+    /// `track_id`, `embryo`, `embryo_id`, any case): without `--id-column`
+    /// such a column is trained as a coordinate, which is seldom meant.
+    pub fn id_like_coordinates(&self) -> Vec<&str> {
+        const ID_NAMES: [&str; 5] = ["id", "track", "track_id", "embryo", "embryo_id"];
+        self.names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| ID_NAMES.contains(&n.to_ascii_lowercase().as_str()))
+            .collect()
+    }
+
+    /// The distinct times of the observations (relative to
+    /// [`Snapshots::time_origin`], as `t`).
     pub fn grid(&self) -> TimeGrid {
         TimeGrid::new(self.t.iter().map(|&t| t as f64))
+    }
+
+    /// The distinct times in the file's units.
+    pub fn file_times(&self) -> Vec<f64> {
+        self.grid()
+            .times
+            .iter()
+            .map(|&t| t + self.time_origin)
+            .collect()
     }
 
     /// The observations `keep` accepts (by row), in order.
@@ -194,6 +231,7 @@ impl Snapshots {
             t: rows.iter().map(|&i| self.t[i]).collect(),
             track: rows.iter().map(|&i| self.track[i]).collect(),
             names: self.names.clone(),
+            time_origin: self.time_origin,
         }
     }
 
@@ -201,7 +239,7 @@ impl Snapshots {
     /// `what` if none does).
     pub fn at_time(&self, at: f64, what: &str) -> Result<Snapshots, String> {
         let grid = self.grid();
-        let bin = grid.times[grid.find(at, what)?];
+        let bin = grid.times[grid.find(at - self.time_origin, what)?];
         Ok(self.retain(|i| grid.matches(self.t[i] as f64, bin)))
     }
 
@@ -219,7 +257,7 @@ impl Snapshots {
         let find = |times: &[f64], what: &str| -> Result<Vec<f64>, String> {
             times
                 .iter()
-                .map(|&t| grid.find(t, what).map(|b| grid.times[b]))
+                .map(|&t| grid.find(t - self.time_origin, what).map(|b| grid.times[b]))
                 .collect()
         };
         let excluded = find(exclude, "--exclude-times")?;
@@ -234,6 +272,7 @@ impl Snapshots {
             let t = self.t[i] as f64;
             !dropped.iter().any(|&b| grid.matches(t, b))
         });
+        let dropped = dropped.iter().map(|&t| t + self.time_origin).collect();
         Ok((selection, dropped))
     }
 
@@ -243,7 +282,7 @@ impl Snapshots {
             writeln!(w, "t,id,{}", self.names.join(","))?;
             for i in 0..self.len() {
                 let id = self.track[i].map_or(-1, i64::from);
-                write!(w, "{},{id}", self.t[i])?;
+                write!(w, "{},{id}", self.t[i] as f64 + self.time_origin)?;
                 for x in &self.z[i * self.d..(i + 1) * self.d] {
                     write!(w, ",{x}")?;
                 }
@@ -252,6 +291,53 @@ impl Snapshots {
             Ok(())
         })
     }
+}
+
+/// Largest coordinate magnitude accepted: squares of larger values, and
+/// sums of a few of them, overflow `f32`.
+const MAX_COORDINATE: f64 = 1e18;
+
+/// Largest relative change of a gap between consecutive distinct times
+/// that rounding them to `f32` may cause.
+const GAP_TOLERANCE: f64 = 1e-4;
+
+/// A time column (read as `f64`) as `f32` times and the origin subtracted
+/// from them. The distinct times are formed in `f64` first; when rounding
+/// the file's values to `f32` would change a gap between consecutive
+/// distinct times by more than [`GAP_TOLERANCE`] of it (or merge two of
+/// them), the times are taken relative to the first one (the origin);
+/// otherwise the origin is 0 and the times are the file's. An error when
+/// even the relative times cannot keep the gaps.
+pub fn f32_times(t: &[f64]) -> Result<(Vec<f32>, f64), String> {
+    if let Some(i) = t.iter().position(|x| !x.is_finite()) {
+        return Err(format!("row {}: the time is not finite", i + 1));
+    }
+    let mut bins = t.to_vec();
+    bins.sort_by(f64::total_cmp);
+    bins.dedup();
+    let keeps_gaps = |origin: f64| {
+        let round = |b: f64| ((b - origin) as f32) as f64;
+        bins.iter().all(|&b| round(b).is_finite())
+            && bins.windows(2).all(|w| {
+                let gap = w[1] - w[0];
+                (round(w[1]) - round(w[0]) - gap).abs() <= GAP_TOLERANCE * gap
+            })
+    };
+    let origin = if keeps_gaps(0.0) { 0.0 } else { bins[0] };
+    if !keeps_gaps(origin) {
+        let w = bins
+            .windows(2)
+            .min_by(|a, b| (a[1] - a[0]).total_cmp(&(b[1] - b[0])))
+            .unwrap_or(&bins[..]);
+        return Err(format!(
+            "time column: times {} and {} are too close for 32-bit floats even \
+             relative to the first time {}; rescale the time column",
+            w[0],
+            w[w.len() - 1],
+            bins[0]
+        ));
+    }
+    Ok((t.iter().map(|&x| (x - origin) as f32).collect(), origin))
 }
 
 #[cfg(test)]
@@ -302,6 +388,62 @@ mod tests {
     }
 
     #[test]
+    fn large_timestamps_keep_their_bins_relative_to_the_first() {
+        // Unix seconds a minute apart: f32 rounds them to 128 s.
+        let unix: Vec<f64> = (0..8).map(|k| 1.7e9 + 60.0 * k as f64).collect();
+        let (t, origin) = f32_times(&unix).unwrap();
+        assert_eq!(origin, 1.7e9);
+        assert_eq!(t, (0..8).map(|k| 60.0 * k as f32).collect::<Vec<_>>());
+        // Hours since 1970, a frame every six minutes.
+        let hours: Vec<f64> = (0..5).map(|k| 473_000.0 + 0.1 * k as f64).collect();
+        let (t, origin) = f32_times(&hours).unwrap();
+        assert_eq!(origin, 473_000.0);
+        for (k, &v) in t.iter().enumerate() {
+            assert!((v as f64 - 0.1 * k as f64).abs() < 1e-6, "{v}");
+        }
+        // Ordinary times stay as they are.
+        let (t, origin) = f32_times(&[0.0, 0.5, 0.5, 1.0]).unwrap();
+        assert_eq!((t, origin), (vec![0.0, 0.5, 0.5, 1.0], 0.0));
+        // Gaps below f32's resolution even relative to the first time.
+        let e = f32_times(&[0.0, 1e3, 1e3 + 1e-5]).unwrap_err();
+        assert!(e.contains("too close for 32-bit floats"), "{e}");
+        // Through a table: bins, tracks, selection and output in file units.
+        let text: String = (0..4)
+            .flat_map(|k| (0..2).map(move |id| format!("{},{id},{}\n", 1.7e9 + 60.0 * k as f64, k)))
+            .collect();
+        let t = table(&format!("t,id,x\n{text}"));
+        let s = Snapshots::from_table(&t, "t", Some("id"), &CoordinateColumns::Rest).unwrap();
+        assert_eq!(s.grid().times, [0.0, 60.0, 120.0, 180.0]);
+        assert_eq!(s.file_times()[3], 1.7e9 + 180.0);
+        let (sel, dropped) = s.select_times(&[1.7e9 + 60.0], &[]).unwrap();
+        assert_eq!((sel.len(), dropped), (6, vec![1.7e9 + 60.0]));
+    }
+
+    #[test]
+    fn empty_ids_are_untracked_and_id_columns_are_noticed() {
+        let t = table("t,id,x\n0,3,1\n0,,2\n1,3,3\n");
+        let s = Snapshots::from_table(&t, "t", Some("id"), &CoordinateColumns::Rest).unwrap();
+        assert_eq!(s.track, [Some(3), None, Some(3)]);
+        let s = Snapshots::from_table(&t, "t", None, &CoordinateColumns::Rest);
+        assert!(s.is_err(), "an empty id cell as a coordinate is refused");
+        let t = table("t,ID,x\n0,3,1\n1,3,3\n");
+        let s = Snapshots::from_table(&t, "t", None, &CoordinateColumns::Rest).unwrap();
+        assert_eq!(s.id_like_coordinates(), ["ID"]);
+        let s = Snapshots::from_table(&t, "t", Some("ID"), &CoordinateColumns::Rest).unwrap();
+        assert!(s.id_like_coordinates().is_empty());
+    }
+
+    #[test]
+    fn overflow_scale_coordinates_are_refused_with_a_reason() {
+        let t = table("t,x\n0,1e30\n1,2\n");
+        let e = Snapshots::from_table(&t, "t", None, &CoordinateColumns::Rest).unwrap_err();
+        assert!(
+            e.contains("too large for 32-bit floats") && e.contains("'x'"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn time_selection_drops_or_keeps_whole_bins() {
         let t = table("t,x\n0,1\n0.2,2\n0.2,3\n0.4,4\n0.6,5\n");
         let s = Snapshots::from_table(&t, "t", None, &CoordinateColumns::Rest).unwrap();
@@ -331,6 +473,7 @@ mod tests {
             t: vec![0.2, 0.4],
             track: vec![Some(7), None],
             names: vec!["a".into(), "b".into()],
+            time_origin: 0.0,
         };
         let dir = std::env::temp_dir().join(format!("msde-data-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -240,6 +240,10 @@ fn exact_w1(a: &[f64], b: &[f64], d: usize) -> Result<(String, String), String> 
     Ok((json_number(w), "null".into()))
 }
 
+/// Pair distances above which `evaluate` warns about the energy
+/// distance's quadratic cost (it still computes it).
+const WARN_PAIRS: f64 = 1e10;
+
 pub fn run(args: &EvaluateArgs) -> Result<(), String> {
     let input_a = Input::read(&args.a, "--a", args)?;
     let input_b = Input::read(&args.b, "--b", args)?;
@@ -266,6 +270,14 @@ pub fn run(args: &EvaluateArgs) -> Result<(), String> {
         }
     }
     let (n, m) = (a.len() / d, b.len() / d);
+    let pairs = ((n + m) as f64).powi(2) / 2.0;
+    if pairs > WARN_PAIRS {
+        eprintln!(
+            "warning: the energy distance visits all {pairs:.1e} pairs of the {} points \
+             (O((n+m)^2 d)); this may take long. Subsample the files to go faster.",
+            n + m
+        );
+    }
     let start = Instant::now();
     let (w1, w1_note) = exact_w1(&a, &b, d)?;
     let energy = energy_distance(&a, &b, d).map_err(|e| format!("energy distance: {e}"))?;

@@ -209,7 +209,37 @@ fn initial_states(args: &SimulateArgs) -> Result<(Vec<f32>, Vec<String>, &'stati
         Some(h) => cols.iter().map(|&c| h[c].clone()).collect(),
         None => (0..cols.len()).map(|c| format!("z{c}")).collect(),
     };
-    Ok((table.select_f32(&cols), names, "--initial"))
+    let states = table.select_f32(&cols);
+    if let Some(i) = states.iter().position(|x| !x.is_finite()) {
+        return Err(format!(
+            "--initial: row {}, column '{}' is not a finite number",
+            i / cols.len() + 1,
+            names[i % cols.len()]
+        ));
+    }
+    Ok((states, names, "--initial"))
+}
+
+/// The zeroed `n × K × d` output array, or an error naming
+/// `--trajectories` when it overflows or cannot be allocated (instead of
+/// an abort).
+fn output_buffer(n: usize, big_k: usize, d: usize) -> Result<Vec<f32>, String> {
+    let too_many = |why: &str| {
+        format!(
+            "--trajectories: {n} trajectories x {big_k} times x d = {d} floats {why}; \
+             ask for fewer"
+        )
+    };
+    let len = n
+        .checked_mul(big_k)
+        .and_then(|l| l.checked_mul(d))
+        .filter(|&l| l <= isize::MAX as usize / 4)
+        .ok_or_else(|| too_many("overflow the address space"))?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(len)
+        .map_err(|_| too_many("do not fit in memory"))?;
+    out.resize(len, 0.0);
+    Ok(out)
 }
 
 /// Rolls out `dynamics` as `args` say and writes the outputs; `note` is
@@ -257,7 +287,7 @@ fn simulate<S: Dynamics<f32> + Sync>(
         block_rows: 64,
     };
     let big_k = args.times.len();
-    let mut out = vec![0.0f32; n * big_k * d];
+    let mut out = output_buffer(n, big_k, d)?;
     let mut stop = vec![0.0f32; n];
     let mut ws = vec![0.0f32; rollout_workspace_len(dynamics, &config, default_workers())];
     let clock = Instant::now();

@@ -7,7 +7,7 @@
 //! `--diffusion_diagonal`) are accepted as aliases. The numerical work is
 //! `morphosde_core::train::fit`; this module parses, reports and writes.
 
-use crate::csvio::write_atomic;
+use crate::csvio::{check_output, write_atomic};
 use crate::data::{CoordinateColumns, Snapshots};
 use crate::plots;
 use clap::{ArgAction, Args, ValueEnum};
@@ -639,6 +639,14 @@ impl Trained {
 }
 
 pub fn run(args: &TrainArgs) -> Result<(), String> {
+    // Every output is checked before training and written after it, the
+    // model last: a failed run leaves an existing model as it was.
+    check_output(&args.out, "--out")?;
+    for (path, what) in [(&args.summary, "--summary"), (&args.curves, "--curves")] {
+        if let Some(p) = path {
+            check_output(p, what)?;
+        }
+    }
     let coords = CoordinateColumns::from_flags(&args.columns, &args.prefix);
     let all = Snapshots::read(
         &args.data,
@@ -647,6 +655,21 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
         &coords,
     )?;
     let (data, dropped) = all.select_times(&args.exclude_times, &args.times)?;
+    if args.id_column.is_none() {
+        for name in all.id_like_coordinates() {
+            eprintln!(
+                "warning: column '{name}' looks like track ids but is trained as a coordinate; \
+                 pass --id-column {name} if it holds track ids"
+            );
+        }
+    }
+    if all.time_origin != 0.0 && !args.quiet {
+        eprintln!(
+            "note: the times are too large for 32-bit floats to keep their gaps; the model's \
+             time is the file's minus {} (give simulate and field times on that scale)",
+            all.time_origin
+        );
+    }
     let mut bar = progress_bar(args.model.epochs);
     let quiet = args.quiet;
     let trained = args.model.train(&data, &mut |r| {
@@ -657,9 +680,9 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
     if !quiet {
         eprintln!();
     }
-    trained.save(&args.out)?;
     let mut summary = trained.summary_json();
-    summary["data_times"] = json!(all.grid().times);
+    summary["data_times"] = json!(all.file_times());
+    summary["time_origin"] = json!(all.time_origin);
     summary["excluded_times"] = json!(dropped);
     summary["excluded_rows"] = json!(all.len() - data.len());
     if let Some(path) = &args.summary {
@@ -669,6 +692,7 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
     if let Some(path) = &args.curves {
         trained.plot_curves(path)?;
     }
+    trained.save(&args.out)?;
     println!(
         "{}",
         json!({"model": args.out, "epochs": trained.report.epochs,

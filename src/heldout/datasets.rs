@@ -64,6 +64,7 @@ fn sample(
         t,
         track: vec![None; n],
         names: (0..d).map(|k| format!("z{k}")).collect(),
+        time_origin: 0.0,
     }
 }
 
