@@ -156,7 +156,12 @@ fn config_from_words(w: &[u64]) -> Result<Config> {
         weight_decay: real(w[26]),
         seed: w[27],
     };
-    config.validate()?;
+    // Stored settings out of range make the bytes a corrupt model (the
+    // error keeps the field's name).
+    config.validate().map_err(|e| Error {
+        kind: ErrorKind::CorruptModel,
+        ..e
+    })?;
     Ok(config)
 }
 
