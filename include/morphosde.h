@@ -798,7 +798,8 @@ typedef struct msde_sample_config {
      */
     uint32_t method;
     /**
-     * Largest step (RK4) or substep (Euler-Maruyama), time units, > 0.
+     * Largest step (RK4) or substep (Euler-Maruyama), time units, finite
+     * and > 0.
      */
     float h;
     /**
@@ -807,7 +808,8 @@ typedef struct msde_sample_config {
     float rtol;
     float atol;
     /**
-     * Dopri5 smallest step (>= 0): a trajectory needing less stops.
+     * Dopri5 smallest step (>= 0, finite): a trajectory needing less
+     * stops.
      */
     float h_min;
     /**
@@ -1890,7 +1892,7 @@ void msde_trainer_free(struct msde_trainer *trainer);
  * Fills *out with the defaults for regularisation epsilon: balanced
  * (both rho +INFINITY), tol 1e-5, 10000 iterations, dense, translation on,
  * no epsilon scaling, h = 1, self_edge_bound 0. Values are checked by the
- * calls that use the config, not here.
+ * calls that use the config (msde_uot_workspace_len too), not here.
  *
  * # Safety
  * `out` NULL (refused) or writable.

@@ -29,12 +29,14 @@ pub const MSDE_SAMPLE_EULER_MARUYAMA: u32 = 2;
 pub struct msde_sample_config {
     /// MSDE_SAMPLE_RK4, MSDE_SAMPLE_DOPRI5 or MSDE_SAMPLE_EULER_MARUYAMA.
     pub method: u32,
-    /// Largest step (RK4) or substep (Euler-Maruyama), time units, > 0.
+    /// Largest step (RK4) or substep (Euler-Maruyama), time units, finite
+    /// and > 0.
     pub h: f32,
     /// Dopri5 relative and absolute (state units) tolerances, > 0.
     pub rtol: f32,
     pub atol: f32,
-    /// Dopri5 smallest step (>= 0): a trajectory needing less stops.
+    /// Dopri5 smallest step (>= 0, finite): a trajectory needing less
+    /// stops.
     pub h_min: f32,
     /// Euler-Maruyama cap on tr D per unit time (> 0), or 0 for none.
     pub trace_clip: f32,
@@ -90,7 +92,32 @@ fn method(c: &msde_sample_config) -> Result<Method<f32>> {
     })
 }
 
+/// The core settings of a C config, every field the method reads checked
+/// (so the size query refuses what msde_sample would).
 fn to_core(c: &msde_sample_config) -> Result<RolloutConfig<f32>> {
+    let positive = |v: f32, arg: &'static str| {
+        if v.is_finite() && v > 0.0 {
+            Ok(())
+        } else {
+            Err(Error::bad_config(arg, "must be finite and > 0").with(Detail::Value(v as f64)))
+        }
+    };
+    match c.method {
+        MSDE_SAMPLE_DOPRI5 => {
+            positive(c.rtol, "rtol")?;
+            positive(c.atol, "atol")?;
+            if !(c.h_min.is_finite() && c.h_min >= 0.0) {
+                return Err(Error::bad_config("h_min", "must be finite and >= 0")
+                    .with(Detail::Value(c.h_min as f64)));
+            }
+        }
+        _ => positive(c.h, "h")?,
+    }
+    if c.block_rows == 0 || c.block_rows > 64 {
+        return Err(
+            Error::bad_config("block_rows", "must be in 1..=64").with(Detail::Index(c.block_rows))
+        );
+    }
     Ok(RolloutConfig {
         method: method(c)?,
         seed: c.seed,

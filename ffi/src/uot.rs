@@ -94,13 +94,14 @@ fn to_core(c: &msde_uot_config) -> Result<UotConfig<f32>> {
     cfg.translation = flag(c.translation, "translation")?;
     cfg.eps_scaling_stages = c.eps_scaling_stages;
     cfg.h = c.h;
+    cfg.validate()?;
     Ok(cfg)
 }
 
 /// Fills *out with the defaults for regularisation epsilon: balanced
 /// (both rho +INFINITY), tol 1e-5, 10000 iterations, dense, translation on,
 /// no epsilon scaling, h = 1, self_edge_bound 0. Values are checked by the
-/// calls that use the config, not here.
+/// calls that use the config (msde_uot_workspace_len too), not here.
 ///
 /// # Safety
 /// `out` NULL (refused) or writable.

@@ -175,17 +175,7 @@ pub(super) fn prepare<F: Float>(
     let sum_a = check_weights(p.a, n, "a")?;
     let sum_b = check_weights(p.b, m, "b")?;
     let nm = checked_mul(n, m, "m")?;
-    check_positive(cfg.epsilon, "epsilon", false)?;
-    check_positive(cfg.rho_source, "rho_source", true)?;
-    check_positive(cfg.rho_target, "rho_target", true)?;
-    check_positive(cfg.tol, "tol", false)?;
-    check_positive(cfg.h, "h", false)?;
-    if cfg.max_iter == 0 {
-        return Err(Error::bad_config("max_iter", "must be at least 1"));
-    }
-    if cfg.eps_scaling_stages > 30 {
-        return Err(Error::bad_config("eps_scaling_stages", "at most 30"));
-    }
+    cfg.validate()?;
     let balanced = !cfg.rho_source.is_finite() && !cfg.rho_target.is_finite();
     if balanced && (sum_a - sum_b).abs() > F::EPSILON.sqrt() * sum_a.max(sum_b) {
         return Err(Error::bad_config(
@@ -300,6 +290,27 @@ fn check_weights<F: Float>(w: &[F], len: usize, arg: &'static str) -> Result<F> 
         ));
     }
     Ok(total)
+}
+
+impl<F: Float> UotConfig<F> {
+    /// The settings' ranges (epsilon, tol and h finite and > 0, rho > 0 or
+    /// infinite, max_iter ≥ 1, at most 30 ε-scaling stages): the checks
+    /// [`super::solve_uot`] runs on its config, for size queries to run
+    /// too.
+    pub fn validate(&self) -> Result<()> {
+        check_positive(self.epsilon, "epsilon", false)?;
+        check_positive(self.rho_source, "rho_source", true)?;
+        check_positive(self.rho_target, "rho_target", true)?;
+        check_positive(self.tol, "tol", false)?;
+        check_positive(self.h, "h", false)?;
+        if self.max_iter == 0 {
+            return Err(Error::bad_config("max_iter", "must be at least 1"));
+        }
+        if self.eps_scaling_stages > 30 {
+            return Err(Error::bad_config("eps_scaling_stages", "at most 30"));
+        }
+        Ok(())
+    }
 }
 
 fn check_positive<F: Float>(v: F, arg: &'static str, allow_inf: bool) -> Result<()> {
