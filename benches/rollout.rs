@@ -15,7 +15,7 @@ use criterion::{Criterion, Throughput};
 use morphosde_core::integrate::rollout::{
     Method, RolloutConfig, Start, rollout, rollout_workspace_len,
 };
-use morphosde_core::integrate::sde::EmConfig;
+use morphosde_core::integrate::sde::SdeConfig;
 use morphosde_core::model::heads::head_outputs;
 use morphosde_core::model::{Config, DiffusionHead, Layout, Learned};
 use morphosde_core::rng::{Family, Rng};
@@ -54,7 +54,7 @@ fn model_params(config: &Config) -> Vec<f32> {
 
 fn rollout_config() -> RolloutConfig<f32> {
     RolloutConfig {
-        method: Method::EulerMaruyama(EmConfig {
+        method: Method::EulerMaruyama(SdeConfig {
             h_max: 0.01f32,
             trace_clip: None,
         }),

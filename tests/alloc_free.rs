@@ -54,7 +54,7 @@ fn rollout_step_does_not_allocate() {
     use morphosde_core::integrate::rollout::{
         Method, RolloutConfig, Start, rollout, rollout_workspace_len,
     };
-    use morphosde_core::integrate::sde::EmConfig;
+    use morphosde_core::integrate::sde::SdeConfig;
     use morphosde_core::synthetic::EmbryoProcess;
     let p = EmbryoProcess { d: 6 };
     let n = 100;
@@ -62,7 +62,7 @@ fn rollout_step_does_not_allocate() {
     let mut out = vec![0.0f32; n * times.len() * 6];
     let mut stop = vec![0.0f32; n];
     for method in [
-        Method::EulerMaruyama(EmConfig {
+        Method::EulerMaruyama(SdeConfig {
             h_max: 0.05,
             trace_clip: Some(1.0),
         }),

@@ -7,7 +7,7 @@
 mod pair_training;
 
 use morphosde_core::dynamics::Dynamics;
-use morphosde_core::integrate::sde::{EmConfig, em_path, em_path_workspace_len};
+use morphosde_core::integrate::sde::{SdeConfig, em_path, em_path_workspace_len};
 use morphosde_core::model::{Config, Learned, Residual, TargetMode};
 use morphosde_core::rng::{Family, Rng};
 
@@ -70,7 +70,7 @@ impl<const D: usize> Sde<D> {
             .map(|i| Rng::stream(seed, Family::Trajectory, i))
             .collect();
         let mut ws = vec![0.0; em_path_workspace_len(self, n)];
-        let cfg = EmConfig {
+        let cfg = SdeConfig {
             h_max: h / 20.0,
             trace_clip: None,
         };

@@ -428,7 +428,7 @@ fn propagation_and_its_maps_do_not_allocate() {
 /// midpoint) learn `D`.
 #[test]
 fn training_with_the_propagated_target_learns_d_at_the_imaging_gap() {
-    use morphosde_core::integrate::sde::{EmConfig, em_path, em_path_workspace_len};
+    use morphosde_core::integrate::sde::{SdeConfig, em_path, em_path_workspace_len};
     use morphosde_core::model::{Residual, TargetMode};
     let (n, d) = (8192, 3);
     let mut x = vec![0.0f64; n * d];
@@ -440,7 +440,7 @@ fn training_with_the_propagated_target_learns_d_at_the_imaging_gap() {
         .map(|i| Rng::stream(7, Family::Trajectory, i))
         .collect();
     let mut ws = vec![0.0; em_path_workspace_len::<f64, _>(&non_normal_ou::process(), n)];
-    let em = EmConfig {
+    let em = SdeConfig {
         h_max: GAP / 50.0,
         trace_clip: None,
     };

@@ -8,7 +8,7 @@ use morphosde_core::integrate::ode::Dopri5Config;
 use morphosde_core::integrate::rollout::{
     Method, RolloutConfig, RolloutReport, Start, rollout, rollout_workspace_len,
 };
-use morphosde_core::integrate::sde::{EmConfig, em_path, em_path_workspace_len};
+use morphosde_core::integrate::sde::{SdeConfig, em_path, em_path_workspace_len};
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::synthetic::EmbryoProcess;
 
@@ -110,7 +110,7 @@ fn sample_moments(out: &[f64], n: usize, big_k: usize) -> ([f64; 3], [f64; 9]) {
 
 fn em(h_max: f64, seed: u64) -> RolloutConfig<f64> {
     RolloutConfig {
-        method: Method::EulerMaruyama(EmConfig {
+        method: Method::EulerMaruyama(SdeConfig {
             h_max,
             trace_clip: None,
         }),
@@ -236,8 +236,23 @@ fn em_weak_error_shrinks_linearly_in_h() {
     );
 }
 
-/// The embryo-like process's rollout as f32 bits.
-fn embryo_bits(block_rows: usize, workers: usize, seed: u64) -> (Vec<u32>, RolloutReport<f32>) {
+/// The SDE methods, each with the settings `c`.
+fn sde_methods<F: Copy>(c: SdeConfig<F>) -> [Method<F>; 3] {
+    [
+        Method::EulerMaruyama(c),
+        Method::StrangRk4(c),
+        Method::PlatenWeak2(c),
+    ]
+}
+
+/// The embryo-like process's rollout by SDE method `m` (an index into
+/// [`sde_methods`]) as f32 bits.
+fn embryo_bits(
+    m: usize,
+    block_rows: usize,
+    workers: usize,
+    seed: u64,
+) -> (Vec<u32>, RolloutReport<f32>) {
     let p = EmbryoProcess { d: 4 };
     let n = 300;
     let cloud: Vec<f32> = (0..n * 4)
@@ -245,10 +260,10 @@ fn embryo_bits(block_rows: usize, workers: usize, seed: u64) -> (Vec<u32>, Rollo
         .collect();
     let times = [0.2f32, 0.45, 0.7, 1.0];
     let config = RolloutConfig {
-        method: Method::EulerMaruyama(EmConfig {
+        method: sde_methods(SdeConfig {
             h_max: 0.04f32,
             trace_clip: Some(0.5),
-        }),
+        })[m],
         seed,
         block_rows,
     };
@@ -272,20 +287,66 @@ fn embryo_bits(block_rows: usize, workers: usize, seed: u64) -> (Vec<u32>, Rollo
 
 #[test]
 fn rollouts_are_bit_identical_across_runs_blocks_and_threads() {
-    let (reference, report) = embryo_bits(64, 1, 5);
-    assert_eq!(report.workers, 1);
-    assert_eq!(embryo_bits(64, 1, 5).0, reference, "second run");
-    assert_eq!(embryo_bits(7, 1, 5).0, reference, "block of 7 rows");
-    assert_ne!(embryo_bits(64, 1, 6).0, reference, "another seed");
-    #[cfg(feature = "std")]
-    for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        let (bits, report) = pool.install(|| embryo_bits(16, 2, 5));
-        assert_eq!(report.workers, 2);
-        assert_eq!(bits, reference, "{threads} threads");
+    for m in 0..3 {
+        let (reference, report) = embryo_bits(m, 64, 1, 5);
+        assert_eq!(report.workers, 1);
+        assert_eq!(embryo_bits(m, 64, 1, 5).0, reference, "{m}: second run");
+        assert_eq!(embryo_bits(m, 7, 1, 5).0, reference, "{m}: block of 7 rows");
+        assert_ne!(embryo_bits(m, 64, 1, 6).0, reference, "{m}: another seed");
+        #[cfg(feature = "std")]
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (bits, report) = pool.install(|| embryo_bits(m, 16, 2, 5));
+            assert_eq!(report.workers, 2);
+            assert_eq!(bits, reference, "{m}: {threads} threads");
+        }
+    }
+    // The methods differ.
+    assert_ne!(embryo_bits(0, 64, 1, 5).0, embryo_bits(1, 64, 1, 5).0);
+    assert_ne!(embryo_bits(1, 64, 1, 5).0, embryo_bits(2, 64, 1, 5).0);
+}
+
+#[test]
+fn strang_and_platen_ou_moments_match_closed_form_within_sampling_bands() {
+    // Several substeps per output gap (the Strang path merges their half
+    // flows) and two outputs: the schemes' own bias at h = 0.02 is far
+    // below the sampling noise.
+    let times = [0.5, 1.0];
+    let config = SdeConfig {
+        h_max: 0.02,
+        trace_clip: None,
+    };
+    for method in &sde_methods(config)[1..] {
+        let rc = RolloutConfig {
+            method: *method,
+            seed: 4,
+            block_rows: 64,
+        };
+        let (out, stop, report) = run(&Ou, Start::Point(&OU_START), N, &times, &rc, 2);
+        assert!(stop.iter().all(|&s| s == f64::INFINITY));
+        assert_eq!(report.stats.accepted, (N * 50) as u64);
+        let (mean, cov) = sample_moments(&out, N, times.len());
+        let (true_mean, true_cov) = ou_moments(1.0, None);
+        let n = N as f64;
+        for i in 0..3 {
+            let se = (true_cov[4 * i] / n).sqrt();
+            assert!(
+                (mean[i] - true_mean[i]).abs() < 5.0 * se,
+                "{method:?} mean {i}"
+            );
+            for j in 0..3 {
+                let c = 3 * i + j;
+                let se =
+                    ((true_cov[4 * i] * true_cov[4 * j] + true_cov[c] * true_cov[c]) / n).sqrt();
+                assert!(
+                    (cov[c] - true_cov[c]).abs() < 5.0 * se,
+                    "{method:?} cov {i}{j}"
+                );
+            }
+        }
     }
 }
 
@@ -299,7 +360,7 @@ fn trajectory_i_uses_stream_i() {
     let mut one = [0.0; 6];
     let mut stop = [0.0];
     let mut ws = vec![0.0; em_path_workspace_len(&Ou, 1)];
-    let config = EmConfig {
+    let config = SdeConfig {
         h_max: 0.05,
         trace_clip: None,
     };
@@ -340,17 +401,28 @@ fn blown_up_trajectory_stops_with_time_and_index_and_others_go_on() {
     // Trajectories 0 and 2 start at −10 (pole near t = 3.04), 1 at 0 (pole near π/2).
     let cloud = [-10.0, 0.0, -10.0];
     let times = [1.0, 2.0];
-    let (out, stop, report) = run(&Riccati, Start::Cloud(&cloud), 3, &times, &em(0.001, 1), 1);
-    assert_eq!(report.stats.stopped, 1);
-    let (index, time) = report.first_stopped.unwrap();
-    assert_eq!(index, 1);
-    assert!(time > 1.4 && time < 1.7, "stopped at {time}");
-    assert_eq!(stop[1], time);
-    assert!(out[2].is_finite() && out[3].is_nan());
-    for r in [0, 2] {
-        assert_eq!(stop[r], f64::INFINITY);
-        let exact = (2.0 + (-10f64).atan()).tan();
-        assert!((out[2 * r + 1] - exact).abs() < 0.3, "{}", out[2 * r + 1]);
+    let config = SdeConfig {
+        h_max: 0.001,
+        trace_clip: None,
+    };
+    for method in sde_methods(config) {
+        let rc = RolloutConfig {
+            method,
+            seed: 1,
+            block_rows: 64,
+        };
+        let (out, stop, report) = run(&Riccati, Start::Cloud(&cloud), 3, &times, &rc, 1);
+        assert_eq!(report.stats.stopped, 1, "{method:?}");
+        let (index, time) = report.first_stopped.unwrap();
+        assert_eq!(index, 1);
+        assert!(time > 1.4 && time < 1.7, "{method:?} stopped at {time}");
+        assert_eq!(stop[1], time);
+        assert!(out[2].is_finite() && out[3].is_nan());
+        for r in [0, 2] {
+            assert_eq!(stop[r], f64::INFINITY);
+            let exact = (2.0 + (-10f64).atan()).tan();
+            assert!((out[2 * r + 1] - exact).abs() < 0.3, "{}", out[2 * r + 1]);
+        }
     }
 }
 
@@ -412,18 +484,25 @@ fn rollout_bad_input_is_an_error() {
     let mut stop = [0.0; 2];
     let mut ws = [0.0; 4096];
     let config = em(0.1, 0);
-    let e = rollout(
-        &NoNoise,
-        Start::Point(&[0.0]),
-        0.0,
-        &[1.0],
-        &config,
-        &mut out,
-        &mut stop,
-        &mut ws,
-    )
-    .unwrap_err();
-    assert_eq!((e.kind, e.arg), (ErrorKind::BadConfig, "dynamics"));
+    for (h_max, trace_clip, dynamics_has_noise, arg) in [
+        (0.1, None, false, "dynamics"),
+        (-1.0, None, true, "h_max"),
+        (f64::NAN, None, true, "h_max"),
+        (0.1, Some(0.0), true, "trace_clip"),
+    ] {
+        for method in sde_methods(SdeConfig { h_max, trace_clip }) {
+            let rc = RolloutConfig { method, ..config };
+            let e = if dynamics_has_noise {
+                let p = Start::Point(&[0.0]);
+                rollout(&Riccati, p, 0.0, &[1.0], &rc, &mut out, &mut stop, &mut ws)
+            } else {
+                let p = Start::Point(&[0.0]);
+                rollout(&NoNoise, p, 0.0, &[1.0], &rc, &mut out, &mut stop, &mut ws)
+            }
+            .unwrap_err();
+            assert_eq!((e.kind, e.arg), (ErrorKind::BadConfig, arg), "{method:?}");
+        }
+    }
     let e = rollout(
         &Riccati,
         Start::Point(&[0.0]),
@@ -460,18 +539,6 @@ fn rollout_bad_input_is_an_error() {
     )
     .unwrap_err();
     assert_eq!(e.arg, "start");
-    let e = rollout(
-        &Riccati,
-        Start::Point(&[0.0]),
-        0.0,
-        &[1.0],
-        &em(-1.0, 0),
-        &mut out,
-        &mut stop,
-        &mut ws,
-    )
-    .unwrap_err();
-    assert_eq!(e.arg, "h_max");
     let mut out4 = [0.0; 4];
     let e = rollout(
         &Riccati,
@@ -501,25 +568,6 @@ fn rollout_bad_input_is_an_error() {
     )
     .unwrap_err();
     assert_eq!(e.arg, "block_rows");
-    let clip = RolloutConfig {
-        method: Method::EulerMaruyama(EmConfig {
-            h_max: 0.1,
-            trace_clip: Some(0.0),
-        }),
-        ..config
-    };
-    let e = rollout(
-        &Riccati,
-        Start::Point(&[0.0]),
-        0.0,
-        &[1.0],
-        &clip,
-        &mut out,
-        &mut stop,
-        &mut ws,
-    )
-    .unwrap_err();
-    assert_eq!(e.arg, "trace_clip");
     let e = rollout(
         &Riccati,
         Start::Point(&[0.0]),

@@ -11,7 +11,7 @@ use morphosde_core::integrate::ode::Dopri5Config;
 use morphosde_core::integrate::rollout::{
     Method, RolloutConfig, Start, default_workers, rollout, rollout_worker_workspace_len,
 };
-use morphosde_core::integrate::sde::EmConfig;
+use morphosde_core::integrate::sde::SdeConfig;
 use morphosde_core::model::Learned;
 use morphosde_core::size::Size;
 
@@ -78,7 +78,7 @@ fn method(c: &msde_sample_config) -> Result<Method<f32>> {
                         .with(Detail::Value(c.trace_clip as f64)),
                 );
             }
-            Method::EulerMaruyama(EmConfig {
+            Method::EulerMaruyama(SdeConfig {
                 h_max: c.h,
                 trace_clip: (c.trace_clip > 0.0).then_some(c.trace_clip),
             })

@@ -11,7 +11,7 @@ use morphosde_core::codec;
 use morphosde_core::integrate::rollout::{
     Method, RolloutConfig, Start, rollout, rollout_workspace_len,
 };
-use morphosde_core::integrate::sde::EmConfig;
+use morphosde_core::integrate::sde::SdeConfig;
 use morphosde_core::metrics::{
     diffusion_from_factor, diffusion_spectrum, energy_distance, sliced_wasserstein,
     sliced_wasserstein_workspace_len,
@@ -284,7 +284,7 @@ fn sample_case() -> String {
     for (method, h) in [
         (Method::Rk4 { h: 0.05 }, 0.05),
         (
-            Method::EulerMaruyama(EmConfig {
+            Method::EulerMaruyama(SdeConfig {
                 h_max: 0.05,
                 trace_clip: None,
             }),

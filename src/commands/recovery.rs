@@ -52,7 +52,7 @@ use clap::Args;
 use clap::builder::PossibleValuesParser;
 use morphosde_core::dynamics::Dynamics;
 use morphosde_core::integrate::rollout::Method;
-use morphosde_core::integrate::sde::EmConfig;
+use morphosde_core::integrate::sde::SdeConfig;
 use morphosde_core::metrics::energy_distance;
 use morphosde_core::model::Learned;
 use morphosde_core::rng::{Family, Rng};
@@ -242,7 +242,7 @@ impl<S: Dynamics<f32> + Sync> RolloutOf for S {
 
 /// Euler–Maruyama at the data's step [`DATA_STEP`].
 fn exact_method() -> Method<f32> {
-    Method::EulerMaruyama(EmConfig {
+    Method::EulerMaruyama(SdeConfig {
         h_max: DATA_STEP,
         trace_clip: None,
     })
@@ -436,7 +436,9 @@ fn rollout_scores(
 /// How the rollouts are integrated, for the report.
 fn rollout_method_json() -> Value {
     let describe = |m: Method<f32>| match m {
-        Method::EulerMaruyama(c) => json!({"method": "em", "h_max": tidy(&[c.h_max])[0]}),
+        Method::EulerMaruyama(c) | Method::StrangRk4(c) | Method::PlatenWeak2(c) => {
+            json!({"method": m.name(), "h_max": tidy(&[c.h_max])[0]})
+        }
         Method::Rk4 { h } => json!({"method": "rk4", "h": tidy(&[h])[0]}),
         Method::Dopri5(c) => {
             json!({"method": "dopri5", "rtol": tidy(&[c.rtol])[0], "atol": tidy(&[c.atol])[0]})

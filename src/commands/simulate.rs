@@ -30,7 +30,7 @@ use morphosde_core::integrate::ode::Dopri5Config;
 use morphosde_core::integrate::rollout::{
     Method, RolloutConfig, Start, default_workers, rollout, rollout_workspace_len,
 };
-use morphosde_core::integrate::sde::EmConfig;
+use morphosde_core::integrate::sde::SdeConfig;
 use morphosde_core::model::Learned;
 use morphosde_core::synthetic::EmbryoProcess;
 use serde_json::{Value, json};
@@ -49,7 +49,7 @@ pub const DEFAULT_ATOL: f32 = 1e-6;
 /// out "as `simulate` would" use this.
 pub fn default_method(has_noise: bool) -> Method<f32> {
     if has_noise {
-        Method::EulerMaruyama(EmConfig {
+        Method::EulerMaruyama(SdeConfig {
             h_max: DEFAULT_H_MAX,
             trace_clip: None,
         })
@@ -273,7 +273,7 @@ fn simulate<S: Dynamics<f32> + Sync>(
     };
     let config = RolloutConfig {
         method: match method {
-            "em" => Method::EulerMaruyama(EmConfig {
+            "em" => Method::EulerMaruyama(SdeConfig {
                 h_max: args.h_max,
                 trace_clip: args.trace_clip,
             }),

@@ -7,7 +7,13 @@
 //! - [`rk4_flow`]: the drift's flow over one gap per row (targets, losses).
 //! - [`ode`]: RK4 with a fixed step and Dopri5 with adaptive steps, states
 //!   at requested output times.
-//! - [`sde`]: Euler–Maruyama with substeps no larger than `h_max`.
+//! - [`sde`]: what the fixed-step SDE schemes share, and Euler–Maruyama
+//!   (one evaluation per substep, weak order 1).
+//! - [`strang`]: the drift's flow by RK4 split around a mid-substep noise
+//!   kick (four evaluations per substep; weak order 2 with additive noise,
+//!   the drift's rotation and contraction to `O(h⁴)`).
+//! - [`platen`]: Platen's explicit weak order 2.0 scheme for any noise
+//!   (`4q + 2` evaluations per substep).
 //! - [`rollout`]: many trajectories in blocks of rows, one random stream per
 //!   trajectory, threads with the `std` feature.
 //!
@@ -20,8 +26,10 @@
 //! and the other rows go on. Rows that finish have stop time `+∞`.
 
 pub mod ode;
+pub mod platen;
 pub mod rollout;
 pub mod sde;
+pub mod strang;
 
 use crate::dynamics::Dynamics;
 use crate::error::{
@@ -298,6 +306,76 @@ pub(crate) fn substep_count<F: Float>(gap: F, h_max: F) -> Result<usize> {
     } else {
         0
     })
+}
+
+/// The fixed substeps of one output gap `[start, end]`: `steps` equal
+/// substeps of size `h` ([`substep_count`] of them, none for a zero gap).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Gap<F> {
+    pub start: F,
+    pub end: F,
+    pub h: F,
+    pub steps: usize,
+}
+
+impl<F: Float> Gap<F> {
+    /// The substeps from `start` to `end ≥ start` no larger than `h_max`.
+    pub fn new(start: F, end: F, h_max: F) -> Result<Self> {
+        let steps = substep_count(end - start, h_max)?;
+        let h = if steps > 0 {
+            (end - start) / F::from_usize(steps)
+        } else {
+            F::ZERO
+        };
+        Ok(Gap {
+            start,
+            end,
+            h,
+            steps,
+        })
+    }
+
+    /// Time at the start of substep `s` (`end` exactly for `s = steps`).
+    pub fn time(&self, s: usize) -> F {
+        if s == self.steps {
+            self.end
+        } else {
+            self.start + self.h * F::from_usize(s)
+        }
+    }
+}
+
+/// Moves each running row's state `next_r` into `z_r` when it is finite;
+/// a running row whose next state is not stops at time `t` (its `z_r`
+/// keeps the last finite state). Rows are `d` wide.
+pub(crate) fn accept_finite<F: Float>(
+    z: &mut [F],
+    next: &[F],
+    stop_times: &mut [F],
+    d: usize,
+    t: F,
+    stats: &mut StepStats,
+) {
+    for ((zr, nr), stop) in z
+        .chunks_exact_mut(d)
+        .zip(next.chunks_exact(d))
+        .zip(stop_times.iter_mut())
+    {
+        if *stop != F::INFINITY {
+            continue;
+        }
+        if nr.iter().all(|x| x.is_finite()) {
+            zr.copy_from_slice(nr);
+        } else {
+            *stop = t;
+            stats.stopped += 1;
+        }
+    }
+}
+
+/// Rows still running (stop time `+∞`).
+pub(crate) fn running<F: Float>(stop_times: &[F]) -> u64 {
+    stop_times.iter().filter(|&&s| s == F::INFINITY).count() as u64
 }
 
 /// Writes row `r`'s state `z_r` (or NaN when the row has stopped) as its

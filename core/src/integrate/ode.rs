@@ -4,8 +4,8 @@
 //! shared shapes and the stop rules).
 
 use super::{
-    Dynamics, StepStats, check_path, check_step, record_outputs, rk4_flow, rk4_flow_workspace_len,
-    substep_count,
+    Dynamics, Gap, StepStats, accept_finite, check_path, check_step, record_outputs, rk4_flow,
+    rk4_flow_workspace_len, running,
 };
 use crate::error::{Arena, Detail, Error, Result};
 use crate::float::Float;
@@ -48,26 +48,14 @@ pub fn rk4_path<F: Float, S: Dynamics<F>>(
     let mut stats = StepStats::default();
     let mut t = t0;
     for (k, &t_out) in times.iter().enumerate() {
-        let steps = substep_count(t_out - t, h)?;
-        let start = t;
-        let step = if steps > 0 {
-            (t_out - start) / F::from_usize(steps)
-        } else {
-            F::ZERO
-        };
-        for s in 0..steps {
-            t = if s + 1 == steps {
-                t_out
-            } else {
-                start + step * F::from_usize(s + 1)
-            };
-            let t_prev = start + step * F::from_usize(s);
-            let mut active = 0u64;
+        let gap = Gap::new(t, t_out, h)?;
+        for s in 0..gap.steps {
+            let (t_prev, t_next) = (gap.time(s), gap.time(s + 1));
+            let active = running(stop_times);
             for r in 0..rows {
                 row_t[r] = t_prev;
                 row_h[r] = if stop_times[r] == F::INFINITY {
-                    active += 1;
-                    t - t_prev
+                    t_next - t_prev
                 } else {
                     F::ZERO
                 };
@@ -75,21 +63,7 @@ pub fn rk4_path<F: Float, S: Dynamics<F>>(
             rk4_flow(dynamics, z, row_t, row_h, 1, next, flow_ws)?;
             stats.accepted += active;
             stats.evaluations += 4 * active;
-            for ((zr, nr), stop) in z
-                .chunks_exact_mut(d)
-                .zip(next.chunks_exact(d))
-                .zip(stop_times.iter_mut())
-            {
-                if *stop != F::INFINITY {
-                    continue;
-                }
-                if nr.iter().all(|x| x.is_finite()) {
-                    zr.copy_from_slice(nr);
-                } else {
-                    *stop = t;
-                    stats.stopped += 1;
-                }
-            }
+            accept_finite(z, next, stop_times, d, t_next, &mut stats);
         }
         t = t_out;
         record_outputs(z, stop_times, k, big_k, d, out);

@@ -17,7 +17,9 @@ use super::StepStats;
 use super::ode::{
     Dopri5Config, dopri5_path, dopri5_path_workspace_len, rk4_path, rk4_path_workspace_len,
 };
-use super::sde::{EmConfig, em_path, em_path_workspace_len};
+use super::platen::{platen_path, platen_path_workspace_len};
+use super::sde::{SdeConfig, em_path, em_path_workspace_len};
+use super::strang::{strang_path, strang_path_workspace_len};
 use crate::dynamics::Dynamics;
 use crate::error::{Error, Result, check_finite, check_len, check_room, checked_mul};
 use crate::float::Float;
@@ -35,8 +37,54 @@ pub enum Method<F> {
     Rk4 { h: F },
     /// Adaptive Dormand–Prince 5(4) (ODE).
     Dopri5(Dopri5Config<F>),
-    /// Euler–Maruyama (SDE; needs a diffusion factor).
-    EulerMaruyama(EmConfig<F>),
+    /// Euler–Maruyama (SDE; needs a diffusion factor): one evaluation per
+    /// substep, weak order 1 ([`em_path`]).
+    EulerMaruyama(SdeConfig<F>),
+    /// Strang splitting, RK4 drift flow around a mid-substep noise kick
+    /// (SDE; needs a diffusion factor): four evaluations per substep, the
+    /// drift's flow to `O(h⁴)`, weak order 2 with additive noise, 1 with
+    /// state-dependent noise ([`strang_path`]).
+    StrangRk4(SdeConfig<F>),
+    /// Platen's explicit weak order 2.0 scheme (SDE; needs a diffusion
+    /// factor): `4q + 2` evaluations per substep ([`platen_path`]).
+    PlatenWeak2(SdeConfig<F>),
+}
+
+impl<F> Method<F> {
+    /// The settings of an SDE method (`None` for the ODE methods).
+    pub fn sde_mut(&mut self) -> Option<&mut SdeConfig<F>> {
+        match self {
+            Method::EulerMaruyama(c) | Method::StrangRk4(c) | Method::PlatenWeak2(c) => Some(c),
+            Method::Rk4 { .. } | Method::Dopri5(_) => None,
+        }
+    }
+
+    /// The same method with its fixed step (the SDE methods' `h_max`,
+    /// RK4's `h`) set to `h`; Dopri5 unchanged.
+    pub fn with_step(mut self, h: F) -> Self {
+        match &mut self {
+            Method::Rk4 { h: step } => *step = h,
+            Method::Dopri5(_) => {}
+            m => {
+                if let Some(c) = m.sde_mut() {
+                    c.h_max = h;
+                }
+            }
+        }
+        self
+    }
+
+    /// Short name: `rk4`, `dopri5`, `em`, `strang`, `weak2` (what
+    /// `simulate --method` calls them).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Rk4 { .. } => "rk4",
+            Method::Dopri5(_) => "dopri5",
+            Method::EulerMaruyama(_) => "em",
+            Method::StrangRk4(_) => "strang",
+            Method::PlatenWeak2(_) => "weak2",
+        }
+    }
 }
 
 /// Where the trajectories start.
@@ -94,6 +142,8 @@ pub fn rollout_worker_workspace_len<F: Float, S: Dynamics<F>>(
         Method::Rk4 { .. } => rk4_path_workspace_len(dynamics, rows),
         Method::Dopri5(_) => dopri5_path_workspace_len(dynamics, rows),
         Method::EulerMaruyama(_) => em_path_workspace_len(dynamics, rows),
+        Method::StrangRk4(_) => strang_path_workspace_len(dynamics, rows),
+        Method::PlatenWeak2(_) => platen_path_workspace_len(dynamics, rows),
     };
     (Size(rows) * dynamics.dim() + path).get()
 }
@@ -115,7 +165,7 @@ pub fn rollout_workspace_len<F: Float, S: Dynamics<F>>(
 ///
 /// The number of workers is `workspace.len() / rollout_worker_workspace_len`
 /// (capped by the number of blocks). Errors (bad shapes, times, settings, a
-/// missing diffusion factor for Euler–Maruyama) are reported before any
+/// missing diffusion factor for an SDE method) are reported before any
 /// trajectory runs, except a step too small for a later gap; on error
 /// `out` and `stop_times` are unspecified.
 #[allow(clippy::too_many_arguments)]
@@ -280,7 +330,7 @@ fn run_group<F: Float, S: Dynamics<F>>(
                 Method::Dopri5(c) => {
                     dopri5_path(dynamics, z0, t0, times, c, out_b, stop_b, path_ws)?
                 }
-                Method::EulerMaruyama(c) => {
+                Method::EulerMaruyama(c) | Method::StrangRk4(c) | Method::PlatenWeak2(c) => {
                     let cursor = cursor.get_or_insert_with(|| {
                         Rng::stream(config.seed, Family::Trajectory, i0 as u64)
                     });
@@ -291,17 +341,13 @@ fn run_group<F: Float, S: Dynamics<F>>(
                         }
                         rng
                     });
-                    em_path(
-                        dynamics,
-                        z0,
-                        t0,
-                        times,
-                        c,
-                        &mut rngs[..rows],
-                        out_b,
-                        stop_b,
-                        path_ws,
-                    )?
+                    let rngs = &mut rngs[..rows];
+                    let path = match config.method {
+                        Method::EulerMaruyama(_) => em_path,
+                        Method::StrangRk4(_) => strang_path,
+                        _ => platen_path,
+                    };
+                    path(dynamics, z0, t0, times, c, rngs, out_b, stop_b, path_ws)?
                 }
             };
     }

@@ -9,7 +9,7 @@ use crate::float::Float;
 use crate::integrate::rollout::{
     MAX_BLOCK_ROWS, Method, RolloutConfig, Start, rollout, rollout_workspace_len,
 };
-use crate::integrate::sde::EmConfig;
+use crate::integrate::sde::SdeConfig;
 use crate::rng::{Family, Rng};
 use crate::sampler::UNTRACKED;
 use crate::size::Size;
@@ -63,7 +63,7 @@ impl<F: Float> SnapshotDesign<'_, F> {
 
     fn rollout_config(&self) -> RolloutConfig<F> {
         RolloutConfig {
-            method: Method::EulerMaruyama(EmConfig {
+            method: Method::EulerMaruyama(SdeConfig {
                 h_max: self.h_max,
                 trace_clip: None,
             }),

@@ -160,7 +160,7 @@ mod tests {
     use crate::integrate::rollout::{
         MAX_BLOCK_ROWS, Method, RolloutConfig, Start, rollout, rollout_workspace_len,
     };
-    use crate::integrate::sde::EmConfig;
+    use crate::integrate::sde::SdeConfig;
     use crate::rng::Family;
     use crate::synthetic::tests::check_jacobian;
     use std::vec;
@@ -203,7 +203,7 @@ mod tests {
             p.initial_state(&mut Rng::stream(4, Family::Data, i as u64), row);
         }
         let cfg = RolloutConfig {
-            method: Method::EulerMaruyama(EmConfig {
+            method: Method::EulerMaruyama(SdeConfig {
                 h_max: 0.002,
                 trace_clip: None,
             }),

@@ -1,6 +1,6 @@
 use super::*;
 use crate::dynamics::Dynamics;
-use crate::integrate::sde::{EmConfig, em_path, em_path_workspace_len};
+use crate::integrate::sde::{SdeConfig, em_path, em_path_workspace_len};
 use crate::integrate::{rk4_flow, rk4_flow_workspace_len};
 use crate::rng::{Family, Rng};
 use crate::synthetic::LinearSde;
@@ -175,7 +175,7 @@ fn flow_residual_removes_the_one_step_bias() {
         .map(|i| Rng::stream(2, Family::Trajectory, i))
         .collect();
     let mut ws = vec![0.0; em_path_workspace_len::<f64, _>(&sde, n)];
-    let cfg = EmConfig {
+    let cfg = SdeConfig {
         h_max: h / 400.0,
         trace_clip: None,
     };

@@ -26,7 +26,7 @@ use crate::float::Float;
 use crate::integrate::rollout::{
     MAX_BLOCK_ROWS, Method, RolloutConfig, Start, rollout, rollout_workspace_len,
 };
-use crate::integrate::sde::EmConfig;
+use crate::integrate::sde::SdeConfig;
 use crate::sampler::next_time;
 
 /// Settings of [`check_rollouts`].
@@ -108,7 +108,7 @@ impl RangeCheck {
     fn method<F: Float, S: Dynamics<F>>(&self, dynamics: &S, gap: F) -> Method<F> {
         let step = gap / F::from_usize(self.steps_per_gap);
         if dynamics.noise_dim() > 0 {
-            Method::EulerMaruyama(EmConfig {
+            Method::EulerMaruyama(SdeConfig {
                 h_max: step,
                 trace_clip: None,
             })
