@@ -5,7 +5,7 @@ fn main() {
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if target_os == "linux" {
         // Keep in step with MSDE_ABI_VERSION in src/lib.rs.
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmorphosde.so.6");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmorphosde.so.7");
     }
     println!(
         "cargo:rustc-env=MSDE_TARGET={}",

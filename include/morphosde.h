@@ -67,7 +67,7 @@
  * layout or status value; the shared library's SONAME is
  * libmorphosde.so.MSDE_ABI_VERSION.
  */
-#define MSDE_ABI_VERSION 6
+#define MSDE_ABI_VERSION 7
 
 /**
  * Largest number of clusters msde_cluster accepts (msde_cluster_config.k).
@@ -207,9 +207,26 @@
 
 /**
  * msde_sample_config.method: Euler-Maruyama with substeps of at most h
- * (SDE; the model must learn diffusion).
+ * (SDE; the model must learn diffusion): 1 model evaluation per substep,
+ * weak order 1.
  */
 #define MSDE_SAMPLE_EULER_MARUYAMA 2
+
+/**
+ * msde_sample_config.method: Strang splitting with substeps of at most h,
+ * the drift's flow by RK4 around a noise kick in the middle of each
+ * substep (SDE; the model must learn diffusion): 4 model evaluations per
+ * substep, the drift to O(h^4). What `morphosde simulate` runs by default
+ * on a model with diffusion.
+ */
+#define MSDE_SAMPLE_STRANG_RK4 3
+
+/**
+ * msde_sample_config.method: Platen's explicit weak order 2.0 scheme with
+ * substeps of at most h (SDE; the model must learn diffusion): 4q + 2
+ * model evaluations per substep (q the noise columns).
+ */
+#define MSDE_SAMPLE_WEAK2 4
 
 /**
  * Capacity of msde_error.message, including the terminating NUL.
@@ -372,7 +389,7 @@ typedef struct msde_cluster_config {
      */
     size_t knn_neighbours;
     /**
-     * k-means++ restarts (1..=1000); the lowest inertia wins.
+     * k-means++ restarts (>= 1); the lowest inertia wins.
      */
     size_t restarts;
     /**
@@ -447,7 +464,7 @@ typedef struct msde_fit_config {
      */
     size_t epochs;
     /**
-     * Train steps per epoch (1..=1048576).
+     * Train steps per epoch (>= 1).
      */
     size_t steps_per_epoch;
     /**
@@ -484,7 +501,7 @@ typedef struct msde_fit_config {
      */
     float validation_fraction;
     /**
-     * Validation batches per epoch (1..=1048576 with validation).
+     * Validation batches per epoch (>= 1 with validation).
      */
     size_t validation_batches;
     /**
@@ -794,12 +811,11 @@ typedef struct msde_model_info {
  */
 typedef struct msde_sample_config {
     /**
-     * MSDE_SAMPLE_RK4, MSDE_SAMPLE_DOPRI5 or MSDE_SAMPLE_EULER_MARUYAMA.
+     * One of the MSDE_SAMPLE_ constants.
      */
     uint32_t method;
     /**
-     * Largest step (RK4) or substep (Euler-Maruyama), time units, finite
-     * and > 0.
+     * Largest step (RK4) or substep (the SDE methods), time units, > 0.
      */
     float h;
     /**
@@ -808,12 +824,11 @@ typedef struct msde_sample_config {
     float rtol;
     float atol;
     /**
-     * Dopri5 smallest step (>= 0, finite): a trajectory needing less
-     * stops.
+     * Dopri5 smallest step (>= 0): a trajectory needing less stops.
      */
     float h_min;
     /**
-     * Euler-Maruyama cap on tr D per unit time (> 0), or 0 for none.
+     * SDE methods: cap on tr D per unit time (> 0), or 0 for none.
      */
     float trace_clip;
     /**
@@ -1892,7 +1907,7 @@ void msde_trainer_free(struct msde_trainer *trainer);
  * Fills *out with the defaults for regularisation epsilon: balanced
  * (both rho +INFINITY), tol 1e-5, 10000 iterations, dense, translation on,
  * no epsilon scaling, h = 1, self_edge_bound 0. Values are checked by the
- * calls that use the config (msde_uot_workspace_len too), not here.
+ * calls that use the config, not here.
  *
  * # Safety
  * `out` NULL (refused) or writable.

@@ -180,7 +180,7 @@ class StepLoss(ctypes.Structure):
     ]
 
 
-SAMPLE_RK4, SAMPLE_DOPRI5, SAMPLE_EULER_MARUYAMA = 0, 1, 2
+SAMPLE_RK4, SAMPLE_DOPRI5, SAMPLE_EULER_MARUYAMA, SAMPLE_STRANG_RK4, SAMPLE_WEAK2 = 0, 1, 2, 3, 4
 
 
 class SampleConfig(ctypes.Structure):

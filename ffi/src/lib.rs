@@ -60,7 +60,7 @@ pub const MSDE_VERSION_PATCH: u32 = 0;
 /// ABI version: bumped on any incompatible change of a signature, struct
 /// layout or status value; the shared library's SONAME is
 /// libmorphosde.so.MSDE_ABI_VERSION.
-pub const MSDE_ABI_VERSION: u32 = 6;
+pub const MSDE_ABI_VERSION: u32 = 7;
 
 /// Version of the loaded library, `major << 16 | minor << 8 | patch`.
 /// Compare with the header's MSDE_VERSION_* macros to detect a header and

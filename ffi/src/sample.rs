@@ -1,6 +1,7 @@
 //! Sampling over the C ABI: N trajectories of a model, by RK4 or Dopri5
-//! (the ODE of the drift) or Euler–Maruyama (the SDE with the learned
-//! diffusion), into a caller array.
+//! (the ODE of the drift) or by Euler–Maruyama, the Strang splitting or
+//! the weak order 2 scheme (the SDE with the learned diffusion), into a
+//! caller array.
 
 use crate::buffers::{input, optional_out, output, size_answer, value_in, value_out};
 use crate::model::{model_ref, msde_model};
@@ -20,16 +21,27 @@ pub const MSDE_SAMPLE_RK4: u32 = 0;
 /// msde_sample_config.method: adaptive Dormand-Prince 5(4) (ODE).
 pub const MSDE_SAMPLE_DOPRI5: u32 = 1;
 /// msde_sample_config.method: Euler-Maruyama with substeps of at most h
-/// (SDE; the model must learn diffusion).
+/// (SDE; the model must learn diffusion): 1 model evaluation per substep,
+/// weak order 1.
 pub const MSDE_SAMPLE_EULER_MARUYAMA: u32 = 2;
+/// msde_sample_config.method: Strang splitting with substeps of at most h,
+/// the drift's flow by RK4 around a noise kick in the middle of each
+/// substep (SDE; the model must learn diffusion): 4 model evaluations per
+/// substep, the drift to O(h^4). What `morphosde simulate` runs by default
+/// on a model with diffusion.
+pub const MSDE_SAMPLE_STRANG_RK4: u32 = 3;
+/// msde_sample_config.method: Platen's explicit weak order 2.0 scheme with
+/// substeps of at most h (SDE; the model must learn diffusion): 4q + 2
+/// model evaluations per substep (q the noise columns).
+pub const MSDE_SAMPLE_WEAK2: u32 = 4;
 
 /// Settings of msde_sample; fill with msde_sample_config_default.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct msde_sample_config {
-    /// MSDE_SAMPLE_RK4, MSDE_SAMPLE_DOPRI5 or MSDE_SAMPLE_EULER_MARUYAMA.
+    /// One of the MSDE_SAMPLE_ constants.
     pub method: u32,
-    /// Largest step (RK4) or substep (Euler-Maruyama), time units, finite
+    /// Largest step (RK4) or substep (the SDE methods), time units, finite
     /// and > 0.
     pub h: f32,
     /// Dopri5 relative and absolute (state units) tolerances, > 0.
@@ -38,7 +50,7 @@ pub struct msde_sample_config {
     /// Dopri5 smallest step (>= 0, finite): a trajectory needing less
     /// stops.
     pub h_min: f32,
-    /// Euler-Maruyama cap on tr D per unit time (> 0), or 0 for none.
+    /// SDE methods: cap on tr D per unit time (> 0), or 0 for none.
     pub trace_clip: f32,
     /// Dopri5 attempted-step cap per trajectory.
     pub max_steps: u64,
@@ -71,17 +83,22 @@ fn method(c: &msde_sample_config) -> Result<Method<f32>> {
             h_min: c.h_min,
             max_steps: c.max_steps,
         }),
-        MSDE_SAMPLE_EULER_MARUYAMA => {
+        MSDE_SAMPLE_EULER_MARUYAMA | MSDE_SAMPLE_STRANG_RK4 | MSDE_SAMPLE_WEAK2 => {
             if !(c.trace_clip.is_finite() && c.trace_clip >= 0.0) {
                 return Err(
                     Error::bad_config("trace_clip", "must be finite and >= 0 (0 = off)")
                         .with(Detail::Value(c.trace_clip as f64)),
                 );
             }
-            Method::EulerMaruyama(SdeConfig {
+            let sde = SdeConfig {
                 h_max: c.h,
                 trace_clip: (c.trace_clip > 0.0).then_some(c.trace_clip),
-            })
+            };
+            match c.method {
+                MSDE_SAMPLE_EULER_MARUYAMA => Method::EulerMaruyama(sde),
+                MSDE_SAMPLE_STRANG_RK4 => Method::StrangRk4(sde),
+                _ => Method::PlatenWeak2(sde),
+            }
         }
         m => {
             return Err(

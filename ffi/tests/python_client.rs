@@ -281,17 +281,16 @@ fn sample_case() -> String {
     let (n, times, start) = (5, [0.1f32, 0.2, 0.4], [0.3f32, -0.2]);
     let mut out_all = vec![];
     let mut stop_all = vec![];
-    for (method, h) in [
-        (Method::Rk4 { h: 0.05 }, 0.05),
-        (
-            Method::EulerMaruyama(SdeConfig {
-                h_max: 0.05,
-                trace_clip: None,
-            }),
-            0.05,
-        ),
+    let sde = SdeConfig {
+        h_max: 0.05,
+        trace_clip: None,
+    };
+    for method in [
+        Method::Rk4 { h: 0.05 },
+        Method::EulerMaruyama(sde),
+        Method::StrangRk4(sde),
+        Method::PlatenWeak2(sde),
     ] {
-        let _ = h;
         let cfg = RolloutConfig {
             method,
             seed: 9,
@@ -323,6 +322,8 @@ fn sample_case() -> String {
         .field("block_rows", "2")
         .field("rk4", &out_all[0])
         .field("em", &out_all[1])
+        .field("strang", &out_all[2])
+        .field("weak2", &out_all[3])
         .done()
 }
 

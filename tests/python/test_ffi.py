@@ -50,7 +50,7 @@ class Version(unittest.TestCase):
     def test_version_agrees_everywhere(self):
         major, minor, patch = LIB.version()
         self.assertEqual(LIB.version_string(), f"{major}.{minor}.{patch}")
-        self.assertEqual(LIB.lib.msde_abi_version(), 6)
+        self.assertEqual(LIB.lib.msde_abi_version(), 7)
 
     def test_every_header_function_is_declared_and_exercised(self):
         """Every function of include/morphosde.h has ctypes signatures in
@@ -595,7 +595,12 @@ class Sample(CallCase):
     def test_rollouts_equal_rust_core(self):
         case = EXPECTED["sample"]
         model = LIB.model_new(small_model_config())
-        for method, key in ((morphosde.SAMPLE_RK4, "rk4"), (morphosde.SAMPLE_EULER_MARUYAMA, "em")):
+        for method, key in (
+            (morphosde.SAMPLE_RK4, "rk4"),
+            (morphosde.SAMPLE_EULER_MARUYAMA, "em"),
+            (morphosde.SAMPLE_STRANG_RK4, "strang"),
+            (morphosde.SAMPLE_WEAK2, "weak2"),
+        ):
             cfg = LIB.sample_config(method, h=case["h"], seed=case["seed"], block_rows=case["block_rows"])
             out, stop, report = model.sample(cfg, case["start"], 0.0, case["times"], case["n"])
             self.assertEqual(out, case[key], key)
@@ -657,9 +662,14 @@ class Sample(CallCase):
                 if word:
                     self.assertIn(word, ctx.exception.message)
                 self.assertEqual([out[0], stop[0]], before)
-        # The ODE methods work on a drift-only model.
+        # The ODE methods work on a drift-only model; the SDE methods refuse it.
         rk4 = LIB.sample_config(morphosde.SAMPLE_RK4)
         drift_only.sample(rk4, [0.0, 0.0], 0.0, [0.1, 0.2], 3)
+        for method in (morphosde.SAMPLE_STRANG_RK4, morphosde.SAMPLE_WEAK2):
+            with self.subTest(method=method), self.assertRaises(morphosde.MorphosdeError) as ctx:
+                drift_only.sample(LIB.sample_config(method), [0.0, 0.0], 0.0, [0.1, 0.2], 3)
+            self.assertEqual(ctx.exception.status, 4, ctx.exception)
+            self.assertIn("dynamics", ctx.exception.message)
 
 
 class Uot(CallCase):
