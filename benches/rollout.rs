@@ -10,6 +10,11 @@
 //! `n workers median_s traj_steps_per_s gflops` (median of 7 runs), for
 //! `benches/compare/rollout_torchsde.py`, which runs it and torchsde side by
 //! side and prints the ratios.
+//! With `MSDE_BENCH_METHODS=1` it instead compares the SDE methods side by
+//! side in one run: 1000 trajectories to t = 1 of this model at d = 8 (the
+//! recovery suite's largest), two workers, each method at its steps;
+//! median of 5 runs, trajectories per second and the ratio to
+//! Euler–Maruyama at step 0.01, with the load average before and after.
 
 use criterion::{Criterion, Throughput};
 use morphosde_core::integrate::rollout::{
@@ -116,6 +121,97 @@ fn plain() {
     }
 }
 
+/// The first field of /proc/loadavg (or "?").
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The SDE methods side by side (see the module docs).
+fn methods() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    println!("load average before: {}", load_average());
+    println!(
+        "| d | method | h | evaluations per substep | median s | trajectories/s | time vs em 0.01 |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for d in [8usize] {
+        let config = Config {
+            d,
+            ..model_config()
+        };
+        let params = model_params(&config);
+        let model = Learned::new(&config, &params).unwrap();
+        let n = 1000;
+        let mut start = vec![0.0f32; n * d];
+        Rng::stream(2, Family::Data, 0).fill_normal(&mut start);
+        let mut out = vec![0.0f32; n * d];
+        let mut stop = vec![0.0f32; n];
+        let sde = |h_max: f32| SdeConfig {
+            h_max,
+            trace_clip: None,
+        };
+        let cases = [
+            Method::EulerMaruyama(sde(0.01)),
+            Method::EulerMaruyama(sde(0.005)),
+            Method::StrangRk4(sde(0.04)),
+            Method::StrangRk4(sde(0.02)),
+            Method::StrangRk4(sde(0.01)),
+            Method::PlatenWeak2(sde(0.02)),
+        ];
+        let mut base = f64::NAN;
+        for method in cases {
+            let rc = RolloutConfig {
+                method,
+                ..rollout_config()
+            };
+            let mut ws = vec![0.0f32; rollout_workspace_len(&model, &rc, 2)];
+            let mut once = || {
+                let clock = Instant::now();
+                let report = pool.install(|| {
+                    rollout(
+                        &model,
+                        Start::Cloud(&start),
+                        0.0,
+                        &[1.0],
+                        &rc,
+                        &mut out,
+                        &mut stop,
+                        &mut ws,
+                    )
+                    .unwrap()
+                });
+                (clock.elapsed().as_secs_f64(), report.stats)
+            };
+            let (_, stats) = once();
+            let mut times: Vec<f64> = (0..5).map(|_| once().0).collect();
+            times.sort_by(f64::total_cmp);
+            let median = times[2];
+            if base.is_nan() {
+                base = median;
+            }
+            let (Method::EulerMaruyama(c) | Method::StrangRk4(c) | Method::PlatenWeak2(c)) = method
+            else {
+                unreachable!()
+            };
+            println!(
+                "| {d} | {} | {} | {} | {median:.3} | {:.0} | {:.2} |",
+                method.name(),
+                c.h_max,
+                stats.evaluations / stats.accepted,
+                n as f64 / median,
+                median / base
+            );
+        }
+    }
+    println!("load average after: {}", load_average());
+}
+
 fn bench(c: &mut Criterion) {
     let config = model_config();
     let params = model_params(&config);
@@ -156,6 +252,10 @@ fn bench(c: &mut Criterion) {
 }
 
 fn main() {
+    if std::env::var_os("MSDE_BENCH_METHODS").is_some() {
+        methods();
+        return;
+    }
     if std::env::var_os("MSDE_BENCH_PLAIN").is_some() {
         plain();
         return;

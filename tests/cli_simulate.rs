@@ -55,7 +55,7 @@ fn simulate_writes_rollouts_and_report() {
         String::from_utf8(o.stdout).unwrap()
     };
     let json = run("3", &out);
-    assert!(json.contains("\"method\":\"em\""), "{json}");
+    assert!(json.contains("\"method\":\"strang\""), "{json}");
     assert!(
         json.contains("\"trajectories\":200") && json.contains("\"accepted_steps\":20000"),
         "{json}"
@@ -279,12 +279,12 @@ fn simulate_rolls_out_a_model_file() {
         args.extend_from_slice(extra);
         morphosde(&args)
     };
-    // With a diffusion head: Euler–Maruyama, trajectories spread out.
+    // With a diffusion head: the Strang splitting, trajectories spread out.
     let o = run(&sde, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let json = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
-        json.contains("\"dynamics\":\"model\",\"method\":\"em\""),
+        json.contains("\"dynamics\":\"model\",\"method\":\"strang\""),
         "{json}"
     );
     let csv = std::fs::read_to_string(&out).unwrap();
@@ -306,10 +306,14 @@ fn simulate_rolls_out_a_model_file() {
         .map(|l| l.split_once(',').unwrap().1)
         .collect();
     assert!(rows.iter().step_by(2).all(|r| *r == rows[0]));
-    // The SDE asked of a model without a diffusion head is an error.
-    let o = run(&ode, &["--method", "em"]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no diffusion head"));
+    // An SDE method asked of a model without a diffusion head is an error.
+    for method in ["em", "strang", "weak2"] {
+        let o = run(&ode, &["--method", method]);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("--method {method}: ")), "{err}");
+        assert!(err.contains("no diffusion head"), "{err}");
+    }
     // A corrupted model file is refused.
     let mut bytes = std::fs::read(&sde).unwrap();
     let mid = bytes.len() / 2;

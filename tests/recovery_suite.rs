@@ -163,6 +163,11 @@ fn runs_are_deterministic_flags_reach_training_and_bad_input_is_refused() {
         "false",
     ];
     let (_, first) = runs(&args, &out);
+    // The rollouts with noise run as `simulate` does by default.
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let with_noise = &report["protocol"]["rollouts"]["with_noise"];
+    assert_eq!(with_noise["method"], "strang", "{with_noise}");
+    assert_eq!(with_noise["h_max"], 0.01, "{with_noise}");
     let (_, again) = runs(&args, &out);
     let run = &first[0];
     assert!(run["d_error"].is_null() && run["trace_ratio"].is_null());
@@ -189,6 +194,8 @@ fn runs_are_deterministic_flags_reach_training_and_bad_input_is_refused() {
         (&["--processes", "brownian"][..], "--processes"),
         (&["--dims", "1"][..], "--dims"),
         (&["--tracked", "400"][..], "--tracked"),
+        (&["--rollout-method", "rk4"][..], "--rollout-method"),
+        (&["--rollout-h-max", "0"][..], "--rollout-h-max"),
     ] {
         let out = scratch("bad.json");
         let output = bench(bad, &out);

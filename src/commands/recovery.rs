@@ -18,7 +18,9 @@
 //!   bin), the last bin, and past it.
 //! - Rollouts from [`CLOUDS`] independent t = 0 clouds of `--per-bin`
 //!   embryos, as `simulate` runs them by default
-//!   (`simulate::default_method`), to [`SCORED_TIMES`]: the learned model;
+//!   (`simulate::default_method`; `--rollout-method` and `--rollout-h-max`
+//!   change the method and its step), to
+//!   [`SCORED_TIMES`]: the learned model;
 //!   the true process (what a perfect model scores under this protocol);
 //!   the true process at the data's step [`DATA_STEP`] (what it scores
 //!   without the integrator's error: 1 up to sampling noise); the true
@@ -41,10 +43,10 @@
 //! energy distances.
 
 use super::scoring::{
-    DriftOnly, Hybrid, RelativeErrors, default_rollouts, diffusion_errors, drift_errors,
-    learned_diffusion, rollout_time, rollouts_with,
+    DriftOnly, Hybrid, RelativeErrors, diffusion_errors, drift_errors, learned_diffusion,
+    rollout_time, rollouts_with,
 };
-use super::simulate::default_method;
+use super::simulate::{MethodArg, default_method};
 use super::train::{ModelArgs, Trained};
 use crate::csvio::write_atomic;
 use crate::data::Snapshots;
@@ -118,6 +120,15 @@ pub struct BenchRecoveryArgs {
     /// Also write the table (Markdown) here.
     #[arg(long)]
     pub table: Option<PathBuf>,
+    /// SDE method of every rollout with noise but the exact one (`auto`:
+    /// what `simulate` runs by default); to compare integrators.
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
+    pub rollout_method: MethodArg,
+    /// Largest substep of those rollouts (default: the method's default
+    /// step in `simulate`); to check that halving it leaves the scores
+    /// alone.
+    #[arg(long)]
+    pub rollout_h_max: Option<f32>,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
@@ -229,14 +240,32 @@ fn trace_ratio(
 }
 
 /// Dynamics rolled out from the start cloud to [`SCORED_TIMES`] with
-/// [`default_rollouts`] (object-safe, so one closure serves them all).
+/// [`BenchRecoveryArgs::method_for`] (object-safe, so one closure
+/// serves them all).
 trait RolloutOf {
-    fn roll(&self, start: &[f32], seed: u64) -> Result<Vec<f32>, String>;
+    fn roll(&self, args: &BenchRecoveryArgs, start: &[f32], seed: u64) -> Result<Vec<f32>, String>;
 }
 
 impl<S: Dynamics<f32> + Sync> RolloutOf for S {
-    fn roll(&self, start: &[f32], seed: u64) -> Result<Vec<f32>, String> {
-        default_rollouts(self, start, 0.0, &SCORED_TIMES, seed)
+    fn roll(&self, args: &BenchRecoveryArgs, start: &[f32], seed: u64) -> Result<Vec<f32>, String> {
+        let method = args.method_for(self.noise_dim() > 0);
+        rollouts_with(self, method, start, 0.0, &SCORED_TIMES, seed)
+    }
+}
+
+impl BenchRecoveryArgs {
+    /// The method of the rollouts: `--rollout-method` (with
+    /// `--rollout-h-max` as its step when given) for dynamics with noise,
+    /// `simulate`'s default otherwise.
+    fn method_for(&self, has_noise: bool) -> Method<f32> {
+        if !has_noise {
+            return default_method(false);
+        }
+        let method = self.rollout_method.method(true);
+        match self.rollout_h_max {
+            Some(h) => method.with_step(h),
+            None => method,
+        }
     }
 }
 
@@ -360,7 +389,7 @@ fn rollout_scores(
         );
     }
     let rollout_seed = stream_seed(seed, ROLLOUT);
-    let from_start = |dynamics: &dyn RolloutOf| dynamics.roll(&start, rollout_seed);
+    let from_start = |dynamics: &dyn RolloutOf| dynamics.roll(args, &start, rollout_seed);
     let diffusion = trained.config.learn_diffusion;
     let hybrid = |learned_drift: bool| Hybrid {
         model,
@@ -434,7 +463,7 @@ fn rollout_scores(
 }
 
 /// How the rollouts are integrated, for the report.
-fn rollout_method_json() -> Value {
+fn rollout_method_json(args: &BenchRecoveryArgs) -> Value {
     let describe = |m: Method<f32>| match m {
         Method::EulerMaruyama(c) | Method::StrangRk4(c) | Method::PlatenWeak2(c) => {
             json!({"method": m.name(), "h_max": tidy(&[c.h_max])[0]})
@@ -445,8 +474,8 @@ fn rollout_method_json() -> Value {
         }
     };
     json!({
-        "with_noise": describe(default_method(true)),
-        "without_noise": describe(default_method(false)),
+        "with_noise": describe(args.method_for(true)),
+        "without_noise": describe(args.method_for(false)),
         "true_process_exact": describe(exact_method()),
     })
 }
@@ -550,6 +579,18 @@ pub fn run(args: &BenchRecoveryArgs) -> Result<(), String> {
     if args.dims.is_empty() || args.seeds.is_empty() || args.processes.is_empty() {
         return Err("--processes, --dims and --seeds each need at least one value".into());
     }
+    if args
+        .rollout_h_max
+        .is_some_and(|h| !(h.is_finite() && h > 0.0))
+    {
+        return Err("--rollout-h-max: must be finite and positive".into());
+    }
+    if !(args.rollout_method == MethodArg::Auto || args.rollout_method.is_sde()) {
+        return Err(format!(
+            "--rollout-method {}: an SDE method is needed (auto, strang, em or weak2)",
+            args.rollout_method.name()
+        ));
+    }
     let processes: Vec<Process> = args
         .processes
         .iter()
@@ -592,7 +633,7 @@ pub fn run(args: &BenchRecoveryArgs) -> Result<(), String> {
             "field_times": tidy(&FIELD_TIMES),
             "field_embryos": (args.per_bin / 4).max(1),
             "clouds": CLOUDS,
-            "rollouts": rollout_method_json(),
+            "rollouts": rollout_method_json(args),
         },
         "training_flags": format!("{:?}", args.model),
         "runs": runs,

@@ -8,11 +8,13 @@
 //! `--t0` are the initial states (columns as `train` reads them:
 //! `--time-column`, `--columns` or `--prefix`, `--id-column` excluded from
 //! the coordinates). One row: `--trajectories` copies of it; several rows:
-//! one trajectory per row. Methods: `em` (Euler–Maruyama, needs a diffusion
-//! factor), `rk4`, `dopri5` (the drift's ODE: mean paths); `auto` picks `em`
-//! when the dynamics have diffusion (a model trained with its diffusion
-//! head) and `dopri5` otherwise; `em` on a model without a diffusion head is
-//! an error.
+//! one trajectory per row. Methods: `strang` (the drift's flow by RK4
+//! split around a noise kick in the middle of each substep), `em`
+//! (Euler–Maruyama), `weak2` (Platen's weak order 2.0 scheme) — the SDE,
+//! needing a diffusion factor — and `rk4`, `dopri5` (the drift's ODE: mean
+//! paths); `auto` picks `strang` when the dynamics have diffusion (a model
+//! trained with its diffusion head) and `dopri5` otherwise; an SDE method
+//! on a model without a diffusion head is an error.
 //! Output: `--out` gets `trajectory,t,<coordinates>` for every trajectory
 //! and output time (a trajectory that blew up has no rows from its stop
 //! time on); `--report` and stdout get a one-line JSON report. For a model
@@ -37,37 +39,67 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Default largest step of `em` and `rk4` (time units).
+/// Default largest step of `strang`, `em`, `weak2` and `rk4` (time units).
 pub const DEFAULT_H_MAX: f32 = 0.01;
 /// Default tolerances of `dopri5`.
 pub const DEFAULT_RTOL: f32 = 1e-5;
 pub const DEFAULT_ATOL: f32 = 1e-6;
 
-/// What `simulate` runs with its default flags (`--method auto`): `em` at
-/// step [`DEFAULT_H_MAX`] for dynamics with noise, `dopri5` at
+/// What `simulate` runs with its default flags (`--method auto`): `strang`
+/// at step [`DEFAULT_H_MAX`] for dynamics with noise, `dopri5` at
 /// [`DEFAULT_RTOL`]/[`DEFAULT_ATOL`] otherwise. Scorers that roll a model
 /// out "as `simulate` would" use this.
 pub fn default_method(has_noise: bool) -> Method<f32> {
-    if has_noise {
-        Method::EulerMaruyama(SdeConfig {
-            h_max: DEFAULT_H_MAX,
-            trace_clip: None,
-        })
-    } else {
-        Method::Dopri5(Dopri5Config::new(DEFAULT_RTOL, DEFAULT_ATOL))
-    }
+    MethodArg::Auto.method(has_noise)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum MethodArg {
-    /// `em` with diffusion, `dopri5` without.
+    /// `strang` with diffusion, `dopri5` without.
     Auto,
-    /// Euler–Maruyama (SDE).
+    /// Strang splitting: RK4 drift flow around a mid-substep noise kick
+    /// (SDE; 4 evaluations per substep).
+    Strang,
+    /// Euler–Maruyama (SDE; 1 evaluation per substep).
     Em,
+    /// Platen's explicit weak order 2.0 scheme (SDE; 4q + 2 evaluations
+    /// per substep, q the noise columns).
+    Weak2,
     /// Classic RK4 with steps of at most --h-max (ODE).
     Rk4,
     /// Adaptive Dormand–Prince 5(4) with --rtol/--atol (ODE).
     Dopri5,
+}
+
+impl MethodArg {
+    /// The method this flag names at its default settings (no trace
+    /// clip); `auto` by whether the dynamics have noise.
+    pub fn method(self, has_noise: bool) -> Method<f32> {
+        let sde = |h_max: f32| SdeConfig {
+            h_max,
+            trace_clip: None,
+        };
+        match self {
+            MethodArg::Auto if has_noise => MethodArg::Strang.method(true),
+            MethodArg::Auto => MethodArg::Dopri5.method(false),
+            MethodArg::Strang => Method::StrangRk4(sde(DEFAULT_H_MAX)),
+            MethodArg::Em => Method::EulerMaruyama(sde(DEFAULT_H_MAX)),
+            MethodArg::Weak2 => Method::PlatenWeak2(sde(DEFAULT_H_MAX)),
+            MethodArg::Rk4 => Method::Rk4 { h: DEFAULT_H_MAX },
+            MethodArg::Dopri5 => Method::Dopri5(Dopri5Config::new(DEFAULT_RTOL, DEFAULT_ATOL)),
+        }
+    }
+
+    /// Whether this flag names an SDE method (`strang`, `em`, `weak2`).
+    pub fn is_sde(self) -> bool {
+        matches!(self, MethodArg::Strang | MethodArg::Em | MethodArg::Weak2)
+    }
+
+    /// The flag's spelling.
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map_or("?".into(), |v| v.get_name().to_string())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -120,7 +152,7 @@ pub struct SimulateArgs {
     pub times: Vec<f32>,
     #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
     pub method: MethodArg,
-    /// Largest step (em, rk4), in time units.
+    /// Largest step (strang, em, weak2, rk4), in time units.
     #[arg(long, default_value_t = DEFAULT_H_MAX, allow_negative_numbers = true)]
     pub h_max: f32,
     /// Tolerances and minimum step of dopri5.
@@ -130,7 +162,7 @@ pub struct SimulateArgs {
     pub atol: f32,
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub h_min: f32,
-    /// Cap on tr D = ‖L‖²_F during em (per unit time).
+    /// Cap on tr D = ‖L‖²_F per unit time (the SDE methods).
     #[arg(long, allow_negative_numbers = true)]
     pub trace_clip: Option<f32>,
     /// Seed of the trajectories' noise.
@@ -149,12 +181,12 @@ pub fn run(args: &SimulateArgs) -> Result<(), String> {
         let (config, params) = super::field::load_model(path)?;
         let model = Learned::new(&config, &params)
             .map_err(|e| format!("--model ('{}'): {e}", path.display()))?;
-        if args.method == MethodArg::Em && config.head().is_none() {
-            return Err(
-                "--method em: the model has no diffusion head (trained with diffusion off); \
-                 use --method rk4 or dopri5 for its mean paths"
-                    .into(),
-            );
+        if args.method.is_sde() && config.head().is_none() {
+            return Err(format!(
+                "--method {}: the model has no diffusion head (trained with diffusion off); \
+                 use --method rk4 or dopri5 for its mean paths",
+                args.method.name()
+            ));
         }
         let span = training_span(&config, &params);
         let mut times = vec![args.t0];
@@ -264,25 +296,22 @@ fn simulate<S: Dynamics<f32> + Sync>(
     } else {
         (Start::Cloud(&initial[..]), rows)
     };
-    let method = match args.method {
-        MethodArg::Em => "em",
-        MethodArg::Rk4 => "rk4",
-        MethodArg::Dopri5 => "dopri5",
-        MethodArg::Auto if dynamics.noise_dim() > 0 => "em",
-        MethodArg::Auto => "dopri5",
-    };
+    // The flags override the method's defaults.
+    let mut method = args
+        .method
+        .method(dynamics.noise_dim() > 0)
+        .with_step(args.h_max);
+    if let Some(c) = method.sde_mut() {
+        c.trace_clip = args.trace_clip;
+    }
+    if let Method::Dopri5(c) = &mut method {
+        *c = Dopri5Config {
+            h_min: args.h_min,
+            ..Dopri5Config::new(args.rtol, args.atol)
+        };
+    }
     let config = RolloutConfig {
-        method: match method {
-            "em" => Method::EulerMaruyama(SdeConfig {
-                h_max: args.h_max,
-                trace_clip: args.trace_clip,
-            }),
-            "rk4" => Method::Rk4 { h: args.h_max },
-            _ => Method::Dopri5(Dopri5Config {
-                h_min: args.h_min,
-                ..Dopri5Config::new(args.rtol, args.atol)
-            }),
-        },
+        method,
         seed: args.seed,
         block_rows: 64,
     };
@@ -327,7 +356,8 @@ fn simulate<S: Dynamics<f32> + Sync>(
     let times: Vec<String> = args.times.iter().map(|t| t.to_string()).collect();
     let s = report.stats;
     let json = format!(
-        "{{\"dynamics\":\"{source}\",\"method\":\"{method}\",\"trajectories\":{n},\"d\":{d},\"t0\":{},\"times\":[{}],\"seed\":{},\"accepted_steps\":{},\"rejected_steps\":{},\"evaluations\":{},\"stopped\":{},\"first_stopped\":{first},\"workers\":{},\"seconds\":{seconds}{note}}}",
+        "{{\"dynamics\":\"{source}\",\"method\":\"{}\",\"trajectories\":{n},\"d\":{d},\"t0\":{},\"times\":[{}],\"seed\":{},\"accepted_steps\":{},\"rejected_steps\":{},\"evaluations\":{},\"stopped\":{},\"first_stopped\":{first},\"workers\":{},\"seconds\":{seconds}{note}}}",
+        config.method.name(),
         args.t0,
         times.join(","),
         args.seed,
