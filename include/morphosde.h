@@ -389,7 +389,7 @@ typedef struct msde_cluster_config {
      */
     size_t knn_neighbours;
     /**
-     * k-means++ restarts (>= 1); the lowest inertia wins.
+     * k-means++ restarts (1..=1000); the lowest inertia wins.
      */
     size_t restarts;
     /**
@@ -464,7 +464,7 @@ typedef struct msde_fit_config {
      */
     size_t epochs;
     /**
-     * Train steps per epoch (>= 1).
+     * Train steps per epoch (1..=1048576).
      */
     size_t steps_per_epoch;
     /**
@@ -501,7 +501,7 @@ typedef struct msde_fit_config {
      */
     float validation_fraction;
     /**
-     * Validation batches per epoch (>= 1 with validation).
+     * Validation batches per epoch (1..=1048576 with validation).
      */
     size_t validation_batches;
     /**
@@ -815,7 +815,8 @@ typedef struct msde_sample_config {
      */
     uint32_t method;
     /**
-     * Largest step (RK4) or substep (the SDE methods), time units, > 0.
+     * Largest step (RK4) or substep (the SDE methods), time units, finite
+     * and > 0.
      */
     float h;
     /**
@@ -824,7 +825,8 @@ typedef struct msde_sample_config {
     float rtol;
     float atol;
     /**
-     * Dopri5 smallest step (>= 0): a trajectory needing less stops.
+     * Dopri5 smallest step (>= 0, finite): a trajectory needing less
+     * stops.
      */
     float h_min;
     /**
@@ -1907,7 +1909,7 @@ void msde_trainer_free(struct msde_trainer *trainer);
  * Fills *out with the defaults for regularisation epsilon: balanced
  * (both rho +INFINITY), tol 1e-5, 10000 iterations, dense, translation on,
  * no epsilon scaling, h = 1, self_edge_bound 0. Values are checked by the
- * calls that use the config, not here.
+ * calls that use the config (msde_uot_workspace_len too), not here.
  *
  * # Safety
  * `out` NULL (refused) or writable.
