@@ -1261,7 +1261,7 @@ msde_status msde_eigen_sym_workspace_len(size_t d, size_t *out_len, struct msde_
  *
  * - `a`: d×d row-major, a_len = d*d; read only (both triangles averaged).
  * - `w`: d eigenvalues, descending.
- * - `v`: d×d row-major; column k is the unit eigenvector of w[k], its
+ * - `v`: d×d row-major; column k is the unit eigenvector of `w[k]`, its
  *   largest-magnitude entry positive.
  * - `workspace`: at least msde_eigen_sym_workspace_len(d) floats.
  *
@@ -1309,7 +1309,7 @@ msde_status msde_model_diffusion_spectrum_workspace_len(const struct msde_model 
  * - `z`: rows x d states (z_len = rows*d); `t`: rows times.
  * - `w`: rows x d eigenvalues, each row descending (>= 0 up to rounding).
  * - `v`: rows x d x d, or NULL/0 to skip: row r's eigenvectors as the
- *   columns of the d x d matrix at v[r*d*d] (column k for w[r*d + k],
+ *   columns of the d x d matrix at `v[r*d*d]` (column k for `w[r*d + k]`,
  *   unit length, largest-magnitude entry positive).
  * - `dm`: rows x d x d, or NULL/0 to skip: D itself, row-major, exactly
  *   symmetric.
@@ -1595,7 +1595,7 @@ msde_status msde_model_drift(const struct msde_model *model,
  * covariance rate per unit time).
  *
  * - `z`, `t`, `f`, `workspace`: as msde_model_drift.
- * - `l`: rows x d x q row-major (row r's d x q factor at l[r*d*q]); q from
+ * - `l`: rows x d x q row-major (row r's d x q factor at `l[r*d*q]`); q from
  *   msde_model_info_get (d for full and diagonal heads, the rank for
  *   low-rank heads). l_len = rows*d*q.
  *
@@ -1761,10 +1761,10 @@ msde_status msde_sample_workspace_len(const struct msde_model *model,
  *
  * - `start`: one state (start_len = d; every trajectory starts there) or
  *   one per trajectory (start_len = n*d, row-major).
- * - `times`: n_times = times_len output times, t0 <= times[0] < times[1]
+ * - `times`: n_times = times_len output times, t0 <= `times[0]` < `times[1]`
  *   < ... (time units).
  * - `out`: n x n_times x d, trajectory-major: trajectory i's state at
- *   times[k] is out[(i*n_times + k)*d ...]; out_len = n*n_times*d.
+ *   `times[k]` is `out[(i*n_times + k)*d ...]`; out_len = n*n_times*d.
  * - `stop_times`: n entries, +INFINITY for a trajectory that reached the
  *   last time, else the time it stopped (its later outputs are NaN).
  * - `workspace`: at least msde_sample_workspace_len floats (see there).

@@ -304,7 +304,7 @@ const GAP_TOLERANCE: f64 = 1e-4;
 /// A time column (read as `f64`) as `f32` times and the origin subtracted
 /// from them. The distinct times are formed in `f64` first; when rounding
 /// the file's values to `f32` would change a gap between consecutive
-/// distinct times by more than [`GAP_TOLERANCE`] of it (or merge two of
+/// distinct times by more than `GAP_TOLERANCE` of it (or merge two of
 /// them), the times are taken relative to the first one (the origin);
 /// otherwise the origin is 0 and the times are the file's. An error when
 /// even the relative times cannot keep the gaps.

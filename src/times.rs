@@ -15,7 +15,7 @@ const GAP_FRACTION: f64 = 0.01;
 #[derive(Clone, Debug, PartialEq)]
 pub struct TimeGrid {
     pub times: Vec<f64>,
-    /// Half-width of the matching window: [`GAP_FRACTION`] of the smallest
+    /// Half-width of the matching window: `GAP_FRACTION` of the smallest
     /// gap, or `1e-6 · max(1, |t|)` when there is only one time.
     pub tolerance: f64,
 }

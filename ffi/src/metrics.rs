@@ -49,7 +49,7 @@ pub unsafe extern "C" fn msde_eigen_sym_workspace_len(
 ///
 /// - `a`: d×d row-major, a_len = d*d; read only (both triangles averaged).
 /// - `w`: d eigenvalues, descending.
-/// - `v`: d×d row-major; column k is the unit eigenvector of w[k], its
+/// - `v`: d×d row-major; column k is the unit eigenvector of `w[k]`, its
 ///   largest-magnitude entry positive.
 /// - `workspace`: at least msde_eigen_sym_workspace_len(d) floats.
 ///
@@ -140,7 +140,7 @@ pub unsafe extern "C" fn msde_model_diffusion_spectrum_workspace_len(
 /// - `z`: rows x d states (z_len = rows*d); `t`: rows times.
 /// - `w`: rows x d eigenvalues, each row descending (>= 0 up to rounding).
 /// - `v`: rows x d x d, or NULL/0 to skip: row r's eigenvectors as the
-///   columns of the d x d matrix at v[r*d*d] (column k for w[r*d + k],
+///   columns of the d x d matrix at `v[r*d*d]` (column k for `w[r*d + k]`,
 ///   unit length, largest-magnitude entry positive).
 /// - `dm`: rows x d x d, or NULL/0 to skip: D itself, row-major, exactly
 ///   symmetric.

@@ -775,7 +775,7 @@ pub unsafe extern "C" fn msde_model_drift(
 /// covariance rate per unit time).
 ///
 /// - `z`, `t`, `f`, `workspace`: as msde_model_drift.
-/// - `l`: rows x d x q row-major (row r's d x q factor at l[r*d*q]); q from
+/// - `l`: rows x d x q row-major (row r's d x q factor at `l[r*d*q]`); q from
 ///   msde_model_info_get (d for full and diagonal heads, the rank for
 ///   low-rank heads). l_len = rows*d*q.
 ///

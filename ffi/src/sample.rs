@@ -225,10 +225,10 @@ pub unsafe extern "C" fn msde_sample_workspace_len(
 ///
 /// - `start`: one state (start_len = d; every trajectory starts there) or
 ///   one per trajectory (start_len = n*d, row-major).
-/// - `times`: n_times = times_len output times, t0 <= times[0] < times[1]
+/// - `times`: n_times = times_len output times, t0 <= `times[0]` < `times[1]`
 ///   < ... (time units).
 /// - `out`: n x n_times x d, trajectory-major: trajectory i's state at
-///   times[k] is out[(i*n_times + k)*d ...]; out_len = n*n_times*d.
+///   `times[k]` is `out[(i*n_times + k)*d ...]`; out_len = n*n_times*d.
 /// - `stop_times`: n entries, +INFINITY for a trajectory that reached the
 ///   last time, else the time it stopped (its later outputs are NaN).
 /// - `workspace`: at least msde_sample_workspace_len floats (see there).

@@ -15,7 +15,7 @@ const MIN_PLOT_PX: u32 = 120;
 
 /// Eigen-analysis of `D` along a path (the wild-type backbone): left, the
 /// `top` largest eigenvalues against time; right, the path on coordinates
-/// `axes` in equal-aspect axes with, at up to [`ELLIPSES`] points, the 1-σ
+/// `axes` in equal-aspect axes with, at up to `ELLIPSES` points, the 1-σ
 /// ellipse of the noise `N(0, Δt·B)` over a time step `Δt` and its two
 /// principal axes (`B` the 2×2 block of `D` on `axes`). `Δt` is a round
 /// value chosen so that neighbouring ellipses do not overlap, and printed

@@ -22,7 +22,7 @@
 //!
 //! The memory a configuration needs is known before any work is done:
 //! [`workspace_len`] reports it, and fails with
-//! [`ErrorKind::BadConfig`](crate::ErrorKind::BadConfig) on
+//! [`ErrorKind::BadConfig`] on
 //! `memory_limit_bytes` (detail: bytes needed vs. the limit) when a request
 //! is larger than the configured limit.
 //!
