@@ -26,6 +26,12 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+// Tests use `std` (`Vec`, threads, formatting) also when the library is
+// built without it: `cargo test --no-default-features` runs the sequential
+// paths (`par`'s fallbacks) that the `std` build replaces.
+#[cfg(test)]
+extern crate std;
+
 pub mod cluster;
 pub mod codec;
 pub mod cpu;

@@ -81,3 +81,84 @@ pub fn for_each_chunk3<T: Send, U: Send, V: Send, G>(
         .enumerate()
         .for_each(|(k, ((x, y), z))| op(k, x, y, z));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Chunk `k` of `len` elements of a buffer of `total`: its start and
+    /// length (the last chunk shorter), as the loops must hand it out.
+    fn expected(total: usize, len: usize) -> Vec<(usize, usize)> {
+        (0..total.div_ceil(len))
+            .map(|k| (k * len, len.min(total - k * len)))
+            .collect()
+    }
+
+    /// Writes into every element its chunk index and its offset in the
+    /// chunk, so that a wrong split (index, boundary, length) shows.
+    fn stamp<T: Copy + From<u16>>(k: usize, c: &mut [(T, T)]) {
+        for (i, x) in c.iter_mut().enumerate() {
+            *x = (T::from(k as u16), T::from(i as u16));
+        }
+    }
+
+    fn stamps(total: usize, len: usize) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for (k, (_, l)) in expected(total, len).into_iter().enumerate() {
+            out.extend((0..l).map(|i| (k as u32, i as u32)));
+        }
+        out
+    }
+
+    #[test]
+    fn chunks_are_split_by_index_with_a_shorter_last() {
+        for (total, len) in [(10, 3), (9, 3), (1, 4), (0, 2), (7, 1)] {
+            let mut a = vec![(u32::MAX, u32::MAX); total];
+            for_each_chunk(&mut a, len, stamp::<u32>);
+            assert_eq!(a, stamps(total, len), "n = {total}, chunk {len}");
+        }
+    }
+
+    #[test]
+    fn paired_chunks_advance_in_step() {
+        // Chunk k of `a` (2 per chunk) and of `b` (5 per chunk), 4 chunks.
+        let (mut a, mut b) = (vec![(0u32, 0u32); 8], vec![(0u64, 0u64); 20]);
+        for_each_chunk2(&mut a, 2, &mut b, 5, |k, x, y| {
+            stamp::<u32>(k, x);
+            stamp::<u64>(k, y);
+        });
+        assert_eq!(a, stamps(8, 2));
+        let b32: Vec<(u32, u32)> = b.iter().map(|&(k, i)| (k as u32, i as u32)).collect();
+        assert_eq!(b32, stamps(20, 5));
+
+        let (mut a, mut b, mut c) = (
+            vec![(0u32, 0u32); 6],
+            vec![(0u32, 0u32); 3],
+            vec![(0u32, 0u32); 9],
+        );
+        for_each_chunk3((&mut a, 2), (&mut b, 1), (&mut c, 3), |k, x, y, z| {
+            stamp::<u32>(k, x);
+            stamp::<u32>(k, y);
+            stamp::<u32>(k, z);
+        });
+        assert_eq!((a, b, c), (stamps(6, 2), stamps(3, 1), stamps(9, 3)));
+    }
+
+    #[test]
+    fn zero_chunk_lengths_leave_the_outputs_alone() {
+        let mut a = vec![(7u32, 7u32); 4];
+        let mut b = vec![(7u32, 7u32); 4];
+        for_each_chunk(&mut a, 0, stamp::<u32>);
+        for_each_chunk2(&mut a, 0, &mut b, 2, |_, _, _| unreachable!());
+        for_each_chunk2(&mut a, 2, &mut b, 0, |_, _, _| unreachable!());
+        for_each_chunk3(
+            (&mut a, 1),
+            (&mut b, 0),
+            (&mut [0u8; 2][..], 1),
+            |_, _, _, _| unreachable!(),
+        );
+        assert_eq!((a, b), (vec![(7, 7); 4], vec![(7, 7); 4]));
+    }
+}

@@ -757,7 +757,6 @@ impl<'w> Simplex<'w> {
 
 #[cfg(test)]
 mod tests {
-    extern crate std;
     use super::*;
     use std::vec;
 

@@ -152,8 +152,6 @@ impl<F: Float> DriftJacobian<F> for Learned<'_, F> {
 
 #[cfg(test)]
 mod tests {
-    extern crate std;
-
     use super::super::{Config, Inputs};
     use super::*;
     use crate::dynamics::Dynamics;

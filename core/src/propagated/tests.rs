@@ -1,8 +1,6 @@
 //! Tests of the propagated map against closed forms, finite differences
 //! and the RK4 flow.
 
-extern crate std;
-
 use super::variational::matmul;
 use super::*;
 use crate::dynamics::{DriftJacobian, Dynamics};
