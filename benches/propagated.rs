@@ -18,6 +18,7 @@
 //! `RAYON_NUM_THREADS=1`, in the measuring thread's CPU time (the single-core
 //! ratios; `propagate` runs its row blocks in parallel, the rest of a step
 //! is sequential), then runs criterion (`-- nomatch` skips it).
+#![allow(unsafe_code, reason = "the thread CPU clock (libc clock_gettime)")]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use morphosde_core::model::{Config, DriftTeacher, Layout, Learned, Residual};

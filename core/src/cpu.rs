@@ -6,6 +6,10 @@
 //! therefore give bit-identical results. Kernels for different levels may
 //! differ in the last bits (fused multiply-adds, lane order); results are
 //! reproducible per machine level, which [`level`] reports.
+#![allow(
+    unsafe_code,
+    reason = "reading XCR0 (`_xgetbv`), which says which vector registers the OS saves, is an unsafe intrinsic"
+)]
 
 /// Instruction-set level of the vector kernels, in increasing order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -18,6 +18,10 @@
 //! ∞); NaN stays NaN.
 //!
 //! `f64` falls back to libm `exp` element by element (no f64 hot loop ships).
+#![allow(
+    unsafe_code,
+    reason = "AVX2/AVX-512 intrinsics behind runtime detection, and the `f32` view of a slice whose `F` is `f32`"
+)]
 
 use crate::float::Float;
 use core::any::TypeId;

@@ -5,6 +5,10 @@
 //! `buffers` turns `(pointer, length)` pairs into checked slices.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![allow(non_camel_case_types)]
+#![allow(
+    unsafe_code,
+    reason = "every module is the C boundary: raw pointers and lengths from C, exported symbols"
+)]
 
 #[cfg(all(not(feature = "std"), not(panic = "abort")))]
 compile_error!(

@@ -7,6 +7,7 @@
 //! (zero, small, address-space-scale) and NULL outputs; an answer is
 //! either refused with its output untouched or a length whose bytes fit
 //! PTRDIFF_MAX.
+#![allow(unsafe_code, reason = "calls the C ABI with raw pointers")]
 
 mod common;
 use common::guarded::Guarded;

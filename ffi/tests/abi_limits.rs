@@ -4,6 +4,7 @@
 //! arrays end at an unreadable page, so a read past a length faults);
 //! msde_model_load leaves the caller's memory alone until it has accepted
 //! the bytes.
+#![allow(unsafe_code, reason = "calls the C ABI with raw pointers")]
 
 mod common;
 use common::guarded::Guarded;

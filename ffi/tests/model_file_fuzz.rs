@@ -6,6 +6,7 @@
 //! version status and leaves every output as it was, or (a flip the
 //! checks cannot tell from a real model, e.g. in a weight) loads a model
 //! that evaluates to finite values or reports a numerical failure.
+#![allow(unsafe_code, reason = "calls the C ABI with raw pointers")]
 
 use morphosde::*;
 use std::ptr::{null, null_mut};

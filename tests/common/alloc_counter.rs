@@ -4,6 +4,10 @@
 //! Use from an integration test binary:
 //! `#[path = "common/alloc_counter.rs"] mod alloc_counter;` then
 //! `let n = alloc_counter::count_allocations(|| ...);`.
+#![allow(
+    unsafe_code,
+    reason = "a counting global allocator (GlobalAlloc is an unsafe trait)"
+)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -14,6 +14,10 @@
 //! (scalar column tail), chosen at run time by [`crate::cpu::level`]. `f64`
 //! and other targets use the portable loop. Results of different levels may
 //! differ in the last bits (fused multiply-adds), never between runs.
+#![allow(
+    unsafe_code,
+    reason = "AVX2/AVX-512 intrinsics behind runtime detection, on bounds checked before the kernels run"
+)]
 
 use crate::error::{Result, check_len, check_room, checked_mul};
 use crate::float::Float;

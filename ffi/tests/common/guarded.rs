@@ -3,6 +3,10 @@
 //! instead of silently touching the neighbour's memory, so a test that
 //! passes a length one too long proves the library never read it. On other
 //! systems they are plain heap buffers (the statuses are still checked).
+#![allow(
+    unsafe_code,
+    reason = "buffers between guard pages (mmap, mprotect) and views of them"
+)]
 
 use std::ffi::c_void;
 
