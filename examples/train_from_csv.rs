@@ -24,11 +24,11 @@ use morphosde_core::integrate::rollout::{
 };
 use morphosde_core::integrate::sde::SdeConfig;
 use morphosde_core::metrics::energy_distance;
+use morphosde_core::minibatch::UNTRACKED;
 use morphosde_core::model::{Config, Layout, Learned};
-use morphosde_core::sampler::UNTRACKED;
 use morphosde_core::synthetic::{NonNormalOu, SnapshotDesign};
 use morphosde_core::train::AdamState;
-use morphosde_core::train::fit::{
+use morphosde_core::train::{
     Control, FitConfig, ModelLearner, Observations, fit, fit_workspace_len,
 };
 use std::path::PathBuf;

@@ -10,7 +10,7 @@
 use crate::csvio::{Table, read_table, write_atomic};
 use crate::times::TimeGrid;
 use morphosde_core::integrate::rollout::default_workers;
-use morphosde_core::sampler::UNTRACKED;
+use morphosde_core::minibatch::UNTRACKED;
 use morphosde_core::synthetic::{GroundTruth, SnapshotDesign, snapshots_workspace_len};
 use std::path::Path;
 

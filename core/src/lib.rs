@@ -20,11 +20,11 @@
 //!
 //! ## A run through the library
 //! A snapshot dataset is three slices: states `z` (`n × d`), times `t`
-//! (`n`) and track ids (`n`, [`sampler::UNTRACKED`] for embryos seen once).
+//! (`n`) and track ids (`n`, [`minibatch::UNTRACKED`] for embryos seen once).
 //! Training takes a model configuration ([`model::Config`]; its
 //! [`model::Layout`] says how many parameters to allocate and initialises
-//! them), a loop configuration ([`train::fit::FitConfig`]) and caller
-//! memory sized by [`train::fit::fit_workspace_len`]; [`train::fit::fit`]
+//! them), a loop configuration ([`train::FitConfig`]) and caller
+//! memory sized by [`train::fit_workspace_len`]; [`train::fit()`]
 //! runs the epochs. The trained parameters, viewed as a
 //! [`model::Learned`], are a [`dynamics::Dynamics`] that
 //! [`integrate::rollout`] simulates; [`metrics`] compares simulated with
@@ -36,14 +36,15 @@
 //! so a newcomer can read the crate from the bottom up. From the top:
 //!
 //! - [`train`]: the only module that knows the pipeline's order. One
-//!   optimiser step on a prepared minibatch ([`train::step`]), the epoch
-//!   loop with validation, early stopping and the divergence guard
-//!   ([`train::fit`], [`train::guard`], [`train::split`]), and the range
+//!   optimiser step on a prepared minibatch ([`train::step`]), the learner
+//!   the loop trains ([`train::learner`]), the epoch loop with validation,
+//!   early stopping and the divergence guard ([`mod@train::fit`],
+//!   [`train::guard`], [`train::split`]), and the range
 //!   check of a trained model's rollouts ([`train::acceptance`]).
 //! - [`loss`] (drift and diffusion losses with their gradients) and
 //!   [`synthetic`] (processes with known drift and `D`, and the snapshot
 //!   sampler that observes them like embryo imaging).
-//! - The pipeline's stages: [`sampler`] (minibatches from bin `k` to bin
+//! - The pipeline's stages: [`minibatch`] (minibatches from bin `k` to bin
 //!   `k + 1` within a cluster), [`targets`] (the covariance targets `D̂`),
 //!   [`integrate`] (ODE and SDE integrators, rollouts), [`propagated`] (how
 //!   `D` acting along the drift's flow shows in a finite-gap increment) and
@@ -91,12 +92,12 @@ pub mod integrate;
 pub mod linalg;
 pub mod loss;
 pub mod metrics;
+pub mod minibatch;
 pub mod model;
 pub mod optim;
 pub mod par;
 pub mod propagated;
 pub mod rng;
-pub mod sampler;
 pub mod size;
 pub mod synthetic;
 pub mod targets;

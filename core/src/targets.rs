@@ -40,7 +40,7 @@
 //! process in `tests/plan_blur.rs`; the unit test
 //! `plan_blur_enters_as_epsilon_over_two_h` is the `D = 0` case. Training
 //! can set `ε = 2σ²h` from the learned noise between epochs
-//! ([`crate::train::fit::FitConfig::bridge_epsilon`]).
+//! ([`crate::train::FitConfig::bridge_epsilon`]).
 //!
 //! Every target is then shrunk and regularised ([`shrink_target`]):
 //! `D̂ ← (1−α) D̂ + α (tr D̂ / d) I + ε_t I`.

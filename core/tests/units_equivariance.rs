@@ -13,7 +13,7 @@ use morphosde_core::synthetic::{
     EmbryoProcess, GroundTruth, SnapshotDesign, snapshots_workspace_len,
 };
 use morphosde_core::train::AdamState;
-use morphosde_core::train::fit::{
+use morphosde_core::train::{
     Control, FitConfig, ModelLearner, Observations, fit, fit_workspace_len,
 };
 

@@ -12,13 +12,13 @@ use crate::train::{msde_trainer, trainer_parts};
 use core::ffi::c_void;
 use morphosde_core::Result;
 use morphosde_core::error::{Arena, Error, check_len, check_room, checked_mul};
+use morphosde_core::minibatch::UNTRACKED;
 use morphosde_core::model::Config;
 use morphosde_core::model::Learned;
-use morphosde_core::sampler::UNTRACKED;
 use morphosde_core::size::Size;
 use morphosde_core::train::AdamState;
 use morphosde_core::train::acceptance::{RangeCheck, check_rollouts, check_rollouts_workspace_len};
-use morphosde_core::train::fit::{
+use morphosde_core::train::{
     Control, FitConfig, ModelLearner, Observations, fit, fit_workspace_len,
 };
 

@@ -22,10 +22,10 @@ use morphosde_core::rng::{Family, Rng};
 use morphosde_core::synthetic::{
     EmbryoProcess, GroundTruth, SnapshotDesign, snapshots_workspace_len,
 };
-use morphosde_core::train::fit::{
+use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
+use morphosde_core::train::{
     Control, FitConfig, ModelLearner, Observations, fit, fit_workspace_len,
 };
-use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
 use morphosde_core::uot::{
     TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, median_sq_distance,
     median_sq_distance_workspace_len, solve_uot, uot_workspace_len,
@@ -476,7 +476,7 @@ fn fit_case(tracked: bool) -> String {
     let layout = Layout::new(&config).unwrap();
     let (z, t, mut track) = snapshots();
     if !tracked {
-        track.fill(morphosde_core::sampler::UNTRACKED);
+        track.fill(morphosde_core::minibatch::UNTRACKED);
     }
     let cfg = small_fit_config();
     let p = layout.len;

@@ -14,14 +14,14 @@ use clap::{ArgAction, Args, ValueEnum};
 use morphosde_core::cluster::ClusterConfig;
 use morphosde_core::codec;
 use morphosde_core::integrate::rollout::default_workers;
+use morphosde_core::minibatch::UNTRACKED;
 use morphosde_core::model::Learned;
 use morphosde_core::model::{Config, DriftTeacher, Layout, Residual, TargetMode};
-use morphosde_core::sampler::UNTRACKED;
 use morphosde_core::train::AdamState;
 use morphosde_core::train::acceptance::{
     RangeCheck, RangeReport, check_rollouts, check_rollouts_workspace_len,
 };
-use morphosde_core::train::fit::{
+use morphosde_core::train::{
     Control, EpochReport, FitConfig, FitReport, ModelLearner, Observations, fit, fit_workspace_len,
 };
 use morphosde_core::{Error, ErrorKind};
@@ -571,7 +571,7 @@ impl Trained {
 
     /// Per-epoch losses as JSON.
     pub fn history_json(&self) -> Value {
-        let losses = |l: &morphosde_core::train::fit::Losses<f32>| json!({"total": l.total, "drift": l.drift, "diffusion": l.diffusion});
+        let losses = |l: &morphosde_core::train::Losses<f32>| json!({"total": l.total, "drift": l.drift, "diffusion": l.diffusion});
         Value::Array(
             self.history
                 .iter()

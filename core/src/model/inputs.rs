@@ -17,7 +17,7 @@
 //! and the C ABI carry them with the parameters, the backward pass gives
 //! them a zero gradient and the optimiser skips them
 //! ([`super::Layout::trainable`]). [`super::Layout::init`] writes the
-//! identity (`μ = 0`, `s = 1`, no span); [`crate::train::fit`] replaces it
+//! identity (`μ = 0`, `s = 1`, no span); [`crate::train::fit()`] replaces it
 //! with the data's ([`Inputs::from_data`]).
 
 use super::Layout;

@@ -10,8 +10,8 @@ use crate::integrate::rollout::{
     MAX_BLOCK_ROWS, Method, RolloutConfig, Start, rollout, rollout_workspace_len,
 };
 use crate::integrate::sde::SdeConfig;
+use crate::minibatch::UNTRACKED;
 use crate::rng::{Family, Rng};
-use crate::sampler::UNTRACKED;
 use crate::size::Size;
 
 /// How a snapshot dataset is observed: at the increasing times `bins`

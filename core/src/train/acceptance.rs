@@ -27,7 +27,7 @@ use crate::integrate::rollout::{
     MAX_BLOCK_ROWS, Method, RolloutConfig, Start, rollout, rollout_workspace_len,
 };
 use crate::integrate::sde::SdeConfig;
-use crate::sampler::next_time;
+use crate::minibatch::next_time;
 
 /// Settings of [`check_rollouts`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -355,7 +355,7 @@ mod tests {
 
     fn check(dynamics: &LinearSde<'_>) -> (RangeReport<f64>, Result<()>) {
         let (z, t) = data();
-        let track = vec![crate::sampler::UNTRACKED; t.len()];
+        let track = vec![crate::minibatch::UNTRACKED; t.len()];
         let data = Observations {
             z: &z,
             t: &t,
@@ -405,7 +405,7 @@ mod tests {
     #[test]
     fn bad_settings_and_data_are_errors() {
         let (z, t) = data();
-        let track = vec![crate::sampler::UNTRACKED; t.len()];
+        let track = vec![crate::minibatch::UNTRACKED; t.len()];
         let model = linear(&[0.0], &[]);
         let mut ws =
             vec![

@@ -14,8 +14,8 @@
 //! at most [`MAX_MIN_PER_BIN`] candidates on the stack).
 
 use crate::float::Float;
+use crate::minibatch::{UNTRACKED, next_time};
 use crate::rng::{Family, Rng};
-use crate::sampler::{UNTRACKED, next_time};
 
 /// Largest `min_per_bin` the split supports.
 pub const MAX_MIN_PER_BIN: usize = 64;

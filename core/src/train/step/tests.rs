@@ -1,9 +1,9 @@
 use super::*;
 use crate::dynamics::Dynamics;
 use crate::error::ErrorKind;
-use crate::integrate::rk4_flow_workspace_len;
-use crate::model::{DiffusionHead, DriftLoss, Inputs, MassWeighting};
-use crate::propagated::{gap_midpoints, node_times};
+use crate::integrate::{rk4_flow, rk4_flow_workspace_len};
+use crate::model::{DiffusionHead, DriftLoss, Inputs, Learned, MassWeighting};
+use crate::propagated::{Propagation, gap_midpoints, node_times, propagate, propagate_frozen};
 use crate::rng::{Family, Rng};
 use std::vec;
 use std::vec::Vec;

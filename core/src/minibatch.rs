@@ -75,7 +75,7 @@ pub fn next_time<F: Float>(t: &[F], after: Option<F>) -> Option<F> {
 
 /// Sampling parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SampleConfig {
+pub struct MinibatchConfig {
     /// Largest number of sources and of targets per batch (≥ 1).
     pub batch: usize,
     /// Fewer observations of the cluster than this in either bin triggers
@@ -84,10 +84,10 @@ pub struct SampleConfig {
     pub seed: u64,
 }
 
-impl SampleConfig {
+impl MinibatchConfig {
     /// Batch size `batch`, fallback below 16 points, seed 0.
     pub fn new(batch: usize) -> Self {
-        SampleConfig {
+        MinibatchConfig {
             batch,
             min_points: 16,
             seed: 0,
@@ -329,7 +329,7 @@ impl<'a, F: Float> MinibatchIndex<'a, F> {
     /// then as [`MinibatchIndex::sample_cell`] with the same stream.
     pub fn sample(
         &self,
-        cfg: &SampleConfig,
+        cfg: &MinibatchConfig,
         step: u64,
         source: &mut [u32],
         target: &mut [u32],
@@ -354,7 +354,7 @@ impl<'a, F: Float> MinibatchIndex<'a, F> {
     /// as [`MinibatchIndex::sample_cell`] with the same stream.
     pub fn sample_in_bin(
         &self,
-        cfg: &SampleConfig,
+        cfg: &MinibatchConfig,
         step: u64,
         bin: usize,
         source: &mut [u32],
@@ -382,7 +382,7 @@ impl<'a, F: Float> MinibatchIndex<'a, F> {
     #[allow(clippy::too_many_arguments)]
     pub fn sample_cell(
         &self,
-        cfg: &SampleConfig,
+        cfg: &MinibatchConfig,
         step: u64,
         bin: usize,
         cluster: usize,
@@ -397,7 +397,7 @@ impl<'a, F: Float> MinibatchIndex<'a, F> {
     #[allow(clippy::too_many_arguments)]
     fn draw(
         &self,
-        cfg: &SampleConfig,
+        cfg: &MinibatchConfig,
         rng: &mut Rng,
         bin: usize,
         cluster: usize,
@@ -556,7 +556,7 @@ mod tests {
         assert_eq!(index.bins(), 3);
         assert_eq!(index.bin_time(2), 2.5);
         assert_eq!(index.count(1, 2), 10);
-        let cfg = SampleConfig {
+        let cfg = MinibatchConfig {
             batch: 20,
             min_points: 16,
             seed: 7,
@@ -636,7 +636,7 @@ mod tests {
         let (t, labels, track) = data();
         let (mut iw, mut fw) = ([0u32; 2 * N], [0.0f32; N]);
         let index = build(&t, &labels, &track, &mut iw, &mut fw);
-        let mut cfg = SampleConfig::new(150);
+        let mut cfg = MinibatchConfig::new(150);
         let (mut src, mut tgt, mut pairs) = ([0u32; 150], [0u32; 150], [0u32; 300]);
         // Cluster 2 has 10 < 16 rows per bin: whole bins of 100.
         let s = index
@@ -724,7 +724,7 @@ mod tests {
         assert_eq!((e.kind, e.arg), (ErrorKind::BufferTooSmall, "indices"));
         let index = build(&t, &labels, &track, &mut iw, &mut fw);
         let (mut src, mut tgt, mut pairs) = ([0u32; 8], [0u32; 8], [0u32; 16]);
-        let cfg = SampleConfig::new(8);
+        let cfg = MinibatchConfig::new(8);
         for (bin, cluster, arg) in [(2, 0, "bin"), (0, 3, "cluster")] {
             let e = index
                 .sample_cell(&cfg, 0, bin, cluster, &mut src, &mut tgt, &mut pairs)
@@ -732,7 +732,7 @@ mod tests {
             assert_eq!(e.arg, arg);
         }
         let e = index
-            .sample(&SampleConfig::new(0), 0, &mut src, &mut tgt, &mut pairs)
+            .sample(&MinibatchConfig::new(0), 0, &mut src, &mut tgt, &mut pairs)
             .unwrap_err();
         assert_eq!(e.arg, "batch");
         let e = index
@@ -761,7 +761,7 @@ mod tests {
         assert_eq!(index.bins(), 3);
         assert_eq!((index.bin_of(1), index.bin_of(2)), (0, 2));
         assert_eq!(index.bin_time(2), 2.0);
-        let cfg = SampleConfig::new(2);
+        let cfg = MinibatchConfig::new(2);
         let (mut src, mut tgt, mut pairs) = ([0u32; 2], [0u32; 2], [0u32; 4]);
         let e = index
             .sample_cell(&cfg, 0, 0, 0, &mut src, &mut tgt, &mut pairs)
