@@ -101,23 +101,6 @@
 #define MSDE_SIGMA_Z_SELF_TUNING 2
 
 /**
- * Track id of an untracked observation (msde_trainer_fit's `track`).
- */
-#define MSDE_UNTRACKED 4294967295
-
-/**
- * Floats per epoch in msde_trainer_fit's `epoch_losses`: the means of the
- * epoch's training steps (total, drift, diffusion before lambda) and the
- * mean validation total (NaN without validation).
- */
-#define MSDE_FIT_EPOCH_FLOATS 4
-
-/**
- * Largest d accepted by msde_eigen_sym.
- */
-#define MSDE_EIGEN_MAX_DIM 64
-
-/**
  * msde_model_config.drift_loss: mean squared error weighted by row mass.
  */
 #define MSDE_DRIFT_LOSS_MSE 0
@@ -185,10 +168,27 @@
 #define MSDE_DRIFT_TEACHER_FLOW 1
 
 /**
+ * Track id of an untracked observation (msde_trainer_fit's `track`).
+ */
+#define MSDE_UNTRACKED 4294967295
+
+/**
+ * Floats per epoch in msde_trainer_fit's `epoch_losses`: the means of the
+ * epoch's training steps (total, drift, diffusion before lambda) and the
+ * mean validation total (NaN without validation).
+ */
+#define MSDE_FIT_EPOCH_FLOATS 4
+
+/**
  * Alignment in bytes caller memory for msde_model_init / msde_trainer_init
  * must have (malloc'ed memory and uint64_t or double arrays have it).
  */
 #define MSDE_STATE_ALIGN 8
+
+/**
+ * Largest d accepted by msde_eigen_sym.
+ */
+#define MSDE_EIGEN_MAX_DIM 64
 
 /**
  * Largest `substeps` msde_model_propagated_diffusion accepts.
@@ -456,6 +456,141 @@ typedef struct msde_cluster_summary {
 } msde_cluster_summary;
 
 /**
+ * Model and training configuration (the seed's knobs). Fill it with
+ * msde_model_config_default, then change fields; msde_model_init and the
+ * other calls check every field (MSDE_ERR_BAD_CONFIG naming it).
+ */
+typedef struct msde_model_config {
+    /**
+     * State dimension d (1..=64).
+     */
+    size_t d;
+    /**
+     * Sinusoidal time features (even, <= 32): sin(2^k s t), cos(2^k s t),
+     * s = time_scale.
+     */
+    size_t time_features;
+    /**
+     * Scale s of the time features in 1/(time unit of the data): finite
+     * and > 0, default 1. Pick it so the data's time span maps to about one
+     * unit (e.g. 1/(t_max - t_min)), so the lowest feature pair (period
+     * 2 pi / s) covers the span without wrapping. Only the network input
+     * is scaled: drift and diffusion stay per unit of the data's time.
+     */
+    double time_scale;
+    /**
+     * Hidden layers of the encoder (0..=8; 0: heads affine in the input).
+     */
+    size_t depth;
+    /**
+     * Units per hidden layer (1..=1024; SiLU activation).
+     */
+    size_t width;
+    /**
+     * 1: learn a diffusion factor L(z, t) beside the drift; 0: drift only.
+     */
+    uint32_t learn_diffusion;
+    /**
+     * 1: low-rank head L (d x q); 0: full lower-triangular (or diagonal).
+     */
+    uint32_t diffusion_low_rank;
+    /**
+     * 1: diagonal head (ablation); exclusive with diffusion_low_rank.
+     */
+    uint32_t diffusion_diagonal;
+    /**
+     * Epochs of the linear warm-up of the diffusion-loss weight.
+     */
+    uint32_t warmup_epochs;
+    /**
+     * Rank q of the low-rank head (1..=d; read only with the low-rank head).
+     */
+    size_t q;
+    /**
+     * Weight of the diffusion loss after warm-up (>= 0).
+     */
+    double lambda_diff;
+    /**
+     * Added to the softplus diagonal of L (> 0).
+     */
+    double diffusion_epsilon;
+    /**
+     * MSDE_DRIFT_LOSS_MSE or MSDE_DRIFT_LOSS_NLL.
+     */
+    uint32_t drift_loss;
+    /**
+     * MSDE_MASS_ROW_MASS or MSDE_MASS_THRESHOLD.
+     */
+    uint32_t mass_weighting;
+    /**
+     * MSDE_TARGET_PAIRWISE or MSDE_TARGET_PLAN_WEIGHTED.
+     */
+    uint32_t target_mode;
+    /**
+     * MSDE_RESIDUAL_ONE_STEP, MSDE_RESIDUAL_FLOW, MSDE_RESIDUAL_PROPAGATED or
+     * MSDE_RESIDUAL_PROPAGATED_FROZEN.
+     */
+    uint32_t residual;
+    /**
+     * MSDE_DRIFT_TEACHER_CHORD or MSDE_DRIFT_TEACHER_FLOW.
+     */
+    uint32_t drift_teacher;
+    /**
+     * Threshold of MSDE_MASS_THRESHOLD (>= 0).
+     */
+    double mass_threshold;
+    /**
+     * RK4 substeps of the flow (flow-based residuals and
+     * MSDE_DRIFT_TEACHER_FLOW; 1..=1024).
+     */
+    size_t flow_substeps;
+    /**
+     * Neighbourhood size of the pairwise target (>= 1, counts the source).
+     */
+    size_t k_neighbours;
+    /**
+     * Shrinkage of the targets towards (tr D / d) I, in [0, 1].
+     */
+    double shrinkage;
+    /**
+     * Added to the diagonal of every target (>= 0).
+     */
+    double target_epsilon;
+    /**
+     * Global gradient-norm clip (>= 0; 0 = off).
+     */
+    double clip_grad_norm;
+    /**
+     * Cap on tr D = |L|_F^2 per state (>= 0; 0 = off).
+     */
+    double clip_trace;
+    /**
+     * Adam step size (> 0).
+     */
+    double learning_rate;
+    /**
+     * Adam beta1 in [0, 1).
+     */
+    double beta1;
+    /**
+     * Adam beta2 in [0, 1).
+     */
+    double beta2;
+    /**
+     * Adam epsilon (> 0).
+     */
+    double adam_epsilon;
+    /**
+     * Decoupled weight decay (AdamW; >= 0, 0 = plain Adam).
+     */
+    double weight_decay;
+    /**
+     * Seed of the initialisation and of every random stream of training.
+     */
+    uint64_t seed;
+} msde_model_config;
+
+/**
  * Settings of msde_trainer_fit; fill with msde_fit_config_default.
  */
 typedef struct msde_fit_config {
@@ -648,141 +783,6 @@ typedef struct msde_fit_report {
      */
     size_t rollbacks;
 } msde_fit_report;
-
-/**
- * Model and training configuration (the seed's knobs). Fill it with
- * msde_model_config_default, then change fields; msde_model_init and the
- * other calls check every field (MSDE_ERR_BAD_CONFIG naming it).
- */
-typedef struct msde_model_config {
-    /**
-     * State dimension d (1..=64).
-     */
-    size_t d;
-    /**
-     * Sinusoidal time features (even, <= 32): sin(2^k s t), cos(2^k s t),
-     * s = time_scale.
-     */
-    size_t time_features;
-    /**
-     * Scale s of the time features in 1/(time unit of the data): finite
-     * and > 0, default 1. Pick it so the data's time span maps to about one
-     * unit (e.g. 1/(t_max - t_min)), so the lowest feature pair (period
-     * 2 pi / s) covers the span without wrapping. Only the network input
-     * is scaled: drift and diffusion stay per unit of the data's time.
-     */
-    double time_scale;
-    /**
-     * Hidden layers of the encoder (0..=8; 0: heads affine in the input).
-     */
-    size_t depth;
-    /**
-     * Units per hidden layer (1..=1024; SiLU activation).
-     */
-    size_t width;
-    /**
-     * 1: learn a diffusion factor L(z, t) beside the drift; 0: drift only.
-     */
-    uint32_t learn_diffusion;
-    /**
-     * 1: low-rank head L (d x q); 0: full lower-triangular (or diagonal).
-     */
-    uint32_t diffusion_low_rank;
-    /**
-     * 1: diagonal head (ablation); exclusive with diffusion_low_rank.
-     */
-    uint32_t diffusion_diagonal;
-    /**
-     * Epochs of the linear warm-up of the diffusion-loss weight.
-     */
-    uint32_t warmup_epochs;
-    /**
-     * Rank q of the low-rank head (1..=d; read only with the low-rank head).
-     */
-    size_t q;
-    /**
-     * Weight of the diffusion loss after warm-up (>= 0).
-     */
-    double lambda_diff;
-    /**
-     * Added to the softplus diagonal of L (> 0).
-     */
-    double diffusion_epsilon;
-    /**
-     * MSDE_DRIFT_LOSS_MSE or MSDE_DRIFT_LOSS_NLL.
-     */
-    uint32_t drift_loss;
-    /**
-     * MSDE_MASS_ROW_MASS or MSDE_MASS_THRESHOLD.
-     */
-    uint32_t mass_weighting;
-    /**
-     * MSDE_TARGET_PAIRWISE or MSDE_TARGET_PLAN_WEIGHTED.
-     */
-    uint32_t target_mode;
-    /**
-     * MSDE_RESIDUAL_ONE_STEP, MSDE_RESIDUAL_FLOW, MSDE_RESIDUAL_PROPAGATED or
-     * MSDE_RESIDUAL_PROPAGATED_FROZEN.
-     */
-    uint32_t residual;
-    /**
-     * MSDE_DRIFT_TEACHER_CHORD or MSDE_DRIFT_TEACHER_FLOW.
-     */
-    uint32_t drift_teacher;
-    /**
-     * Threshold of MSDE_MASS_THRESHOLD (>= 0).
-     */
-    double mass_threshold;
-    /**
-     * RK4 substeps of the flow (flow-based residuals and
-     * MSDE_DRIFT_TEACHER_FLOW; 1..=1024).
-     */
-    size_t flow_substeps;
-    /**
-     * Neighbourhood size of the pairwise target (>= 1, counts the source).
-     */
-    size_t k_neighbours;
-    /**
-     * Shrinkage of the targets towards (tr D / d) I, in [0, 1].
-     */
-    double shrinkage;
-    /**
-     * Added to the diagonal of every target (>= 0).
-     */
-    double target_epsilon;
-    /**
-     * Global gradient-norm clip (>= 0; 0 = off).
-     */
-    double clip_grad_norm;
-    /**
-     * Cap on tr D = |L|_F^2 per state (>= 0; 0 = off).
-     */
-    double clip_trace;
-    /**
-     * Adam step size (> 0).
-     */
-    double learning_rate;
-    /**
-     * Adam beta1 in [0, 1).
-     */
-    double beta1;
-    /**
-     * Adam beta2 in [0, 1).
-     */
-    double beta2;
-    /**
-     * Adam epsilon (> 0).
-     */
-    double adam_epsilon;
-    /**
-     * Decoupled weight decay (AdamW; >= 0, 0 = plain Adam).
-     */
-    double weight_decay;
-    /**
-     * Seed of the initialisation and of every random stream of training.
-     */
-    uint64_t seed;
-} msde_model_config;
 
 /**
  * Shape of a model.
@@ -1115,6 +1115,16 @@ msde_status msde_cluster(const float *z,
                          struct msde_error *err);
 
 /**
+ * Fills *out with the library's defaults (the core's Config::default(),
+ * the values the command-line tool's flags default to): d = 2, drift only,
+ * time_scale 1; change d and any other field before use.
+ *
+ * # Safety
+ * `out` must be NULL (refused) or point to a writable msde_model_config.
+ */
+msde_status msde_model_config_default(struct msde_model_config *out, struct msde_error *err);
+
+/**
  * Fills *out with the training loop's defaults (the core's
  * FitConfig::default(), the values the command-line tool's flags default
  * to).
@@ -1399,16 +1409,6 @@ msde_status msde_sliced_wasserstein(const float *x,
                                     struct msde_error *err);
 
 /**
- * Fills *out with the library's defaults (the core's Config::default(),
- * the values the command-line tool's flags default to): d = 2, drift only,
- * time_scale 1; change d and any other field before use.
- *
- * # Safety
- * `out` must be NULL (refused) or point to a writable msde_model_config.
- */
-msde_status msde_model_config_default(struct msde_model_config *out, struct msde_error *err);
-
-/**
  * Number of parameters (floats) of a model of *config, written to *out_len.
  *
  * # Safety
@@ -1446,67 +1446,6 @@ msde_status msde_model_init(void *mem,
                             size_t mem_bytes,
                             const struct msde_model_config *config,
                             struct msde_model **out,
-                            struct msde_error *err);
-
-/**
- * Reads the configuration stored in model bytes (all checks of loading
- * except the parameters' finiteness) into *out, e.g. to size the memory
- * of msde_model_load with msde_model_state_len.
- *
- * Errors: truncated, altered or foreign bytes (MSDE_ERR_CORRUPT_MODEL),
- * another format version (MSDE_ERR_VERSION_MISMATCH).
- *
- * # Safety
- * `bytes` valid for bytes_len bytes; `out` NULL (refused) or writable.
- */
-msde_status msde_model_bytes_config(const uint8_t *bytes,
-                                    size_t bytes_len,
-                                    struct msde_model_config *out,
-                                    struct msde_error *err);
-
-/**
- * Loads model bytes (from msde_model_save) into caller memory `mem`
- * (msde_model_state_len of msde_model_bytes_config's config, aligned to
- * MSDE_STATE_ALIGN); writes the model's address (== mem) to *out.
- *
- * Errors: as msde_model_bytes_config, non-finite stored parameters or a
- * bad input block (MSDE_ERR_CORRUPT_MODEL), misaligned or short memory.
- * Every check runs before `mem` is written: on any error its contents
- * (a model loaded there earlier, say) are unchanged.
- *
- * # Safety
- * `bytes` valid for bytes_len bytes; `mem` as for msde_model_init.
- */
-msde_status msde_model_load(void *mem,
-                            size_t mem_bytes,
-                            const uint8_t *bytes,
-                            size_t bytes_len,
-                            struct msde_model **out,
-                            struct msde_error *err);
-
-/**
- * Bytes msde_model_save writes for this model, written to *out_len.
- *
- * # Safety
- * `model` a model of this library (or NULL, refused); `out_len` writable.
- */
-msde_status msde_model_save_len(const struct msde_model *model,
-                                size_t *out_len,
-                                struct msde_error *err);
-
-/**
- * Writes the model's bytes (magic, format version, config, parameters,
- * checksum; portable across platforms) to `out` (out_len >=
- * msde_model_save_len) and their count to *written.
- *
- * # Safety
- * `model` a model of this library; `out` valid for out_len bytes;
- * `written` writable.
- */
-msde_status msde_model_save(const struct msde_model *model,
-                            uint8_t *out,
-                            size_t out_len,
-                            size_t *written,
                             struct msde_error *err);
 
 /**
@@ -1633,6 +1572,79 @@ msde_status msde_model_new(const struct msde_model_config *config,
 
 #if defined(MSDE_STD)
 /**
+ * std only: frees a model from msde_model_new or msde_model_load_new.
+ * NULL is accepted (nothing happens); so is a model in caller memory
+ * (not freed: the caller owns that memory).
+ *
+ * # Safety
+ * `model` NULL or a live model of this library, not used afterwards.
+ */
+void msde_model_free(struct msde_model *model);
+#endif
+
+/**
+ * Reads the configuration stored in model bytes (all checks of loading
+ * except the parameters' finiteness) into *out, e.g. to size the memory
+ * of msde_model_load with msde_model_state_len.
+ *
+ * Errors: truncated, altered or foreign bytes (MSDE_ERR_CORRUPT_MODEL),
+ * another format version (MSDE_ERR_VERSION_MISMATCH).
+ *
+ * # Safety
+ * `bytes` valid for bytes_len bytes; `out` NULL (refused) or writable.
+ */
+msde_status msde_model_bytes_config(const uint8_t *bytes,
+                                    size_t bytes_len,
+                                    struct msde_model_config *out,
+                                    struct msde_error *err);
+
+/**
+ * Loads model bytes (from msde_model_save) into caller memory `mem`
+ * (msde_model_state_len of msde_model_bytes_config's config, aligned to
+ * MSDE_STATE_ALIGN); writes the model's address (== mem) to *out.
+ *
+ * Errors: as msde_model_bytes_config, non-finite stored parameters or a
+ * bad input block (MSDE_ERR_CORRUPT_MODEL), misaligned or short memory.
+ * Every check runs before `mem` is written: on any error its contents
+ * (a model loaded there earlier, say) are unchanged.
+ *
+ * # Safety
+ * `bytes` valid for bytes_len bytes; `mem` as for msde_model_init.
+ */
+msde_status msde_model_load(void *mem,
+                            size_t mem_bytes,
+                            const uint8_t *bytes,
+                            size_t bytes_len,
+                            struct msde_model **out,
+                            struct msde_error *err);
+
+/**
+ * Bytes msde_model_save writes for this model, written to *out_len.
+ *
+ * # Safety
+ * `model` a model of this library (or NULL, refused); `out_len` writable.
+ */
+msde_status msde_model_save_len(const struct msde_model *model,
+                                size_t *out_len,
+                                struct msde_error *err);
+
+/**
+ * Writes the model's bytes (magic, format version, config, parameters,
+ * checksum; portable across platforms) to `out` (out_len >=
+ * msde_model_save_len) and their count to *written.
+ *
+ * # Safety
+ * `model` a model of this library; `out` valid for out_len bytes;
+ * `written` writable.
+ */
+msde_status msde_model_save(const struct msde_model *model,
+                            uint8_t *out,
+                            size_t out_len,
+                            size_t *written,
+                            struct msde_error *err);
+
+#if defined(MSDE_STD)
+/**
  * std only: msde_model_load on the heap. Free with msde_model_free.
  *
  * # Safety
@@ -1642,18 +1654,6 @@ msde_status msde_model_load_new(const uint8_t *bytes,
                                 size_t bytes_len,
                                 struct msde_model **out,
                                 struct msde_error *err);
-#endif
-
-#if defined(MSDE_STD)
-/**
- * std only: frees a model from msde_model_new or msde_model_load_new.
- * NULL is accepted (nothing happens); so is a model in caller memory
- * (not freed: the caller owns that memory).
- *
- * # Safety
- * `model` NULL or a live model of this library, not used afterwards.
- */
-void msde_model_free(struct msde_model *model);
 #endif
 
 /**

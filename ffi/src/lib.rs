@@ -26,10 +26,13 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 
 mod buffers;
 mod cluster;
+mod config;
 mod fit;
+mod handle;
 mod inputs;
 mod metrics;
 mod model;
+mod model_io;
 mod propagated;
 mod sample;
 mod status;
@@ -41,6 +44,7 @@ pub use cluster::{
     MSDE_SIGMA_Z_MEDIAN, MSDE_SIGMA_Z_SELF_TUNING, msde_cluster, msde_cluster_config,
     msde_cluster_config_default, msde_cluster_summary, msde_cluster_workspace_len,
 };
+pub use config::*;
 pub use fit::*;
 pub use inputs::*;
 pub use metrics::{
@@ -49,6 +53,7 @@ pub use metrics::{
     msde_sliced_wasserstein, msde_sliced_wasserstein_workspace_len,
 };
 pub use model::*;
+pub use model_io::*;
 pub use propagated::*;
 pub use sample::*;
 pub use status::{MSDE_ERROR_MESSAGE_LEN, msde_error, msde_status, msde_status_str};

@@ -1,228 +1,16 @@
-//! The learned model over the C ABI: configuration, an opaque model object
-//! placed in caller memory (or, with std, on the heap), initialisation from
-//! a seed, drift and diffusion-factor evaluation, parameters, and model
-//! bytes.
+//! The learned model over the C ABI: an opaque model object placed in
+//! caller memory (or, with std, on the heap), initialisation from a seed,
+//! its shape and parameters, and drift and diffusion-factor evaluation.
 
-use crate::buffers::{flag, input, output, size_answer, value_in, value_out};
+use crate::buffers::{input, output, size_answer, value_in, value_out};
+use crate::config::{from_core, msde_model_config, to_core};
+use crate::handle::{MSDE_STATE_ALIGN, state_memory};
 use crate::status::{guard, msde_error, msde_status};
 use core::ffi::c_void;
 use morphosde_core::Result;
-use morphosde_core::codec;
-use morphosde_core::error::{
-    Detail, Error, ErrorKind, check_finite, check_len, check_room, checked_mul,
-};
-use morphosde_core::model::{
-    Config, DriftLoss, DriftTeacher, Layout, MassWeighting, Residual, TargetMode,
-};
+use morphosde_core::error::{Error, ErrorKind, check_finite, check_len, check_room, checked_mul};
+use morphosde_core::model::{Config, Layout};
 use morphosde_core::size::Size;
-
-/// msde_model_config.drift_loss: mean squared error weighted by row mass.
-pub const MSDE_DRIFT_LOSS_MSE: u32 = 0;
-/// msde_model_config.drift_loss: Gaussian NLL with a learned log-variance.
-pub const MSDE_DRIFT_LOSS_NLL: u32 = 1;
-/// msde_model_config.mass_weighting: weight w_i = UOT row mass r_i.
-pub const MSDE_MASS_ROW_MASS: u32 = 0;
-/// msde_model_config.mass_weighting: w_i = 1 if r_i >= mass_threshold.
-pub const MSDE_MASS_THRESHOLD: u32 = 1;
-/// msde_model_config.target_mode: matched pairs, k-neighbour averaged.
-pub const MSDE_TARGET_PAIRWISE: u32 = 0;
-/// msde_model_config.target_mode: residuals weighted by the plan row.
-pub const MSDE_TARGET_PLAN_WEIGHTED: u32 = 1;
-/// msde_model_config.residual: r = dz - f(z, t) h.
-pub const MSDE_RESIDUAL_ONE_STEP: u32 = 0;
-/// msde_model_config.residual: r = z(t+h) - flow_h(z(t)) (RK4).
-pub const MSDE_RESIDUAL_FLOW: u32 = 1;
-/// msde_model_config.residual: flow residuals with D propagated through the
-/// flow's Jacobian over the gap.
-pub const MSDE_RESIDUAL_PROPAGATED: u32 = 2;
-/// msde_model_config.residual: as MSDE_RESIDUAL_PROPAGATED with the flow's
-/// Jacobian frozen over each gap (one Jacobian per source, at the gap's
-/// midpoint; D evaluated there): several times cheaper, exact for a linear
-/// drift.
-pub const MSDE_RESIDUAL_PROPAGATED_FROZEN: u32 = 3;
-/// msde_model_config.drift_teacher: the seed's f(z_t) = v_hat (the drift
-/// learns the chord over the frame gap).
-pub const MSDE_DRIFT_TEACHER_CHORD: u32 = 0;
-/// msde_model_config.drift_teacher: the learned drift's RK4 flow over the
-/// gap reproduces the teacher's displacement z_t + v_hat h (right at finite
-/// gaps; one flow per source and training step).
-pub const MSDE_DRIFT_TEACHER_FLOW: u32 = 1;
-/// Alignment in bytes caller memory for msde_model_init / msde_trainer_init
-/// must have (malloc'ed memory and uint64_t or double arrays have it).
-pub const MSDE_STATE_ALIGN: usize = 8;
-
-/// Model and training configuration (the seed's knobs). Fill it with
-/// msde_model_config_default, then change fields; msde_model_init and the
-/// other calls check every field (MSDE_ERR_BAD_CONFIG naming it).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct msde_model_config {
-    /// State dimension d (1..=64).
-    pub d: usize,
-    /// Sinusoidal time features (even, <= 32): sin(2^k s t), cos(2^k s t),
-    /// s = time_scale.
-    pub time_features: usize,
-    /// Scale s of the time features in 1/(time unit of the data): finite
-    /// and > 0, default 1. Pick it so the data's time span maps to about one
-    /// unit (e.g. 1/(t_max - t_min)), so the lowest feature pair (period
-    /// 2 pi / s) covers the span without wrapping. Only the network input
-    /// is scaled: drift and diffusion stay per unit of the data's time.
-    pub time_scale: f64,
-    /// Hidden layers of the encoder (0..=8; 0: heads affine in the input).
-    pub depth: usize,
-    /// Units per hidden layer (1..=1024; SiLU activation).
-    pub width: usize,
-    /// 1: learn a diffusion factor L(z, t) beside the drift; 0: drift only.
-    pub learn_diffusion: u32,
-    /// 1: low-rank head L (d x q); 0: full lower-triangular (or diagonal).
-    pub diffusion_low_rank: u32,
-    /// 1: diagonal head (ablation); exclusive with diffusion_low_rank.
-    pub diffusion_diagonal: u32,
-    /// Epochs of the linear warm-up of the diffusion-loss weight.
-    pub warmup_epochs: u32,
-    /// Rank q of the low-rank head (1..=d; read only with the low-rank head).
-    pub q: usize,
-    /// Weight of the diffusion loss after warm-up (>= 0).
-    pub lambda_diff: f64,
-    /// Added to the softplus diagonal of L (> 0).
-    pub diffusion_epsilon: f64,
-    /// MSDE_DRIFT_LOSS_MSE or MSDE_DRIFT_LOSS_NLL.
-    pub drift_loss: u32,
-    /// MSDE_MASS_ROW_MASS or MSDE_MASS_THRESHOLD.
-    pub mass_weighting: u32,
-    /// MSDE_TARGET_PAIRWISE or MSDE_TARGET_PLAN_WEIGHTED.
-    pub target_mode: u32,
-    /// MSDE_RESIDUAL_ONE_STEP, MSDE_RESIDUAL_FLOW, MSDE_RESIDUAL_PROPAGATED or
-    /// MSDE_RESIDUAL_PROPAGATED_FROZEN.
-    pub residual: u32,
-    /// MSDE_DRIFT_TEACHER_CHORD or MSDE_DRIFT_TEACHER_FLOW.
-    pub drift_teacher: u32,
-    /// Threshold of MSDE_MASS_THRESHOLD (>= 0).
-    pub mass_threshold: f64,
-    /// RK4 substeps of the flow (flow-based residuals and
-    /// MSDE_DRIFT_TEACHER_FLOW; 1..=1024).
-    pub flow_substeps: usize,
-    /// Neighbourhood size of the pairwise target (>= 1, counts the source).
-    pub k_neighbours: usize,
-    /// Shrinkage of the targets towards (tr D / d) I, in [0, 1].
-    pub shrinkage: f64,
-    /// Added to the diagonal of every target (>= 0).
-    pub target_epsilon: f64,
-    /// Global gradient-norm clip (>= 0; 0 = off).
-    pub clip_grad_norm: f64,
-    /// Cap on tr D = |L|_F^2 per state (>= 0; 0 = off).
-    pub clip_trace: f64,
-    /// Adam step size (> 0).
-    pub learning_rate: f64,
-    /// Adam beta1 in [0, 1).
-    pub beta1: f64,
-    /// Adam beta2 in [0, 1).
-    pub beta2: f64,
-    /// Adam epsilon (> 0).
-    pub adam_epsilon: f64,
-    /// Decoupled weight decay (AdamW; >= 0, 0 = plain Adam).
-    pub weight_decay: f64,
-    /// Seed of the initialisation and of every random stream of training.
-    pub seed: u64,
-}
-
-fn enum_field(value: u32, max: u32, arg: &'static str) -> Result<u32> {
-    if value > max {
-        return Err(Error::bad_config(arg, "is not one of its MSDE_ constants")
-            .with(Detail::Index(value as usize)));
-    }
-    Ok(value)
-}
-
-/// The core config of a C config, every field checked.
-pub(crate) fn to_core(c: &msde_model_config) -> Result<Config> {
-    let config = Config {
-        d: c.d,
-        time_features: c.time_features,
-        time_scale: c.time_scale,
-        depth: c.depth,
-        width: c.width,
-        learn_diffusion: flag(c.learn_diffusion, "learn_diffusion")?,
-        lambda_diff: c.lambda_diff,
-        diffusion_low_rank: flag(c.diffusion_low_rank, "diffusion_low_rank")?,
-        q: c.q,
-        diffusion_diagonal: flag(c.diffusion_diagonal, "diffusion_diagonal")?,
-        diffusion_epsilon: c.diffusion_epsilon,
-        warmup_epochs: c.warmup_epochs,
-        drift_loss: match enum_field(c.drift_loss, 1, "drift_loss")? {
-            MSDE_DRIFT_LOSS_MSE => DriftLoss::Mse,
-            _ => DriftLoss::Nll,
-        },
-        drift_teacher: match enum_field(c.drift_teacher, 1, "drift_teacher")? {
-            MSDE_DRIFT_TEACHER_CHORD => DriftTeacher::Chord,
-            _ => DriftTeacher::Flow,
-        },
-        mass_weighting: match enum_field(c.mass_weighting, 1, "mass_weighting")? {
-            MSDE_MASS_ROW_MASS => MassWeighting::RowMass,
-            _ => MassWeighting::Threshold,
-        },
-        mass_threshold: c.mass_threshold,
-        target_mode: match enum_field(c.target_mode, 1, "target_mode")? {
-            MSDE_TARGET_PAIRWISE => TargetMode::Pairwise,
-            _ => TargetMode::PlanWeighted,
-        },
-        residual: match enum_field(c.residual, 3, "residual")? {
-            MSDE_RESIDUAL_ONE_STEP => Residual::OneStep,
-            MSDE_RESIDUAL_FLOW => Residual::Flow,
-            MSDE_RESIDUAL_PROPAGATED => Residual::Propagated,
-            _ => Residual::PropagatedFrozen,
-        },
-        flow_substeps: c.flow_substeps,
-        k_neighbours: c.k_neighbours,
-        shrinkage: c.shrinkage,
-        target_epsilon: c.target_epsilon,
-        clip_grad_norm: c.clip_grad_norm,
-        clip_trace: c.clip_trace,
-        learning_rate: c.learning_rate,
-        beta1: c.beta1,
-        beta2: c.beta2,
-        adam_epsilon: c.adam_epsilon,
-        weight_decay: c.weight_decay,
-        seed: c.seed,
-    };
-    config.validate()?;
-    Ok(config)
-}
-
-fn from_core(c: &Config) -> msde_model_config {
-    msde_model_config {
-        d: c.d,
-        time_features: c.time_features,
-        time_scale: c.time_scale,
-        depth: c.depth,
-        width: c.width,
-        learn_diffusion: c.learn_diffusion as u32,
-        diffusion_low_rank: c.diffusion_low_rank as u32,
-        diffusion_diagonal: c.diffusion_diagonal as u32,
-        warmup_epochs: c.warmup_epochs,
-        q: c.q,
-        lambda_diff: c.lambda_diff,
-        diffusion_epsilon: c.diffusion_epsilon,
-        drift_loss: c.drift_loss as u32,
-        mass_weighting: c.mass_weighting as u32,
-        target_mode: c.target_mode as u32,
-        residual: c.residual as u32,
-        drift_teacher: c.drift_teacher as u32,
-        mass_threshold: c.mass_threshold,
-        flow_substeps: c.flow_substeps,
-        k_neighbours: c.k_neighbours,
-        shrinkage: c.shrinkage,
-        target_epsilon: c.target_epsilon,
-        clip_grad_norm: c.clip_grad_norm,
-        clip_trace: c.clip_trace,
-        learning_rate: c.learning_rate,
-        beta1: c.beta1,
-        beta2: c.beta2,
-        adam_epsilon: c.adam_epsilon,
-        weight_decay: c.weight_decay,
-        seed: c.seed,
-    }
-}
 
 const MODEL_TAG: u64 = u64::from_le_bytes(*b"msdeMODL");
 
@@ -241,7 +29,7 @@ pub struct msde_model {
 
 /// Bytes of a model object with `params` parameters: the header, then the
 /// parameters (f32, 8-aligned since the header size is a multiple of 8).
-fn model_bytes(params: usize) -> Result<usize> {
+pub(crate) fn model_bytes(params: usize) -> Result<usize> {
     let bytes = (Size(params) * size_of::<f32>() + size_of::<msde_model>()).get();
     size_answer::<u8>(bytes, "params")
 }
@@ -317,25 +105,6 @@ pub(crate) unsafe fn model_params_mut<'a>(
     Ok((m, params))
 }
 
-/// Checked caller memory of at least `need` bytes, aligned to
-/// MSDE_STATE_ALIGN.
-pub(crate) fn state_memory(mem: *mut c_void, mem_bytes: usize, need: usize) -> Result<*mut u8> {
-    if mem.is_null() {
-        return Err(Error::new(ErrorKind::NullPointer, "mem", "is NULL"));
-    }
-    if !(mem as usize).is_multiple_of(MSDE_STATE_ALIGN) {
-        return Err(Error::new(
-            ErrorKind::Misaligned,
-            "mem",
-            "is not aligned to MSDE_STATE_ALIGN bytes",
-        ));
-    }
-    if mem_bytes < need {
-        return Err(Error::too_small("mem_bytes", need, mem_bytes));
-    }
-    Ok(mem.cast())
-}
-
 /// Places a model (header, then `params` filled by `fill`) at `at`; the tag
 /// is written last, so a failed fill leaves no valid model behind.
 ///
@@ -367,23 +136,6 @@ pub(crate) unsafe fn place_model(
         (*model).tag = MODEL_TAG;
     }
     Ok(model)
-}
-
-/// Fills *out with the library's defaults (the core's Config::default(),
-/// the values the command-line tool's flags default to): d = 2, drift only,
-/// time_scale 1; change d and any other field before use.
-///
-/// # Safety
-/// `out` must be NULL (refused) or point to a writable msde_model_config.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn msde_model_config_default(
-    out: *mut msde_model_config,
-    err: *mut msde_error,
-) -> msde_status {
-    guard(err, || {
-        *unsafe { value_out(out, "out") }? = from_core(&Config::default());
-        Ok(())
-    })
 }
 
 /// Number of parameters (floats) of a model of *config, written to *out_len.
@@ -448,118 +200,6 @@ pub unsafe extern "C" fn msde_model_init(
         let layout = Layout::new(&config)?;
         let at = state_memory(mem, mem_bytes, model_bytes(layout.len)?)?;
         *out = unsafe { place_model(at, config, layout, 0, |p| layout.init(config.seed, p)) }?;
-        Ok(())
-    })
-}
-
-/// Reads the configuration stored in model bytes (all checks of loading
-/// except the parameters' finiteness) into *out, e.g. to size the memory
-/// of msde_model_load with msde_model_state_len.
-///
-/// Errors: truncated, altered or foreign bytes (MSDE_ERR_CORRUPT_MODEL),
-/// another format version (MSDE_ERR_VERSION_MISMATCH).
-///
-/// # Safety
-/// `bytes` valid for bytes_len bytes; `out` NULL (refused) or writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn msde_model_bytes_config(
-    bytes: *const u8,
-    bytes_len: usize,
-    out: *mut msde_model_config,
-    err: *mut msde_error,
-) -> msde_status {
-    guard(err, || {
-        let bytes = unsafe { input(bytes, bytes_len, "bytes") }?;
-        let out = unsafe { value_out(out, "out") }?;
-        *out = from_core(&codec::load_config::<f32>(bytes)?);
-        Ok(())
-    })
-}
-
-fn load_into(
-    at: *mut u8,
-    bytes: &[u8],
-    config: Config,
-    heap_bytes: usize,
-) -> Result<*mut msde_model> {
-    let layout = Layout::new(&config)?;
-    // SAFETY: the caller sized and aligned `at` for this layout.
-    unsafe {
-        place_model(at, config, layout, heap_bytes, |p| {
-            codec::load::<f32>(bytes, p).map(|_| ())
-        })
-    }
-}
-
-/// Loads model bytes (from msde_model_save) into caller memory `mem`
-/// (msde_model_state_len of msde_model_bytes_config's config, aligned to
-/// MSDE_STATE_ALIGN); writes the model's address (== mem) to *out.
-///
-/// Errors: as msde_model_bytes_config, non-finite stored parameters or a
-/// bad input block (MSDE_ERR_CORRUPT_MODEL), misaligned or short memory.
-/// Every check runs before `mem` is written: on any error its contents
-/// (a model loaded there earlier, say) are unchanged.
-///
-/// # Safety
-/// `bytes` valid for bytes_len bytes; `mem` as for msde_model_init.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn msde_model_load(
-    mem: *mut c_void,
-    mem_bytes: usize,
-    bytes: *const u8,
-    bytes_len: usize,
-    out: *mut *mut msde_model,
-    err: *mut msde_error,
-) -> msde_status {
-    guard(err, || {
-        let bytes = unsafe { input(bytes, bytes_len, "bytes") }?;
-        let out = unsafe { value_out(out, "out") }?;
-        // Every check before the first write: a model already in `mem`
-        // survives bytes that are refused.
-        let config = codec::verify::<f32>(bytes)?;
-        let at = state_memory(mem, mem_bytes, model_bytes(Layout::new(&config)?.len)?)?;
-        *out = load_into(at, bytes, config, 0)?;
-        Ok(())
-    })
-}
-
-/// Bytes msde_model_save writes for this model, written to *out_len.
-///
-/// # Safety
-/// `model` a model of this library (or NULL, refused); `out_len` writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn msde_model_save_len(
-    model: *const msde_model,
-    out_len: *mut usize,
-    err: *mut msde_error,
-) -> msde_status {
-    unsafe {
-        model_size_query::<u8>(model, out_len, err, |m, _| {
-            codec::model_bytes_len::<f32>(&m.config)
-        })
-    }
-}
-
-/// Writes the model's bytes (magic, format version, config, parameters,
-/// checksum; portable across platforms) to `out` (out_len >=
-/// msde_model_save_len) and their count to *written.
-///
-/// # Safety
-/// `model` a model of this library; `out` valid for out_len bytes;
-/// `written` writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn msde_model_save(
-    model: *const msde_model,
-    out: *mut u8,
-    out_len: usize,
-    written: *mut usize,
-    err: *mut msde_error,
-) -> msde_status {
-    guard(err, || {
-        let (m, params) = unsafe { model_ref(model, "model") }?;
-        let written = unsafe { value_out(written, "written") }?;
-        let out = unsafe { output(out, out_len, "out") }?;
-        *written = codec::save(&m.config, params, out)?;
         Ok(())
     })
 }
@@ -815,48 +455,7 @@ pub unsafe extern "C" fn msde_model_drift_factor(
 #[cfg(feature = "std")]
 mod heap {
     use super::*;
-
-    /// Heap block of `bytes` bytes aligned to MSDE_STATE_ALIGN.
-    pub(crate) fn allocate(bytes: usize) -> Result<*mut u8> {
-        let layout = std::alloc::Layout::from_size_align(bytes, MSDE_STATE_ALIGN)
-            .map_err(|_| Error::too_large("config", "object too large"))?;
-        // SAFETY: the size is positive (every object has a header).
-        let p = unsafe { std::alloc::alloc(layout) };
-        if p.is_null() {
-            return Err(
-                Error::new(ErrorKind::OutOfMemory, "memory", "the allocation failed").with(
-                    Detail::Len {
-                        expected: bytes,
-                        got: 0,
-                    },
-                ),
-            );
-        }
-        Ok(p)
-    }
-
-    /// Frees a block from [`allocate`].
-    ///
-    /// # Safety
-    /// `p` came from `allocate(bytes)` and is not used afterwards.
-    pub(crate) unsafe fn release(p: *mut u8, bytes: usize) {
-        // SAFETY: same size and alignment as the allocation.
-        unsafe {
-            std::alloc::dealloc(
-                p,
-                std::alloc::Layout::from_size_align_unchecked(bytes, MSDE_STATE_ALIGN),
-            )
-        }
-    }
-
-    /// Runs `place` on a fresh block, freeing it again when `place` fails.
-    pub(crate) fn on_heap<T>(
-        bytes: usize,
-        place: impl FnOnce(*mut u8) -> Result<*mut T>,
-    ) -> Result<*mut T> {
-        let p = allocate(bytes)?;
-        place(p).inspect_err(|_| unsafe { release(p, bytes) })
-    }
+    use crate::handle::{on_heap, release};
 
     /// std only: msde_model_init on the heap. Free with msde_model_free.
     ///
@@ -876,27 +475,6 @@ mod heap {
             *out = on_heap(bytes, |at| unsafe {
                 place_model(at, config, layout, bytes, |p| layout.init(config.seed, p))
             })?;
-            Ok(())
-        })
-    }
-
-    /// std only: msde_model_load on the heap. Free with msde_model_free.
-    ///
-    /// # Safety
-    /// `bytes` valid for bytes_len bytes; `out` writable.
-    #[unsafe(no_mangle)]
-    pub unsafe extern "C" fn msde_model_load_new(
-        bytes: *const u8,
-        bytes_len: usize,
-        out: *mut *mut msde_model,
-        err: *mut msde_error,
-    ) -> msde_status {
-        guard(err, || {
-            let bytes = unsafe { input(bytes, bytes_len, "bytes") }?;
-            let out = unsafe { value_out(out, "out") }?;
-            let config = codec::verify::<f32>(bytes)?;
-            let size = model_bytes(Layout::new(&config)?.len)?;
-            *out = on_heap(size, |at| load_into(at, bytes, config, size))?;
             Ok(())
         })
     }
@@ -929,6 +507,4 @@ mod heap {
 }
 
 #[cfg(feature = "std")]
-pub use heap::{msde_model_free, msde_model_load_new, msde_model_new};
-#[cfg(feature = "std")]
-pub(crate) use heap::{on_heap, release};
+pub use heap::{msde_model_free, msde_model_new};

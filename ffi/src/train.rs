@@ -4,7 +4,8 @@
 //! data's units: the step standardises it with the model's inputs).
 
 use crate::buffers::{input, size_answer, value_in, value_out};
-use crate::model::{model_ref, msde_model, place_model, state_memory};
+use crate::handle::state_memory;
+use crate::model::{model_ref, msde_model, place_model};
 use crate::status::{guard, msde_error, msde_status};
 use core::ffi::c_void;
 use morphosde_core::Result;
@@ -393,7 +394,7 @@ pub unsafe extern "C" fn msde_trainer_step(
 #[cfg(feature = "std")]
 mod heap {
     use super::*;
-    use crate::model::{on_heap, release};
+    use crate::handle::{on_heap, release};
 
     /// std only: msde_trainer_init on the heap. Free with msde_trainer_free.
     ///
