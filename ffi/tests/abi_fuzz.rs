@@ -1,203 +1,28 @@
-//! A seeded fuzz of the C ABI's buffer calls: each trial takes a valid call
-//! and breaks one thing — a pointer NULL with its length kept, a length one
-//! short or one long (every buffer ends at an unreadable page, so a read
-//! or write past a given length faults), a required buffer empty, or a NaN
-//! or infinity in an input — and asserts the documented status, no crash,
-//! and every output untouched. The size queries get random dimensions
-//! (zero, small, address-space-scale) and NULL outputs; an answer is
-//! either refused with its output untouched or a length whose bytes fit
-//! PTRDIFF_MAX.
+//! A seeded fuzz of the C ABI's evaluation, metric, transport and
+//! clustering calls (the machinery, and what a trial breaks, in
+//! `common/fuzz.rs`; the training and parameter calls are in
+//! `abi_fuzz_training.rs`): every trial asserts the documented status, no
+//! crash and every output untouched. The size queries get random
+//! dimensions (zero, small, address-space-scale) and NULL outputs; an
+//! answer is either refused with its output untouched or a length whose
+//! bytes fit PTRDIFF_MAX.
 #![allow(unsafe_code, reason = "calls the C ABI with raw pointers")]
 
 mod common;
-use common::guarded::Guarded;
+use common::fuzz::{
+    Case, Role::*, Stream, check, cloud, filled, indices, input, out, out_u32, query, untouched,
+};
+use common::small_model;
 use morphosde::*;
 use msde_status::*;
 use std::ptr::null_mut;
 
-/// Trials per buffer call.
+/// Trials per call.
 const TRIALS: usize = 400;
-const SENTINEL: f32 = -12345.0;
 
-/// xorshift64*: a fixed, dependency-free stream.
-struct Stream(u64);
-
-impl Stream {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as usize % n
-    }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Role {
-    /// Read; NaN or infinity refused.
-    Input,
-    /// Written on success only.
-    Output,
-    /// Written on success only; NULL with length 0 skips it.
-    OptionalOutput,
-    /// Scratch: contents garbage, a longer one is fine.
-    Workspace,
-}
-
-struct Buffer {
-    values: Vec<f32>,
-    role: Role,
-}
-
-/// One argument as the call receives it.
-#[derive(Clone, Copy)]
-struct Arg {
-    ptr: *mut f32,
-    len: usize,
-}
-
-type Call = Box<dyn Fn(&[Arg]) -> msde_status>;
-
-struct Case {
-    name: &'static str,
-    buffers: Vec<Buffer>,
-    call: Call,
-}
-
-fn input(values: Vec<f32>) -> Buffer {
-    Buffer {
-        values,
-        role: Role::Input,
-    }
-}
-
-fn out(len: usize, role: Role) -> Buffer {
-    Buffer {
-        values: vec![SENTINEL; len],
-        role,
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Break {
-    Null(usize),
-    Short(usize),
-    Long(usize),
-    Empty(usize),
-    NonFinite(usize, usize, f32),
-}
-
-impl Break {
-    fn pick(case: &Case, s: &mut Stream) -> Break {
-        let i = s.below(case.buffers.len());
-        let b = &case.buffers[i];
-        match s.below(5) {
-            0 => Break::Null(i),
-            1 => Break::Short(i),
-            2 => Break::Long(i),
-            3 => Break::Empty(i),
-            _ if b.role == Role::Input && !b.values.is_empty() => Break::NonFinite(
-                i,
-                s.below(b.values.len()),
-                [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][s.below(3)],
-            ),
-            _ => Break::Short(i),
-        }
-    }
-
-    /// The statuses the documentation allows (OK where the break is
-    /// harmless).
-    fn allowed(self, case: &Case) -> &'static [msde_status] {
-        let role = |i: usize| case.buffers[i].role;
-        match self {
-            Break::Null(_) => &[MSDE_ERR_NULL_POINTER],
-            Break::Short(i) if role(i) == Role::Workspace => &[MSDE_ERR_BUFFER_TOO_SMALL],
-            Break::Short(_) => &[MSDE_ERR_BAD_DIMENSION],
-            Break::Long(i) if role(i) == Role::Workspace => &[MSDE_OK],
-            Break::Long(_) => &[MSDE_ERR_BAD_DIMENSION],
-            Break::Empty(i) if role(i) == Role::OptionalOutput => &[MSDE_OK],
-            Break::Empty(i) if role(i) == Role::Workspace => &[MSDE_ERR_BUFFER_TOO_SMALL],
-            Break::Empty(_) => &[MSDE_ERR_BAD_DIMENSION],
-            Break::NonFinite(..) => &[MSDE_ERR_NON_FINITE],
-        }
-    }
-}
-
-/// Runs `case` with `brk` applied; asserts the status and untouched
-/// outputs.
-fn run(case: &Case, brk: Option<Break>) -> msde_status {
-    let mut guarded: Vec<Guarded<f32>> = Vec::new();
-    let mut args = Vec::new();
-    for (i, b) in case.buffers.iter().enumerate() {
-        let mut values = b.values.clone();
-        if let Some(Break::NonFinite(j, k, v)) = brk
-            && j == i
-        {
-            values[k] = v;
-        }
-        let mut g = Guarded::new(&values);
-        let mut arg = Arg {
-            ptr: g.mut_ptr(),
-            len: values.len(),
-        };
-        match brk {
-            Some(Break::Null(j)) if j == i => arg.ptr = null_mut(),
-            Some(Break::Short(j)) if j == i => arg.len = arg.len.saturating_sub(1),
-            Some(Break::Long(j)) if j == i => arg.len += 1,
-            Some(Break::Empty(j)) if j == i => {
-                arg = Arg {
-                    ptr: null_mut(),
-                    len: 0,
-                }
-            }
-            _ => {}
-        }
-        guarded.push(g);
-        args.push(arg);
-    }
-    let status = (case.call)(&args);
-    if status != MSDE_OK {
-        for (b, g) in case.buffers.iter().zip(&guarded) {
-            if matches!(b.role, Role::Output | Role::OptionalOutput) {
-                assert!(
-                    g.as_slice().iter().all(|&v| v == SENTINEL),
-                    "{}: {brk:?} gave {status:?} and wrote an output",
-                    case.name
-                );
-            }
-        }
-    }
-    status
-}
-
-fn model(diffusion: bool) -> *mut msde_model {
-    let mut cfg = unsafe { std::mem::zeroed::<msde_model_config>() };
-    unsafe { msde_model_config_default(&mut cfg, null_mut()) };
-    cfg.d = 2;
-    cfg.depth = 1;
-    cfg.width = 8;
-    cfg.time_features = 2;
-    cfg.learn_diffusion = diffusion as u32;
-    cfg.residual = MSDE_RESIDUAL_ONE_STEP;
-    cfg.k_neighbours = 2;
-    let mut m = null_mut();
-    assert_eq!(unsafe { msde_model_new(&cfg, &mut m, null_mut()) }, MSDE_OK);
-    m
-}
-
-fn cloud(rows: usize, d: usize, phase: f32) -> Vec<f32> {
-    (0..rows * d)
-        .map(|k| (k as f32 * 0.61 + phase).sin())
-        .collect()
-}
-
-fn query(f: impl FnOnce(*mut usize) -> msde_status) -> usize {
-    let mut len = 0;
-    assert_eq!(f(&mut len), MSDE_OK);
-    len
-}
-
-/// The buffer calls with valid arguments (rows = 3, d = 2).
-fn cases(m: *mut msde_model) -> Vec<Case> {
+/// The model's calls with valid arguments (rows = 3, d = 2; object 0 the
+/// model).
+fn model_cases(m: *mut msde_model) -> Vec<Case> {
     let (rows, d) = (3usize, 2usize);
     let eval_ws = query(|o| unsafe { msde_model_eval_workspace_len(m, rows, o, null_mut()) });
     let spectrum_ws =
@@ -205,239 +30,415 @@ fn cases(m: *mut msde_model) -> Vec<Case> {
     let propagated_ws = query(|o| unsafe {
         msde_model_propagated_diffusion_workspace_len(m, rows, 4, o, null_mut())
     });
-    let eigen_ws = query(|o| unsafe { msde_eigen_sym_workspace_len(d, o, null_mut()) });
-    let sliced_ws =
-        query(|o| unsafe { msde_sliced_wasserstein_workspace_len(4, 5, d, 8, o, null_mut()) });
-    let median_ws =
-        query(|o| unsafe { msde_median_sq_distance_workspace_len(4, 5, o, null_mut()) });
-    let mut sample_cfg = unsafe { std::mem::zeroed::<msde_sample_config>() };
-    unsafe { msde_sample_config_default(MSDE_SAMPLE_RK4, &mut sample_cfg, null_mut()) };
+    let sample_cfg =
+        filled(|c| unsafe { msde_sample_config_default(MSDE_SAMPLE_RK4, c, null_mut()) });
     let sample_ws =
         query(|o| unsafe { msde_sample_workspace_len(m, &sample_cfg, rows, 2, 1, o, null_mut()) });
     let m = m as usize;
     let model = move || m as *mut msde_model;
     vec![
-        Case {
-            name: "msde_model_drift_factor",
-            buffers: vec![
-                input(cloud(rows, d, 0.1)),
-                input(vec![0.0, 0.5, 1.0]),
-                out(rows * d, Role::Output),
-                out(rows * d * d, Role::Output),
-                out(eval_ws, Role::Workspace),
+        Case::new(
+            "msde_model_drift_factor",
+            vec![
+                input(cloud(rows, d, 0.1), Input),
+                input(vec![0.0, 0.5, 1.0], Input),
+                out(rows * d, Output),
+                out(rows * d * d, Output),
+                out(eval_ws, Workspace),
             ],
-            call: Box::new(move |a| unsafe {
-                msde_model_drift_factor(
-                    model(),
-                    a[0].ptr,
-                    a[0].len,
-                    a[1].ptr,
-                    a[1].len,
-                    3,
-                    a[2].ptr,
-                    a[2].len,
-                    a[3].ptr,
-                    a[3].len,
-                    a[4].ptr,
-                    a[4].len,
-                    null_mut(),
-                )
-            }),
+            move |k| {
+                let a = k.a;
+                unsafe {
+                    msde_model_drift_factor(
+                        k.obj(0, model()),
+                        a[0].ptr,
+                        a[0].len,
+                        a[1].ptr,
+                        a[1].len,
+                        k.dims[0],
+                        a[2].ptr,
+                        a[2].len,
+                        a[3].ptr,
+                        a[3].len,
+                        a[4].ptr,
+                        a[4].len,
+                        null_mut(),
+                    )
+                }
+            },
+        )
+        .dims(&[rows])
+        .objects(1),
+        Case::new(
+            "msde_model_diffusion_spectrum",
+            vec![
+                input(cloud(rows, d, 0.2), Input),
+                input(vec![0.0, 0.5, 1.0], Input),
+                out(rows * d, Output),
+                out(rows * d * d, OptionalOutput),
+                out(rows * d * d, OptionalOutput),
+                out(spectrum_ws, Workspace),
+            ],
+            move |k| {
+                let a = k.a;
+                unsafe {
+                    msde_model_diffusion_spectrum(
+                        k.obj(0, model()),
+                        a[0].ptr,
+                        a[0].len,
+                        a[1].ptr,
+                        a[1].len,
+                        k.dims[0],
+                        a[2].ptr,
+                        a[2].len,
+                        a[3].ptr,
+                        a[3].len,
+                        a[4].ptr,
+                        a[4].len,
+                        a[5].ptr,
+                        a[5].len,
+                        null_mut(),
+                    )
+                }
+            },
+        )
+        .dims(&[rows])
+        .objects(1),
+        Case::new(
+            "msde_model_propagated_diffusion",
+            vec![
+                input(cloud(rows, d, 0.3), Input),
+                input(vec![0.0, 0.5, 1.0], Input),
+                input(vec![0.1, 0.2, 0.1], Input),
+                input(cloud(rows, d, 0.9), Input),
+                out(rows * d * d, Output),
+                out(rows * d, OptionalOutput),
+                out(propagated_ws, Workspace),
+            ],
+            move |k| {
+                let a = k.a;
+                unsafe {
+                    msde_model_propagated_diffusion(
+                        k.obj(0, model()),
+                        a[0].ptr,
+                        a[0].len,
+                        a[1].ptr,
+                        a[1].len,
+                        a[2].ptr,
+                        a[2].len,
+                        k.dims[0],
+                        null_mut(),
+                        0,
+                        a[3].ptr,
+                        a[3].len,
+                        a[4].ptr,
+                        a[4].len,
+                        a[5].ptr,
+                        a[5].len,
+                        a[6].ptr,
+                        a[6].len,
+                        null_mut(),
+                    )
+                }
+            },
+        )
+        .dims(&[4])
+        .objects(1),
+        Case::new(
+            "msde_sample",
+            vec![
+                input(cloud(rows, d, 0.4), Input),
+                input(vec![0.5, 1.0], Input),
+                out(rows * 2 * d, Output),
+                out(rows, Output),
+                out(sample_ws, Workspace),
+            ],
+            move |k| {
+                let a = k.a;
+                let mut cfg = sample_cfg;
+                match k.bad_config {
+                    Some(0) => cfg.h = f32::NAN,
+                    Some(1) => cfg.h = 0.0,
+                    Some(_) => cfg.block_rows = 0,
+                    None => {}
+                }
+                untouched(|report| unsafe {
+                    msde_sample(
+                        k.obj(0, model()),
+                        k.obj(1, &cfg),
+                        a[0].ptr,
+                        a[0].len,
+                        0.0,
+                        a[1].ptr,
+                        a[1].len,
+                        a[2].ptr,
+                        a[2].len,
+                        a[3].ptr,
+                        a[3].len,
+                        a[4].ptr,
+                        a[4].len,
+                        report,
+                        null_mut(),
+                    )
+                })
+            },
+        )
+        .objects(2)
+        .bad_configs(3),
+    ]
+}
+
+/// The model-free calls with valid arguments (d = 2).
+fn free_cases() -> Vec<Case> {
+    let d = 2usize;
+    let (n, m) = (4usize, 5usize);
+    let eigen_ws = query(|o| unsafe { msde_eigen_sym_workspace_len(d, o, null_mut()) });
+    let sliced_ws =
+        query(|o| unsafe { msde_sliced_wasserstein_workspace_len(n, m, d, 8, o, null_mut()) });
+    let median_ws =
+        query(|o| unsafe { msde_median_sq_distance_workspace_len(n, m, o, null_mut()) });
+    let uot_cfg = filled(|c| unsafe { msde_uot_config_default(0.5, c, null_mut()) });
+    let uot_ws = query(|o| unsafe { msde_uot_workspace_len(n, m, d, &uot_cfg, 1, o, null_mut()) });
+    // Twenty points (the default kNN graph needs more than 15) at four
+    // times in two groups.
+    let rows = 20usize;
+    let z: Vec<f32> = (0..rows)
+        .flat_map(|i| {
+            let centre = if i % 2 == 0 { -2.0 } else { 2.0 };
+            [centre + 0.1 * (i as f32).sin(), 0.1 * (i as f32).cos()]
+        })
+        .collect();
+    let t: Vec<f32> = (0..rows).map(|i| (i / 5) as f32).collect();
+    let cluster_cfg = filled(|c| unsafe { msde_cluster_config_default(2, 1.0, c, null_mut()) });
+    let (mut cluster_fl, mut cluster_il) = (0, 0);
+    assert_eq!(
+        unsafe {
+            msde_cluster_workspace_len(
+                rows,
+                d,
+                &cluster_cfg,
+                &mut cluster_fl,
+                &mut cluster_il,
+                null_mut(),
+            )
         },
-        Case {
-            name: "msde_model_diffusion_spectrum",
-            buffers: vec![
-                input(cloud(rows, d, 0.2)),
-                input(vec![0.0, 0.5, 1.0]),
-                out(rows * d, Role::Output),
-                out(rows * d * d, Role::OptionalOutput),
-                out(rows * d * d, Role::OptionalOutput),
-                out(spectrum_ws, Role::Workspace),
+        MSDE_OK
+    );
+    vec![
+        Case::new(
+            "msde_eigen_sym",
+            vec![
+                input(vec![2.0, 0.5, 0.5, 1.0], Input),
+                out(d, Output),
+                out(d * d, Output),
+                out(eigen_ws, Workspace),
             ],
-            call: Box::new(move |a| unsafe {
-                msde_model_diffusion_spectrum(
-                    model(),
-                    a[0].ptr,
-                    a[0].len,
-                    a[1].ptr,
-                    a[1].len,
-                    3,
-                    a[2].ptr,
-                    a[2].len,
-                    a[3].ptr,
-                    a[3].len,
-                    a[4].ptr,
-                    a[4].len,
-                    a[5].ptr,
-                    a[5].len,
-                    null_mut(),
-                )
-            }),
-        },
-        Case {
-            name: "msde_model_propagated_diffusion",
-            buffers: vec![
-                input(cloud(rows, d, 0.3)),
-                input(vec![0.0, 0.5, 1.0]),
-                input(vec![0.1, 0.2, 0.1]),
-                input(cloud(rows, d, 0.9)),
-                out(rows * d * d, Role::Output),
-                out(rows * d, Role::OptionalOutput),
-                out(propagated_ws, Role::Workspace),
+            |k| {
+                let a = k.a;
+                unsafe {
+                    msde_eigen_sym(
+                        a[0].ptr,
+                        a[0].len,
+                        k.dims[0],
+                        a[1].ptr,
+                        a[1].len,
+                        a[2].ptr,
+                        a[2].len,
+                        a[3].ptr,
+                        a[3].len,
+                        null_mut(),
+                    )
+                }
+            },
+        )
+        .dims(&[d]),
+        Case::new(
+            "msde_sliced_wasserstein",
+            vec![
+                input(cloud(n, d, 0.5), Input),
+                input(cloud(m, d, 1.5), Input),
+                out(sliced_ws, Workspace),
             ],
-            call: Box::new(move |a| unsafe {
-                msde_model_propagated_diffusion(
-                    model(),
-                    a[0].ptr,
-                    a[0].len,
-                    a[1].ptr,
-                    a[1].len,
-                    a[2].ptr,
-                    a[2].len,
-                    4,
-                    null_mut(),
-                    0,
-                    a[3].ptr,
-                    a[3].len,
-                    a[4].ptr,
-                    a[4].len,
-                    a[5].ptr,
-                    a[5].len,
-                    a[6].ptr,
-                    a[6].len,
-                    null_mut(),
-                )
-            }),
-        },
-        Case {
-            name: "msde_sample",
-            buffers: vec![
-                input(cloud(rows, d, 0.4)),
-                input(vec![0.5, 1.0]),
-                out(rows * 2 * d, Role::Output),
-                out(rows, Role::Output),
-                out(sample_ws, Role::Workspace),
-            ],
-            call: Box::new(move |a| unsafe {
-                msde_sample(
-                    model(),
-                    &sample_cfg,
-                    a[0].ptr,
-                    a[0].len,
-                    0.0,
-                    a[1].ptr,
-                    a[1].len,
-                    a[2].ptr,
-                    a[2].len,
-                    a[3].ptr,
-                    a[3].len,
-                    a[4].ptr,
-                    a[4].len,
-                    null_mut(),
-                    null_mut(),
-                )
-            }),
-        },
-        Case {
-            name: "msde_eigen_sym",
-            buffers: vec![
-                input(vec![2.0, 0.5, 0.5, 1.0]),
-                out(d, Role::Output),
-                out(d * d, Role::Output),
-                out(eigen_ws, Role::Workspace),
-            ],
-            call: Box::new(move |a| unsafe {
-                msde_eigen_sym(
-                    a[0].ptr,
-                    a[0].len,
-                    2,
-                    a[1].ptr,
-                    a[1].len,
-                    a[2].ptr,
-                    a[2].len,
-                    a[3].ptr,
-                    a[3].len,
-                    null_mut(),
-                )
-            }),
-        },
-        Case {
-            name: "msde_sliced_wasserstein",
-            buffers: vec![
-                input(cloud(4, d, 0.5)),
-                input(cloud(5, d, 1.5)),
-                out(sliced_ws, Role::Workspace),
-            ],
-            call: Box::new(move |a| {
-                let mut v = SENTINEL;
-                let s = unsafe {
+            |k| {
+                let a = k.a;
+                untouched(|v| unsafe {
                     msde_sliced_wasserstein(
                         a[0].ptr,
                         a[0].len,
                         a[1].ptr,
                         a[1].len,
-                        2,
-                        8,
+                        k.dims[0],
+                        k.dims[1],
                         7,
                         a[2].ptr,
                         a[2].len,
-                        &mut v,
+                        k.obj_mut(0, v),
                         null_mut(),
                     )
-                };
-                assert!(s == MSDE_OK || v == SENTINEL, "sliced W wrote on failure");
-                s
-            }),
-        },
-        Case {
-            name: "msde_median_sq_distance",
-            buffers: vec![
-                input(cloud(4, d, 0.6)),
-                input(cloud(5, d, 1.6)),
-                out(median_ws, Role::Workspace),
+                })
+            },
+        )
+        .dims(&[d, 8])
+        .objects(1),
+        Case::new(
+            "msde_median_sq_distance",
+            vec![
+                input(cloud(n, d, 0.6), Input),
+                input(cloud(m, d, 1.6), Input),
+                out(median_ws, Workspace),
             ],
-            call: Box::new(move |a| {
-                let mut v = SENTINEL;
-                let s = unsafe {
+            |k| {
+                let a = k.a;
+                untouched(|v| unsafe {
                     msde_median_sq_distance(
                         a[0].ptr,
                         a[0].len,
                         a[1].ptr,
                         a[1].len,
-                        2,
+                        k.dims[0],
                         a[2].ptr,
                         a[2].len,
-                        &mut v,
+                        k.obj_mut(0, v),
                         null_mut(),
                     )
-                };
-                assert!(s == MSDE_OK || v == SENTINEL, "median wrote on failure");
-                s
-            }),
-        },
+                })
+            },
+        )
+        .dims(&[d])
+        .objects(1),
+        Case::new(
+            "msde_energy_distance",
+            vec![
+                input(cloud(n, d, 0.7), Input),
+                input(cloud(m, d, 1.7), Input),
+            ],
+            |k| {
+                let a = k.a;
+                untouched(|v| unsafe {
+                    msde_energy_distance(
+                        a[0].ptr,
+                        a[0].len,
+                        a[1].ptr,
+                        a[1].len,
+                        k.dims[0],
+                        k.obj_mut(0, v),
+                        null_mut(),
+                    )
+                })
+            },
+        )
+        .dims(&[d])
+        .objects(1),
+        Case::new(
+            "msde_uot_solve",
+            vec![
+                input(cloud(n, d, 0.8), Input),
+                input(cloud(m, d, 1.8), Input),
+                input(vec![0.25; n], Input),
+                input(vec![0.2; m], Input),
+                // Tracks (0, 1) and (2, 3); index 9 is past both clouds.
+                indices(&[0, 1, 2, 3], Input, Some((9, MSDE_ERR_BAD_CONFIG))),
+                input(vec![0.01, 0.02], OptionalInput),
+                out(n, Output),
+                out(m, OptionalOutput),
+                out(n * d, OptionalOutput),
+                out(n * m, OptionalOutput),
+                out(uot_ws, Workspace),
+            ],
+            move |k| {
+                let a = k.a;
+                let mut cfg = uot_cfg;
+                match k.bad_config {
+                    Some(0) => cfg.epsilon = f32::NAN,
+                    Some(1) => cfg.tol = 0.0,
+                    Some(_) => cfg.rho_source = -1.0,
+                    None => {}
+                }
+                untouched(|summary| unsafe {
+                    msde_uot_solve(
+                        a[0].ptr,
+                        a[0].len,
+                        a[1].ptr,
+                        a[1].len,
+                        a[2].ptr,
+                        a[2].len,
+                        a[3].ptr,
+                        a[3].len,
+                        k.dims[0],
+                        a[4].u32(),
+                        a[4].len,
+                        a[5].ptr,
+                        a[5].len,
+                        k.obj(0, &cfg),
+                        a[6].ptr,
+                        a[6].len,
+                        a[7].ptr,
+                        a[7].len,
+                        a[8].ptr,
+                        a[8].len,
+                        a[9].ptr,
+                        a[9].len,
+                        a[10].ptr,
+                        a[10].len,
+                        summary,
+                        null_mut(),
+                    )
+                })
+            },
+        )
+        .dims(&[d])
+        .objects(1)
+        .bad_configs(3),
+        Case::new(
+            "msde_cluster",
+            vec![
+                input(z, Input),
+                input(t, Input),
+                out_u32(rows, Output),
+                out(cluster_fl, Workspace),
+                out_u32(cluster_il, Workspace),
+            ],
+            move |k| {
+                let a = k.a;
+                let mut cfg = cluster_cfg;
+                match k.bad_config {
+                    Some(0) => cfg.sigma_t = f32::NAN,
+                    Some(1) => cfg.k = 0,
+                    Some(_) => cfg.k = rows + 1,
+                    None => {}
+                }
+                untouched(|summary| unsafe {
+                    msde_cluster(
+                        a[0].ptr,
+                        a[0].len,
+                        a[1].ptr,
+                        a[1].len,
+                        k.dims[0],
+                        k.dims[1],
+                        k.obj(0, &cfg),
+                        a[2].u32(),
+                        a[2].len,
+                        a[3].ptr,
+                        a[3].len,
+                        a[4].u32(),
+                        a[4].len,
+                        summary,
+                        null_mut(),
+                    )
+                })
+            },
+        )
+        .dims(&[rows, d])
+        .objects(1)
+        .bad_configs(3),
     ]
 }
 
 #[test]
-fn broken_buffer_arguments_get_their_documented_status() {
-    let m = model(true);
-    let cases = cases(m);
-    let mut stream = Stream(0x243F_6A88_85A3_08D3);
-    let mut calls = 0;
-    for case in &cases {
-        assert_eq!(run(case, None), MSDE_OK, "{}: the valid call", case.name);
-        for _ in 0..TRIALS {
-            let brk = Break::pick(case, &mut stream);
-            let status = run(case, Some(brk));
-            let allowed = brk.allowed(case);
-            assert!(
-                allowed.contains(&status),
-                "{}: {brk:?} gave {status:?}, documented {allowed:?}",
-                case.name
-            );
-            calls += 1;
-        }
-    }
+fn broken_arguments_get_their_documented_status() {
+    let m = small_model(true, MSDE_TARGET_PAIRWISE);
+    let cases: Vec<Case> = model_cases(m).into_iter().chain(free_cases()).collect();
+    let calls = check(&cases, TRIALS, &mut Stream(0x243F_6A88_85A3_08D3));
     unsafe { msde_model_free(m) };
     eprintln!(
         "abi fuzz: {calls} broken calls over {} functions",
@@ -459,17 +460,16 @@ const DIMS: [usize; 8] = [
 
 #[test]
 fn size_queries_answer_addressable_sizes_or_refuse() {
-    let models = [model(false), model(true)];
-    let mut sample_cfg = unsafe { std::mem::zeroed::<msde_sample_config>() };
-    let mut uot_cfg = unsafe { std::mem::zeroed::<msde_uot_config>() };
-    let mut fit_cfg = unsafe { std::mem::zeroed::<msde_fit_config>() };
-    let mut cluster_cfg = unsafe { std::mem::zeroed::<msde_cluster_config>() };
-    unsafe {
-        msde_sample_config_default(MSDE_SAMPLE_EULER_MARUYAMA, &mut sample_cfg, null_mut());
-        msde_uot_config_default(0.1, &mut uot_cfg, null_mut());
-        msde_fit_config_default(&mut fit_cfg, null_mut());
-        msde_cluster_config_default(3, 1.0, &mut cluster_cfg, null_mut());
-    }
+    let models = [
+        small_model(false, MSDE_TARGET_PAIRWISE),
+        small_model(true, MSDE_TARGET_PAIRWISE),
+    ];
+    let sample_cfg = filled(|c| unsafe {
+        msde_sample_config_default(MSDE_SAMPLE_EULER_MARUYAMA, c, null_mut())
+    });
+    let uot_cfg = filled(|c| unsafe { msde_uot_config_default(0.1, c, null_mut()) });
+    let fit_cfg = filled(|c| unsafe { msde_fit_config_default(c, null_mut()) });
+    let cluster_cfg = filled(|c| unsafe { msde_cluster_config_default(3, 1.0, c, null_mut()) });
     let mut s = Stream(0x1319_8A2E_0370_7344);
     let mut calls = 0;
     for _ in 0..2000 {

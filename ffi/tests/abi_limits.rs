@@ -8,6 +8,7 @@
 
 mod common;
 use common::guarded::Guarded;
+use common::small_model as model;
 use morphosde::*;
 use std::ptr::{null, null_mut};
 
@@ -24,28 +25,6 @@ const HUGE: [usize; 6] = [
 ];
 
 const SENTINEL: usize = 0xdead_beef;
-
-fn model(diffusion: bool, target_mode: u32) -> *mut msde_model {
-    let mut cfg = unsafe { std::mem::zeroed::<msde_model_config>() };
-    assert_eq!(
-        unsafe { msde_model_config_default(&mut cfg, null_mut()) },
-        msde_status::MSDE_OK
-    );
-    cfg.d = 2;
-    cfg.depth = 1;
-    cfg.width = 8;
-    cfg.time_features = 2;
-    cfg.learn_diffusion = diffusion as u32;
-    cfg.target_mode = target_mode;
-    cfg.residual = MSDE_RESIDUAL_ONE_STEP;
-    cfg.k_neighbours = 2;
-    let mut m = null_mut();
-    assert_eq!(
-        unsafe { msde_model_new(&cfg, &mut m, null_mut()) },
-        msde_status::MSDE_OK
-    );
-    m
-}
 
 /// Runs a size query, asserting it answers TOO_LARGE and leaves its output
 /// alone.
