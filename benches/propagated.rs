@@ -26,7 +26,7 @@ use morphosde_core::propagated::{
     DiffusionAt, propagate, propagate_frozen, propagate_workspace_len,
 };
 use morphosde_core::rng::{Family, Rng};
-use morphosde_core::train::{AdamState, Batch, train_step_diffusion_at, train_step_workspace_len};
+use morphosde_core::train::{AdamState, Batch, StepPlan, train_step_diffusion_at};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -148,7 +148,7 @@ impl Data {
 
 /// One variant's model, optimiser state and workspace.
 struct Stepper {
-    config: Config,
+    plan: StepPlan,
     at: DiffusionAt,
     params: Vec<f32>,
     m: Vec<f32>,
@@ -163,12 +163,12 @@ impl Stepper {
         let mut params = vec![0.0f32; layout.len];
         layout.init(1, &mut params).unwrap();
         Stepper {
-            config,
+            plan: StepPlan::new(&config).unwrap(),
             at,
             params,
             m: vec![0.0; layout.len],
             v: vec![0.0; layout.len],
-            ws: vec![0.0; train_step_workspace_len(&config, N, 0).unwrap()],
+            ws: vec![0.0; StepPlan::new(&config).unwrap().workspace_len(N)],
         }
     }
 
@@ -179,7 +179,7 @@ impl Stepper {
             steps: 0,
         };
         let loss = train_step_diffusion_at(
-            &self.config,
+            &self.plan,
             1,
             self.at,
             batch,

@@ -10,7 +10,7 @@
 use criterion::{Criterion, Throughput};
 use morphosde_core::model::{Config, Layout, Residual, TargetMode};
 use morphosde_core::rng::{Family, Rng};
-use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
+use morphosde_core::train::{AdamState, Batch, StepPlan, train_step};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -45,6 +45,7 @@ fn flops(layout: &Layout, n: usize) -> u64 {
 
 struct Case {
     config: Config,
+    plan: StepPlan,
     n: usize,
     data: Vec<f32>,
     params: Vec<f32>,
@@ -67,12 +68,13 @@ impl Case {
         Rng::stream(1, Family::Data, 0).fill_normal(&mut data);
         Case {
             config,
+            plan: StepPlan::new(&config).unwrap(),
             n,
             data,
             m: vec![0.0; layout.len],
             v: vec![0.0; layout.len],
             params,
-            ws: vec![0.0; train_step_workspace_len(&config, n, 0).unwrap()],
+            ws: vec![0.0; StepPlan::new(&config).unwrap().workspace_len(n)],
             t: vec![0.5; n],
             h: vec![0.2; n],
             mass: vec![1.0; n],
@@ -98,7 +100,7 @@ impl Case {
         };
         black_box(
             train_step(
-                &self.config,
+                &self.plan,
                 1,
                 &batch,
                 &mut self.params,

@@ -29,7 +29,7 @@ use morphosde_core::model::{Config, Layout, Learned};
 use morphosde_core::synthetic::{NonNormalOu, SnapshotDesign};
 use morphosde_core::train::AdamState;
 use morphosde_core::train::{
-    Control, FitConfig, ModelLearner, Observations, fit, fit_workspace_len,
+    Control, FitConfig, ModelLearner, Observations, StepPlan, fit, fit_workspace_len,
 };
 use std::path::PathBuf;
 
@@ -85,8 +85,13 @@ fn main() -> Result<(), String> {
         v: &mut v,
         steps: 0,
     };
-    let mut learner =
-        ModelLearner::new(&config, &mut params, &mut best, adam).map_err(|e| e.to_string())?;
+    let mut learner = ModelLearner::new(
+        &StepPlan::new(&config).map_err(|e| e.to_string())?,
+        &mut params,
+        &mut best,
+        adam,
+    )
+    .map_err(|e| e.to_string())?;
 
     // 3. Train: the observations as slices, workspaces sized first.
     let track: Vec<u32> = data.track.iter().map(|t| t.unwrap_or(UNTRACKED)).collect();

@@ -133,7 +133,7 @@ fn train_step_and_codec_do_not_allocate() {
     use morphosde_core::codec::{load, model_bytes_len, save};
     use morphosde_core::dynamics::Dynamics;
     use morphosde_core::model::{Config, DriftTeacher, Layout, Learned, Residual, TargetMode};
-    use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
+    use morphosde_core::train::{AdamState, Batch, StepPlan, train_step};
     let (n, m, d) = (16, 12, 3);
     let mut data = vec![0.0f32; 4 * n * d + m * d];
     Rng::stream(1, Family::Data, 0).fill_normal(&mut data);
@@ -203,7 +203,7 @@ fn train_step_and_codec_do_not_allocate() {
         let mut params = vec![0.0f32; layout.len];
         layout.init(3, &mut params).unwrap();
         let (mut am, mut av) = (vec![0.0f32; layout.len], vec![0.0f32; layout.len]);
-        let mut ws = vec![0.0f32; train_step_workspace_len(&config, n, m).unwrap()];
+        let mut ws = vec![0.0f32; StepPlan::new(&config).unwrap().workspace_len(n)];
         let mut bytes = vec![0u8; model_bytes_len::<f32>(&config).unwrap()];
         let mut back = vec![0.0f32; layout.len];
         let mut f = vec![0.0f32; n * d];
@@ -232,7 +232,15 @@ fn train_step_and_codec_do_not_allocate() {
                 steps: 0,
             };
             for epoch in 0..3 {
-                train_step(&config, epoch, &batch, &mut params, &mut adam, &mut ws).unwrap();
+                train_step(
+                    &StepPlan::new(&config).unwrap(),
+                    epoch,
+                    &batch,
+                    &mut params,
+                    &mut adam,
+                    &mut ws,
+                )
+                .unwrap();
             }
             let learned = Learned::new(&config, &params).unwrap();
             if learn_diffusion {
@@ -327,9 +335,7 @@ fn uot_solve_does_not_allocate() {
 fn propagated_step_over_parallel_blocks_does_not_allocate() {
     use morphosde_core::model::{Config, Layout, Residual};
     use morphosde_core::propagated::{DiffusionAt, PROPAGATE_BLOCK_ROWS};
-    use morphosde_core::train::{
-        AdamState, Batch, train_step_diffusion_at, train_step_workspace_len,
-    };
+    use morphosde_core::train::{AdamState, Batch, StepPlan, train_step_diffusion_at};
     let (n, d) = (2 * PROPAGATE_BLOCK_ROWS + 6, 3);
     let mut data = vec![0.0f32; 3 * n * d];
     Rng::stream(2, Family::Data, 0).fill_normal(&mut data);
@@ -360,15 +366,23 @@ fn propagated_step_over_parallel_blocks_does_not_allocate() {
         let mut params = vec![0.0f32; layout.len];
         layout.init(3, &mut params).unwrap();
         let (mut am, mut av) = (vec![0.0f32; layout.len], vec![0.0f32; layout.len]);
-        let mut ws = vec![0.0f32; train_step_workspace_len(&config, n, 0).unwrap()];
+        let mut ws = vec![0.0f32; StepPlan::new(&config).unwrap().workspace_len(n)];
         let mut step = |at: DiffusionAt| {
             let mut adam = AdamState {
                 m: &mut am,
                 v: &mut av,
                 steps: 0,
             };
-            train_step_diffusion_at(&config, 0, at, &batch, &mut params, &mut adam, &mut ws)
-                .unwrap();
+            train_step_diffusion_at(
+                &StepPlan::new(&config).unwrap(),
+                0,
+                at,
+                &batch,
+                &mut params,
+                &mut adam,
+                &mut ws,
+            )
+            .unwrap();
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)

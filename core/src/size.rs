@@ -112,7 +112,9 @@ mod tests {
                 layout.backward_workspace_len(big),
                 layout.infer_workspace_len(big),
                 layout.jacobian_workspace_len(big),
-                crate::train::train_step_workspace_len(&config, big, 8).unwrap(),
+                crate::train::StepPlan::new(&config)
+                    .unwrap()
+                    .workspace_len(big),
                 uot_workspace_len(big, 3, 2, UotMode::Online),
                 uot_workspace_len(3, big, 2, UotMode::Dense),
                 uot_workspace_len(3, 3, big, UotMode::Dense),

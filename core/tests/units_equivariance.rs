@@ -14,7 +14,7 @@ use morphosde_core::synthetic::{
 };
 use morphosde_core::train::AdamState;
 use morphosde_core::train::{
-    Control, FitConfig, ModelLearner, Observations, fit, fit_workspace_len,
+    Control, FitConfig, ModelLearner, Observations, StepPlan, fit, fit_workspace_len,
 };
 
 const D: usize = 3;
@@ -52,7 +52,13 @@ fn train(config: &Config, z: &[f64], t: &[f64], track: &[u32]) -> Vec<f64> {
         v: &mut v,
         steps: 0,
     };
-    let mut learner = ModelLearner::new(config, &mut params, &mut best, adam).unwrap();
+    let mut learner = ModelLearner::new(
+        &StepPlan::new(config).unwrap(),
+        &mut params,
+        &mut best,
+        adam,
+    )
+    .unwrap();
     let cfg = FitConfig {
         epochs: 3,
         steps_per_epoch: 6,

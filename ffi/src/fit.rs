@@ -19,7 +19,7 @@ use morphosde_core::size::Size;
 use morphosde_core::train::AdamState;
 use morphosde_core::train::acceptance::{RangeCheck, check_rollouts, check_rollouts_workspace_len};
 use morphosde_core::train::{
-    Control, FitConfig, ModelLearner, Observations, fit, fit_workspace_len,
+    Control, FitConfig, ModelLearner, Observations, StepPlan, fit, fit_workspace_len,
 };
 
 /// Track id of an untracked observation (msde_trainer_fit's `track`).
@@ -245,8 +245,10 @@ fn sizes(
     fit_cfg: &FitConfig<f32>,
 ) -> Result<(usize, usize)> {
     // Sized through a learner over empty buffers: only its config is read.
+    let plan = StepPlan::new(config)?;
     let sizing = ModelLearner {
-        config,
+        plan,
+        base_learning_rate: config.learning_rate,
         params: &mut [],
         best: &mut [],
         adam: AdamState {
@@ -254,7 +256,6 @@ fn sizes(
             v: &mut [],
             steps: 0,
         },
-        learning_rate: config.learning_rate,
     };
     let need = fit_workspace_len(n, config.d, fit_cfg, &sizing)?;
     let model = Learned::new(config, params)?;
@@ -399,7 +400,7 @@ pub unsafe extern "C" fn msde_trainer_fit(
             v: adam_v,
             steps: parts.head.steps,
         };
-        let mut learner = ModelLearner::new(&config, work, best, adam)?;
+        let mut learner = ModelLearner::new(&StepPlan::new(&config)?, work, best, adam)?;
         let data = Observations {
             z,
             t,

@@ -12,9 +12,7 @@ use morphosde_core::Result;
 use morphosde_core::error::{Arena, Detail, Error, ErrorKind, check_finite};
 use morphosde_core::model::{Layout, TargetMode};
 use morphosde_core::size::Size;
-use morphosde_core::train::{
-    AdamState, Batch, check_batch_shapes, train_step, train_step_workspace_len,
-};
+use morphosde_core::train::{AdamState, Batch, StepPlan, check_batch_shapes, train_step};
 
 const TRAINER_TAG: u64 = u64::from_le_bytes(*b"msdeTRNR");
 
@@ -87,8 +85,7 @@ fn sizes(
     if n_max == 0 {
         return Err(Error::bad_dim("n_max", "must be at least 1"));
     }
-    let ws =
-        Size(train_step_workspace_len(config, n_max, m_max)?) + staged_len(layout, n_max, m_max);
+    let ws = Size(StepPlan::new(config)?.workspace_len(n_max)) + staged_len(layout, n_max, m_max);
     let bytes = (Size(layout.len) * 3 + ws) * size_of::<f32>()
         + size_of::<msde_trainer>()
         + size_of::<msde_model>();
@@ -288,7 +285,8 @@ pub unsafe extern "C" fn msde_trainer_step(
             plan: unsafe { input(b.plan, b.plan_len, "plan") }?,
         };
         // Every length first: nothing is read before the shapes agree.
-        check_batch_shapes(&config, &layout, &batch)?;
+        let step_plan = StepPlan::new(&config)?;
+        check_batch_shapes(&step_plan, &batch)?;
         let n = batch.len();
         if n > parts.head.n_max {
             return Err(
@@ -369,7 +367,7 @@ pub unsafe extern "C" fn msde_trainer_step(
             steps: parts.head.steps,
         };
         let l = train_step(
-            &config,
+            &step_plan,
             epoch,
             &standardised,
             params,

@@ -22,9 +22,9 @@ use morphosde_core::rng::{Family, Rng};
 use morphosde_core::synthetic::{
     EmbryoProcess, GroundTruth, SnapshotDesign, snapshots_workspace_len,
 };
-use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
+use morphosde_core::train::{AdamState, Batch, train_step};
 use morphosde_core::train::{
-    Control, FitConfig, ModelLearner, Observations, fit, fit_workspace_len,
+    Control, FitConfig, ModelLearner, Observations, StepPlan, fit, fit_workspace_len,
 };
 use morphosde_core::uot::{
     TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, median_sq_distance,
@@ -254,10 +254,18 @@ fn train_case() -> String {
         v: &mut v,
         steps: 0,
     };
-    let mut ws = vec![0.0; train_step_workspace_len(&config, n, 0).unwrap()];
+    let mut ws = vec![0.0; StepPlan::new(&config).unwrap().workspace_len(n)];
     let mut totals = vec![];
     for epoch in 0..3 {
-        let loss = train_step(&config, epoch, &batch, &mut params, &mut adam, &mut ws).unwrap();
+        let loss = train_step(
+            &StepPlan::new(&config).unwrap(),
+            epoch,
+            &batch,
+            &mut params,
+            &mut adam,
+            &mut ws,
+        )
+        .unwrap();
         totals.push(loss.total);
     }
     Json::default()
@@ -488,7 +496,13 @@ fn fit_case(tracked: bool) -> String {
         v: &mut v,
         steps: 0,
     };
-    let mut learner = ModelLearner::new(&config, &mut params, &mut best, adam).unwrap();
+    let mut learner = ModelLearner::new(
+        &StepPlan::new(&config).unwrap(),
+        &mut params,
+        &mut best,
+        adam,
+    )
+    .unwrap();
     let need = fit_workspace_len(t.len(), 2, &cfg, &learner).unwrap();
     let (mut fw, mut iw) = (vec![f32::NAN; need.floats], vec![u32::MAX; need.indices]);
     let data = Observations {

@@ -22,7 +22,8 @@ use morphosde_core::train::acceptance::{
     RangeCheck, RangeReport, check_rollouts, check_rollouts_workspace_len,
 };
 use morphosde_core::train::{
-    Control, EpochReport, FitConfig, FitReport, ModelLearner, Observations, fit, fit_workspace_len,
+    Control, EpochReport, FitConfig, FitReport, ModelLearner, Observations, StepPlan, fit,
+    fit_workspace_len,
 };
 use morphosde_core::{Error, ErrorKind};
 use serde_json::{Value, json};
@@ -470,7 +471,8 @@ impl ModelArgs {
             v: &mut v,
             steps: 0,
         };
-        let mut learner = ModelLearner::new(&config, &mut params, &mut best, adam)
+        let plan = StepPlan::new(&config).map_err(|e| format!("model: {e}"))?;
+        let mut learner = ModelLearner::new(&plan, &mut params, &mut best, adam)
             .map_err(|e| format!("model: {e}"))?;
         let track: Vec<u32> = data.track.iter().map(|t| t.unwrap_or(UNTRACKED)).collect();
         let obs = Observations {

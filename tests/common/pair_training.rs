@@ -9,7 +9,7 @@
 
 use morphosde_core::model::{Config, Layout};
 use morphosde_core::rng::{Family, Rng};
-use morphosde_core::train::{AdamState, Batch, train_step, train_step_workspace_len};
+use morphosde_core::train::{AdamState, Batch, StepPlan, train_step};
 
 /// Minibatch Adam (batches of 256) over the pairs with a step-size
 /// schedule (one learning rate and a number of epochs per phase), from the
@@ -34,7 +34,7 @@ pub fn train(
         v: &mut s,
         steps: 0,
     };
-    let mut ws = vec![0.0f32; train_step_workspace_len(config, b, 0).unwrap()];
+    let mut ws = vec![0.0f32; StepPlan::new(config).unwrap().workspace_len(b)];
     let (t, hs, mass) = (vec![0.0f32; b], vec![h; b], vec![1.0f32; b]);
     let mut order: Vec<usize> = (0..n).collect();
     let (mut bx, mut by, mut bv) = (
@@ -65,7 +65,15 @@ pub fn train(
                     y: &by,
                     plan: &[],
                 };
-                train_step(&cfg, epoch, &batch, &mut params, &mut adam, &mut ws).unwrap();
+                train_step(
+                    &StepPlan::new(&cfg).unwrap(),
+                    epoch,
+                    &batch,
+                    &mut params,
+                    &mut adam,
+                    &mut ws,
+                )
+                .unwrap();
             }
             epoch += 1;
         }

@@ -613,7 +613,12 @@ impl<'a, F: Float> Learned<'a, F> {
     /// The model in the user's units over `params` (checked: layout length,
     /// finite, a valid input block).
     pub fn new(config: &Config, params: &'a [F]) -> Result<Self> {
-        let layout = Layout::new(config)?;
+        Self::with_layout(Layout::new(config)?, params)
+    }
+
+    /// [`Learned::new`] on the layout of an already checked config (the
+    /// parameters are checked, the config is not again).
+    pub fn with_layout(layout: Layout, params: &'a [F]) -> Result<Self> {
         check_len(params, layout.len, "params")?;
         check_finite(params, "params")?;
         layout.check_inputs(params)?;
@@ -628,9 +633,14 @@ impl<'a, F: Float> Learned<'a, F> {
     /// [`Learned::new`]): the view of a training step, whose batches are
     /// standardised.
     pub fn standardised(config: &Config, params: &'a [F]) -> Result<Self> {
+        Self::standardised_with_layout(Layout::new(config)?, params)
+    }
+
+    /// [`Learned::standardised`] on the layout of an already checked config.
+    pub fn standardised_with_layout(layout: Layout, params: &'a [F]) -> Result<Self> {
         Ok(Learned {
             units: Units::Standardised,
-            ..Self::new(config, params)?
+            ..Self::with_layout(layout, params)?
         })
     }
 

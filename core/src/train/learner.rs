@@ -2,11 +2,11 @@
 //! of a model with its optimiser), the finished [`Minibatch`] it is handed
 //! and the [`Losses`] it answers, and [`ModelLearner`], the model with Adam.
 
-use super::step::{AdamState, Batch, batch_loss, train_step, train_step_workspace_len};
+use super::step::{AdamState, Batch, StepPlan, batch_loss, train_step};
 use crate::dynamics::Dynamics;
 use crate::error::{Arena, Result, check_len, checked_mul};
 use crate::float::Float;
-use crate::model::{Config, Inputs, Layout, Learned, TargetMode};
+use crate::model::{Inputs, Learned, TargetMode};
 use crate::rng::{Family, Rng};
 use crate::size::Size;
 
@@ -113,7 +113,7 @@ pub const TRACKED_ONLY_MIN: usize = 16;
 
 /// The model with Adam as a [`Learner`]: parameters, the best parameters
 /// seen, and Adam's moments, all in caller memory (laid out by the model's
-/// [`Layout`]).
+/// [`Layout`](crate::model::Layout)).
 ///
 /// Pairwise targets: with diffusion on and at least [`TRACKED_ONLY_MIN`]
 /// (and `k_neighbours + 1`) tracked pairs in the batch, the step uses the
@@ -128,36 +128,37 @@ pub const TRACKED_ONLY_MIN: usize = 16;
 /// `D` when the cloud is wide against the noise, see [`crate::targets`]).
 /// Drift-only training always uses every source and the plan's teachers.
 pub struct ModelLearner<'a, F> {
-    pub config: &'a Config,
+    /// The plan the steps run on; its learning rate is the one the
+    /// schedule of [`fit`](super::fit()) sets.
+    pub plan: StepPlan,
+    /// The learning rate the schedule scales (the plan's at first).
+    pub base_learning_rate: f64,
     pub params: &'a mut [F],
     pub best: &'a mut [F],
     pub adam: AdamState<'a, F>,
-    /// The learning rate the steps use: `config`'s at first, then as
-    /// [`fit`](super::fit())'s schedule sets it.
-    pub learning_rate: f64,
 }
 
 impl<'a, F: Float> ModelLearner<'a, F> {
-    /// Checks the buffers against the config's layout and starts with
+    /// Checks the buffers against the plan's layout and starts with
     /// `best = params`.
     pub fn new(
-        config: &'a Config,
+        plan: &StepPlan,
         params: &'a mut [F],
         best: &'a mut [F],
         adam: AdamState<'a, F>,
     ) -> Result<Self> {
-        let layout = Layout::new(config)?;
+        let layout = plan.layout();
         check_len(params, layout.len, "params")?;
         check_len(best, layout.len, "best")?;
         check_len(adam.m, layout.len, "adam_m")?;
         check_len(adam.v, layout.len, "adam_v")?;
         best.copy_from_slice(params);
         Ok(ModelLearner {
-            config,
+            plan: *plan,
+            base_learning_rate: plan.config().learning_rate,
             params,
             best,
             adam,
-            learning_rate: config.learning_rate,
         })
     }
 
@@ -166,9 +167,10 @@ impl<'a, F: Float> ModelLearner<'a, F> {
     /// pairs. An untracked match drawn from the plan would carry its
     /// entropic spread, about `ε/(2h)·I`, into `D̂`.
     fn tracked_only(&self, tracked: usize) -> bool {
-        self.config.target_mode == TargetMode::Pairwise
-            && self.config.learn_diffusion
-            && tracked >= TRACKED_ONLY_MIN.max(self.config.k_neighbours + 1)
+        let config = self.plan.config();
+        config.target_mode == TargetMode::Pairwise
+            && self.plan.layout().head.is_some()
+            && tracked >= TRACKED_ONLY_MIN.max(config.k_neighbours + 1)
     }
 
     /// The step's [`Batch`] in the workspace's head; returns it and the rest.
@@ -179,7 +181,7 @@ impl<'a, F: Float> ModelLearner<'a, F> {
     ) -> Result<(Batch<'w, F>, &'w mut [F])> {
         let (n, m, d) = (batch.n, batch.m, batch.d);
         let mut arena = Arena::new(ws);
-        let pairwise = self.config.target_mode == TargetMode::Pairwise;
+        let pairwise = self.plan.config().target_mode == TargetMode::Pairwise;
         let tracked = batch.pairs.len() / 2;
         let tracked_only = self.tracked_only(tracked);
         let rows = if tracked_only { tracked } else { n };
@@ -187,7 +189,11 @@ impl<'a, F: Float> ModelLearner<'a, F> {
         let v = arena.take(rows * d)?;
         let w = arena.take(rows)?;
         let matched = arena.take(if pairwise { rows * d } else { 0 })?;
-        let mut rng = Rng::stream(self.config.seed, Family::Minibatch, (1 << 40) + batch.key);
+        let mut rng = Rng::stream(
+            self.plan.config().seed,
+            Family::Minibatch,
+            (1 << 40) + batch.key,
+        );
         let mut partner_of = |i: usize| {
             let partner = batch
                 .pairs
@@ -257,25 +263,20 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
     /// Stores the inputs in the parameters and the best parameters (the
     /// model then answers in the data's units).
     fn set_inputs(&mut self, inputs: &Inputs<F>) -> Result<()> {
-        let layout = Layout::new(self.config)?;
+        let layout = self.plan.layout();
         layout.set_inputs(self.params, inputs)?;
         layout.set_inputs(self.best, inputs)
     }
 
     fn workspace_len(&self, n: usize, m: usize) -> usize {
-        let d = self.config.d;
-        (Size(n) * (3 + 3 * d) + train_step_workspace_len(self.config, n, m).unwrap_or(usize::MAX))
-            .get()
+        let _ = m;
+        (Size(n) * (3 + 3 * self.plan.layout().d) + self.plan.workspace_len(n)).get()
     }
 
     fn step(&mut self, batch: &Minibatch<'_, F>, epoch: usize, ws: &mut [F]) -> Result<Losses<F>> {
         let (b, rest) = self.prepare(batch, ws)?;
-        let scheduled = Config {
-            learning_rate: self.learning_rate,
-            ..*self.config
-        };
         let l = train_step(
-            &scheduled,
+            &self.plan,
             epoch as u32,
             &b,
             self.params,
@@ -299,8 +300,8 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
         // At the full λ whatever the epoch, so that validation losses of
         // different epochs compare.
         let l = batch_loss(
-            self.config,
-            self.config.warmup_epochs,
+            &self.plan,
+            self.plan.config().warmup_epochs,
             &b,
             self.params,
             rest,
@@ -317,15 +318,20 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
     /// validation loss (its drift part dominates and is flat after a few
     /// epochs).
     fn settled_from(&self) -> usize {
-        if self.config.learn_diffusion {
-            self.config.warmup_epochs as usize
-        } else {
-            0
+        match self.plan.layout().head {
+            Some(_) => self.plan.config().warmup_epochs as usize,
+            None => 0,
         }
     }
 
     fn scale_learning_rate(&mut self, factor: f64) {
-        self.learning_rate = self.config.learning_rate * factor;
+        // A factor in (0, 1] keeps a valid rate valid.
+        if let Ok(plan) = self
+            .plan
+            .with_learning_rate(self.base_learning_rate * factor)
+        {
+            self.plan = plan;
+        }
     }
 
     /// Tracked-only batches read neither the plan nor its teachers.
@@ -351,17 +357,18 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
     }
 
     fn noise_variance_workspace_len(&self, rows: usize) -> usize {
-        match Layout::new(self.config) {
-            Ok(layout) if layout.head.is_some() => {
+        let layout = self.plan.layout();
+        match layout.head {
+            Some(_) => {
                 (Size(rows) * (layout.d * (1 + layout.q)) + layout.infer_workspace_len(rows)).get()
             }
-            _ => 0,
+            None => 0,
         }
     }
 
     /// `tr(L Lᵀ)/d` (the squared entries of `L`) averaged over the states.
     fn noise_variance(&self, z: &[F], t: &[F], ws: &mut [F]) -> Result<Option<F>> {
-        let model = Learned::standardised(self.config, self.params)?;
+        let model = Learned::standardised_with_layout(*self.plan.layout(), self.params)?;
         if model.layout.head.is_none() || t.is_empty() {
             return Ok(None);
         }
@@ -380,6 +387,7 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Config, Layout};
     use std::vec;
     use std::vec::Vec;
 
@@ -424,7 +432,7 @@ mod tests {
             vec![0.0; len],
         );
         let learner = ModelLearner::new(
-            &config,
+            &StepPlan::new(&config).unwrap(),
             &mut p,
             &mut best,
             AdamState {
@@ -474,7 +482,13 @@ mod tests {
             v: &mut v,
             steps: 0,
         };
-        let learner = ModelLearner::new(&config, &mut params, &mut best, adam).unwrap();
+        let learner = ModelLearner::new(
+            &StepPlan::new(&config).unwrap(),
+            &mut params,
+            &mut best,
+            adam,
+        )
+        .unwrap();
         let (z, t) = ([0.5, -1.0, 2.0, 0.1, 0.0, 3.0], [0.0, 0.2, 0.4]);
         let mut ws = vec![f64::NAN; learner.noise_variance_workspace_len(3)];
         let got = learner.noise_variance(&z, &t, &mut ws).unwrap().unwrap();
@@ -502,7 +516,8 @@ mod tests {
             v: &mut v,
             steps: 0,
         };
-        let learner = ModelLearner::new(&config, &mut p, &mut b, adam).unwrap();
+        let learner =
+            ModelLearner::new(&StepPlan::new(&config).unwrap(), &mut p, &mut b, adam).unwrap();
         assert_eq!(learner.noise_variance_workspace_len(3), 0);
         assert_eq!(learner.noise_variance(&z, &t, &mut []).unwrap(), None);
     }

@@ -21,6 +21,6 @@ pub use fit::{
 pub use fit_config::{FitConfig, MAX_STEPS_PER_EPOCH, MAX_VALIDATION_BATCHES};
 pub use learner::{Learner, Losses, Minibatch, ModelLearner, TRACKED_ONLY_MIN};
 pub use step::{
-    AdamState, Batch, StepLoss, batch_loss, check_batch_shapes, loss_and_gradient, train_step,
-    train_step_diffusion_at, train_step_workspace_len,
+    AdamState, Batch, StepLoss, StepPlan, batch_loss, check_batch_shapes, loss_and_gradient,
+    train_step, train_step_diffusion_at,
 };

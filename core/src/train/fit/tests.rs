@@ -3,7 +3,7 @@ use crate::error::Detail;
 use crate::model::{Config, Layout};
 use crate::synthetic::{EmbryoProcess, GroundTruth, SnapshotDesign, snapshots_workspace_len};
 use crate::train::learner::{Minibatch, ModelLearner};
-use crate::train::step::AdamState;
+use crate::train::step::{AdamState, StepPlan};
 use std::vec;
 use std::vec::Vec;
 
@@ -379,7 +379,8 @@ fn tracked_only_batches_skip_the_uot_solve() {
             v: &mut v,
             steps: 0,
         };
-        let mut learner = ModelLearner::new(&config, &mut p, &mut b, adam).unwrap();
+        let mut learner =
+            ModelLearner::new(&StepPlan::new(&config).unwrap(), &mut p, &mut b, adam).unwrap();
         assert!(learner.uses_plan(15));
         assert_eq!(learner.uses_plan(16), !learn_diffusion);
         let need = fit_workspace_len(t.len(), 2, &cfg, &learner).unwrap();
@@ -507,7 +508,13 @@ fn a_model_trained_at_a_rate_that_must_diverge_is_refused() {
         v: &mut v,
         steps: 0,
     };
-    let mut learner = ModelLearner::new(&model, &mut params, &mut best, adam).unwrap();
+    let mut learner = ModelLearner::new(
+        &StepPlan::new(&model).unwrap(),
+        &mut params,
+        &mut best,
+        adam,
+    )
+    .unwrap();
     let mut cfg = config();
     cfg.cluster = ClusterConfig::new(1, 0.3);
     // Patience beyond the epochs: the roll-back budget decides.

@@ -29,9 +29,9 @@
 //! one Jacobian per source (`O(n·d)` forward passes) and a pass over `n`
 //! midpoints. Measured ratios: `docs/results/step_costs.md`.
 
+mod plan;
 mod propagated;
 mod targets;
-mod workspace;
 
 use crate::error::{
     Arena, Error, ErrorKind, Result, check_finite, check_len, check_room, checked_mul,
@@ -41,13 +41,13 @@ use crate::loss::{diffusion_loss, drift_loss, mass_weights};
 use crate::model::{Config, DriftTeacher, Layout, Residual, TargetMode};
 use crate::optim::{Adam, clip_grad_norm};
 use crate::propagated::DiffusionAt;
-use propagated::{propagate_batch, propagated_diffusion_loss, propagated_node_grad};
-use targets::{compute_targets, flow_teacher, learned_flow};
-pub use workspace::train_step_workspace_len;
-use workspace::{
+pub use plan::StepPlan;
+use plan::{
     DiffusionPoints, flow_workspace_len, is_propagated, loss_workspace_len, needs_flow,
     split_loss_workspace,
 };
+use propagated::{propagate_batch, propagated_diffusion_loss, propagated_node_grad};
+use targets::{compute_targets, flow_teacher, learned_flow};
 
 /// A prepared minibatch of `n` sources (plain row-major slices), in the
 /// network's standardised coordinates: states `(z − μ)/s` and velocities
@@ -106,8 +106,9 @@ pub struct AdamState<'a, F> {
 }
 
 /// Checks a batch against the layout (lengths, finiteness, positive gaps).
-fn check_batch<F: Float>(config: &Config, layout: &Layout, batch: &Batch<'_, F>) -> Result<()> {
-    check_batch_shapes(config, layout, batch)?;
+fn check_batch<F: Float>(plan: &StepPlan, batch: &Batch<'_, F>) -> Result<()> {
+    check_batch_shapes(plan, batch)?;
+    let layout = &plan.layout;
     check_finite(batch.x, "x")?;
     check_finite(batch.t, "t")?;
     check_finite(batch.v_hat, "v_hat")?;
@@ -122,7 +123,8 @@ fn check_batch<F: Float>(config: &Config, layout: &Layout, batch: &Batch<'_, F>)
 /// diffusion head also `y` (`n×d` for pairwise targets, `m×d` for
 /// plan-weighted ones) and `plan` (`n×m`, plan-weighted only). Arrays the
 /// step does not read are not checked.
-pub fn check_batch_shapes<F>(config: &Config, layout: &Layout, batch: &Batch<'_, F>) -> Result<()> {
+pub fn check_batch_shapes<F>(plan: &StepPlan, batch: &Batch<'_, F>) -> Result<()> {
+    let (config, layout) = (&plan.config, &plan.layout);
     let n = batch.len();
     if n == 0 {
         return Err(Error::bad_dim("t", "the batch has no sources"));
@@ -156,11 +158,9 @@ pub fn check_batch_shapes<F>(config: &Config, layout: &Layout, batch: &Batch<'_,
 /// `config.drift_teacher` says: the flow teacher's shifted teachers are
 /// computed by [`train_step`] and [`batch_loss`].
 /// The workspace holds at least `loss_workspace_len` elements (part of
-/// [`train_step_workspace_len`]).
-#[allow(clippy::too_many_arguments)]
+/// [`StepPlan::workspace_len`]).
 pub fn loss_and_gradient<F: Float>(
-    config: &Config,
-    layout: &Layout,
+    plan: &StepPlan,
     lambda: F,
     batch: &Batch<'_, F>,
     params: &[F],
@@ -168,7 +168,8 @@ pub fn loss_and_gradient<F: Float>(
     grad: &mut [F],
     workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
-    check_batch(config, layout, batch)?;
+    check_batch(plan, batch)?;
+    let (config, layout) = (&plan.config, &plan.layout);
     let n = batch.len();
     let (cache, propagated, rest) = split_loss_workspace(config, layout, n, workspace)?;
     layout.forward_train(params, batch.x, batch.t, cache)?;
@@ -282,10 +283,8 @@ fn forward_losses<F: Float>(
 
 /// Targets (when the head is on), loss parts and their gradient `grad` (the
 /// layout's length) at `epoch`, for the parameters as they are.
-#[allow(clippy::too_many_arguments)]
 fn step_loss<F: Float>(
-    config: &Config,
-    layout: &Layout,
+    plan: &StepPlan,
     epoch: u32,
     at: DiffusionAt,
     batch: &Batch<'_, F>,
@@ -293,12 +292,13 @@ fn step_loss<F: Float>(
     grad: &mut [F],
     workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
+    let layout = &plan.layout;
     check_len(params, layout.len, "params")?;
     layout.check_inputs(params)?;
     check_room(grad, layout.len, "workspace")?;
-    check_batch(config, layout, batch)?;
+    check_batch(plan, batch)?;
     computed(step_loss_checked(
-        config, layout, epoch, at, batch, params, grad, workspace,
+        plan, epoch, at, batch, params, grad, workspace,
     ))
 }
 
@@ -316,10 +316,8 @@ fn computed<T>(result: Result<T>) -> Result<T> {
 }
 
 /// [`step_loss`] on a checked batch.
-#[allow(clippy::too_many_arguments)]
 fn step_loss_checked<F: Float>(
-    config: &Config,
-    layout: &Layout,
+    plan: &StepPlan,
     epoch: u32,
     at: DiffusionAt,
     batch: &Batch<'_, F>,
@@ -327,6 +325,7 @@ fn step_loss_checked<F: Float>(
     grad: &mut [F],
     workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
+    let (config, layout) = (&plan.config, &plan.layout);
     let (n, d) = (batch.len(), layout.d);
     let mut arena = Arena::new(workspace);
     let loss_ws = arena.take(loss_workspace_len(config, layout, n).get())?;
@@ -348,7 +347,7 @@ fn step_loss_checked<F: Float>(
         } else {
             flow_workspace_len(layout, n)
         })?;
-        learned_flow(config, params, batch, node_states, d, flow, ws)?;
+        learned_flow(plan, params, batch, node_states, d, flow, ws)?;
     }
     let d_hat = arena.take(if layout.head.is_some() { n * d * d } else { 0 })?;
     if layout.head.is_some() {
@@ -379,26 +378,16 @@ fn step_loss_checked<F: Float>(
 
 /// The loss parts of a batch at `epoch` (targets included, as
 /// [`train_step`] computes them), changing nothing: the validation loss.
-/// Workspace: [`train_step_workspace_len`].
+/// Workspace: [`StepPlan::workspace_len`].
 pub fn batch_loss<F: Float>(
-    config: &Config,
+    plan: &StepPlan,
     epoch: u32,
     batch: &Batch<'_, F>,
     params: &[F],
     workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
-    let layout = Layout::new(config)?;
-    let (grad, rest) = workspace.split_at_mut(layout.len.min(workspace.len()));
-    step_loss(
-        config,
-        &layout,
-        epoch,
-        DiffusionAt::Path,
-        batch,
-        params,
-        grad,
-        rest,
-    )
+    let (grad, rest) = workspace.split_at_mut(plan.layout.len.min(workspace.len()));
+    step_loss(plan, epoch, DiffusionAt::Path, batch, params, grad, rest)
 }
 
 /// One training step at `epoch` (for `λ(epoch)`): on success the parameters
@@ -407,7 +396,7 @@ pub fn batch_loss<F: Float>(
 /// [`ErrorKind::NumericalFailure`] and leaves `params` and `adam` exactly as
 /// they were; so does any other error.
 pub fn train_step<F: Float>(
-    config: &Config,
+    plan: &StepPlan,
     epoch: u32,
     batch: &Batch<'_, F>,
     params: &mut [F],
@@ -415,7 +404,7 @@ pub fn train_step<F: Float>(
     workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
     train_step_diffusion_at(
-        config,
+        plan,
         epoch,
         DiffusionAt::Path,
         batch,
@@ -434,7 +423,7 @@ pub fn train_step<F: Float>(
 /// network; `O(h)` off where `D` varies along the gap, see
 /// [`Propagation::explicit_diffusion`](crate::propagated::Propagation::explicit_diffusion)).
 pub fn train_step_diffusion_at<F: Float>(
-    config: &Config,
+    plan: &StepPlan,
     epoch: u32,
     at: DiffusionAt,
     batch: &Batch<'_, F>,
@@ -442,11 +431,11 @@ pub fn train_step_diffusion_at<F: Float>(
     adam: &mut AdamState<'_, F>,
     workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
-    let layout = Layout::new(config)?;
+    let (config, layout) = (&plan.config, &plan.layout);
     check_len(adam.m, layout.len, "adam_m")?;
     check_len(adam.v, layout.len, "adam_v")?;
     let (grad, rest) = workspace.split_at_mut(layout.len.min(workspace.len()));
-    let mut loss = step_loss(config, &layout, epoch, at, batch, params, grad, rest)?;
+    let mut loss = step_loss(plan, epoch, at, batch, params, grad, rest)?;
     let norm = clip_grad_norm(grad, F::from_f64(config.clip_grad_norm));
     loss.grad_norm = norm;
     if !loss.total.is_finite() || !norm.is_finite() {

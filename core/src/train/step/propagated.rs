@@ -4,7 +4,7 @@
 //! through the adjoint map and a second forward and backward pass.
 
 use super::Batch;
-use super::workspace::{DiffusionPoints, PropagatedBuffers, split_propagated};
+use super::plan::{DiffusionPoints, PropagatedBuffers, split_propagated};
 use crate::error::Result;
 use crate::float::Float;
 use crate::linalg::gemm::matmul_acc;
@@ -23,7 +23,7 @@ pub(super) fn propagate_batch<F: Float>(
     let n = batch.len();
     let (states, props, rest) = split_propagated(config, layout, n, scratch)?;
     let flow_ws = PropagatedBuffers::carve(config, layout, n, rest)?.flow_ws;
-    let learned = Learned::standardised(config, params)?;
+    let learned = Learned::standardised_with_layout(*layout, params)?;
     let how = if config.residual == Residual::PropagatedFrozen {
         propagate_frozen
     } else {

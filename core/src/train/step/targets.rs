@@ -2,7 +2,7 @@
 //! covariance targets `D̂` and the flow teacher of
 //! [`DriftTeacher::Flow`](crate::model::DriftTeacher::Flow).
 
-use super::Batch;
+use super::{Batch, StepPlan};
 use crate::error::Result;
 use crate::float::Float;
 use crate::integrate::rk4_flow;
@@ -14,7 +14,7 @@ use crate::targets::{pairwise_targets, plan_weighted_targets, predict_one_step};
 /// `node_states` holds them (bit-identical to [`rk4_flow`]'s), else by
 /// [`rk4_flow`] with `workspace`.
 pub(super) fn learned_flow<F: Float>(
-    config: &Config,
+    plan: &StepPlan,
     params: &[F],
     batch: &Batch<'_, F>,
     node_states: &[F],
@@ -22,8 +22,9 @@ pub(super) fn learned_flow<F: Float>(
     flow: &mut [F],
     workspace: &mut [F],
 ) -> Result<()> {
+    let config = &plan.config;
     if node_states.is_empty() {
-        let learned = Learned::standardised(config, params)?;
+        let learned = Learned::standardised_with_layout(plan.layout, params)?;
         return rk4_flow(
             &learned,
             batch.x,

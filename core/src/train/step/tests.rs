@@ -153,20 +153,34 @@ fn loss_gradient_matches_finite_differences_in_f64() {
                     }
                 }
                 let lambda = 0.7;
-                let ws_len = train_step_workspace_len(&config, n, 0).unwrap();
+                let ws_len = StepPlan::new(&config).unwrap().workspace_len(n);
                 let mut ws = vec![f64::NAN; ws_len];
                 let mut grad = vec![0.0; layout.len];
                 let batch = data.batch();
                 loss_and_gradient(
-                    &config, &layout, lambda, &batch, &params, &d_hat, &mut grad, &mut ws,
+                    &StepPlan::new(&config).unwrap(),
+                    lambda,
+                    &batch,
+                    &params,
+                    &d_hat,
+                    &mut grad,
+                    &mut ws,
                 )
                 .unwrap();
                 assert!(grad[layout.input_block.range()].iter().all(|&g| g == 0.0));
                 let mut total = |p: &[f64]| {
                     let mut g = vec![0.0; layout.len];
-                    loss_and_gradient(&config, &layout, lambda, &batch, p, &d_hat, &mut g, &mut ws)
-                        .unwrap()
-                        .total
+                    loss_and_gradient(
+                        &StepPlan::new(&config).unwrap(),
+                        lambda,
+                        &batch,
+                        p,
+                        &d_hat,
+                        &mut g,
+                        &mut ws,
+                    )
+                    .unwrap()
+                    .total
                 };
                 for t in layout.tensors() {
                     let (mut num, mut den) = (0.0, 0.0);
@@ -237,11 +251,17 @@ fn propagated_diffusion_gradient_matches_finite_differences_in_f64() {
             d_hat[i * 9 + 3] = 0.05;
         }
         let lambda = 0.7;
-        let mut ws = vec![f64::NAN; train_step_workspace_len(&config, n, 0).unwrap()];
+        let mut ws = vec![f64::NAN; StepPlan::new(&config).unwrap().workspace_len(n)];
         let mut grad = vec![0.0; layout.len];
         let batch = data.batch();
         let loss = loss_and_gradient(
-            &config, &layout, lambda, &batch, &params, &d_hat, &mut grad, &mut ws,
+            &StepPlan::new(&config).unwrap(),
+            lambda,
+            &batch,
+            &params,
+            &d_hat,
+            &mut grad,
+            &mut ws,
         )
         .unwrap();
         // Direct evaluation: the flow's node states and propagators, then
@@ -304,9 +324,17 @@ fn propagated_diffusion_gradient_matches_finite_differences_in_f64() {
         );
         let mut total = |p: &[f64]| {
             let mut g = vec![0.0; layout.len];
-            loss_and_gradient(&config, &layout, lambda, &batch, p, &d_hat, &mut g, &mut ws)
-                .unwrap()
-                .total
+            loss_and_gradient(
+                &StepPlan::new(&config).unwrap(),
+                lambda,
+                &batch,
+                p,
+                &d_hat,
+                &mut g,
+                &mut ws,
+            )
+            .unwrap()
+            .total
         };
         for t in [layout.diff_w, layout.diff_b] {
             let (mut num, mut den) = (0.0, 0.0);
@@ -340,9 +368,17 @@ fn run_steps(config: &Config, data: &Data<f32>, steps: u32) -> (Vec<f32>, Vec<f3
         steps: 0,
     };
     let n = data.t.len();
-    let mut ws = vec![0.0f32; train_step_workspace_len(config, n, 0).unwrap()];
+    let mut ws = vec![0.0f32; StepPlan::new(config).unwrap().workspace_len(n)];
     for _ in 0..steps {
-        train_step(config, 0, &data.batch(), &mut params, &mut adam, &mut ws).unwrap();
+        train_step(
+            &StepPlan::new(config).unwrap(),
+            0,
+            &data.batch(),
+            &mut params,
+            &mut adam,
+            &mut ws,
+        )
+        .unwrap();
     }
     (params, m, v)
 }
@@ -437,10 +473,10 @@ fn the_input_block_is_not_trained() {
             v: &mut v,
             steps: 0,
         };
-        let mut ws = vec![f64::NAN; train_step_workspace_len(&config, 12, 0).unwrap()];
+        let mut ws = vec![f64::NAN; StepPlan::new(&config).unwrap().workspace_len(12)];
         for epoch in 0..4 {
             train_step(
-                &config,
+                &StepPlan::new(&config).unwrap(),
                 epoch,
                 &data.batch(),
                 &mut params,
@@ -477,16 +513,32 @@ fn non_finite_step_changes_nothing() {
     let mut params = vec![0.0f32; layout.len];
     layout.init(1, &mut params).unwrap();
     let (mut m, mut v) = (vec![0.0f32; layout.len], vec![0.0f32; layout.len]);
-    let mut ws = vec![0.0f32; train_step_workspace_len(&config, 8, 0).unwrap()];
+    let mut ws = vec![0.0f32; StepPlan::new(&config).unwrap().workspace_len(8)];
     let mut adam = AdamState {
         m: &mut m,
         v: &mut v,
         steps: 0,
     };
-    train_step(&config, 3, &data.batch(), &mut params, &mut adam, &mut ws).unwrap();
+    train_step(
+        &StepPlan::new(&config).unwrap(),
+        3,
+        &data.batch(),
+        &mut params,
+        &mut adam,
+        &mut ws,
+    )
+    .unwrap();
     let before = (params.clone(), adam.m.to_vec(), adam.v.to_vec(), adam.steps);
     data.v[4] = 1e30; // finite input, (f − v̂)² overflows f32
-    let e = train_step(&config, 3, &data.batch(), &mut params, &mut adam, &mut ws).unwrap_err();
+    let e = train_step(
+        &StepPlan::new(&config).unwrap(),
+        3,
+        &data.batch(),
+        &mut params,
+        &mut adam,
+        &mut ws,
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::NumericalFailure);
     assert_eq!(
         before,
@@ -494,11 +546,19 @@ fn non_finite_step_changes_nothing() {
     );
     // Malformed input is refused before anything changes, too.
     data.v[4] = f32::NAN;
-    let e = train_step(&config, 3, &data.batch(), &mut params, &mut adam, &mut ws).unwrap_err();
+    let e = train_step(
+        &StepPlan::new(&config).unwrap(),
+        3,
+        &data.batch(),
+        &mut params,
+        &mut adam,
+        &mut ws,
+    )
+    .unwrap_err();
     assert_eq!(e.arg, "v_hat");
     data.v[4] = 0.5;
     let e = train_step(
-        &config,
+        &StepPlan::new(&config).unwrap(),
         3,
         &data.batch(),
         &mut params,
@@ -564,13 +624,12 @@ fn flow_teacher_matches_the_flow_mismatch_and_shifts_the_teachers() {
             v: shifted,
             ..Data::random(n, d, 21)
         };
-        let len = train_step_workspace_len(&flow_config, n, 0).unwrap();
+        let len = StepPlan::new(&flow_config).unwrap().workspace_len(n);
         let gradient = |config: &Config, batch: &Batch<'_, f64>| {
             let mut grad = vec![0.0f64; layout.len];
             let mut ws = vec![0.0f64; len];
             let loss = step_loss(
-                config,
-                &layout,
+                &StepPlan::new(config).unwrap(),
                 20,
                 DiffusionAt::Path,
                 batch,

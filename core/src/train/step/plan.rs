@@ -1,24 +1,68 @@
-//! How a step's workspace is sized and carved: the loss workspace (forward
-//! cache, the propagated target's scratch, the backward's buffers) and the
-//! step's scratch beyond it (flow, targets, flow teacher), and where the
-//! propagated target evaluates `D_θ` ([`DiffusionPoints`]).
+//! The plan of a training step, built once from a configuration (RustFFT's
+//! planner idea): [`StepPlan::new`] checks the configuration and derives the
+//! model's [`Layout`], and every step then runs on the plan without checking
+//! the configuration again. Also here: how a step's workspace is sized and
+//! carved (the loss workspace: forward cache, the propagated target's
+//! scratch, the backward's buffers; the step's scratch beyond it: flow,
+//! targets, flow teacher), and where the propagated target evaluates `D_θ`
+//! ([`DiffusionPoints`]).
 
-use crate::error::{Arena, Result};
+use crate::error::{Arena, Detail, Error, Result};
 use crate::integrate::rk4_stages_len;
 use crate::model::{Config, DriftTeacher, Layout, Residual};
 use crate::propagated::{DiffusionAt, PROPAGATE_BLOCK_ROWS, propagate_workspace_len_for};
 use crate::size::Size;
 
-/// Workspace elements of [`train_step`](super::train_step) for `n` sources (`m`, the plan's
-/// targets, does not change it: the plan is the caller's).
-pub fn train_step_workspace_len(config: &Config, n: usize, _m: usize) -> Result<usize> {
-    let layout = Layout::new(config)?;
-    Ok(
-        (layout.len
-            + loss_workspace_len(config, &layout, n)
-            + step_scratch_len(config, &layout, n))
-        .get(),
-    )
+/// A checked training-step configuration with the model's layout: what
+/// [`train_step`](super::train_step), [`batch_loss`](super::batch_loss) and
+/// [`loss_and_gradient`](super::loss_and_gradient) take. Building it is the
+/// only place the configuration is checked.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepPlan {
+    pub(super) config: Config,
+    pub(super) layout: Layout,
+}
+
+impl StepPlan {
+    /// The plan of `config` (checked here: [`crate::ErrorKind::BadConfig`]
+    /// naming the field).
+    pub fn new(config: &Config) -> Result<Self> {
+        Ok(StepPlan {
+            config: *config,
+            layout: Layout::new(config)?,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The model's parameter layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Workspace elements of [`train_step`](super::train_step) and
+    /// [`batch_loss`](super::batch_loss) for batches of at most `n` sources
+    /// (the targets' count `m` does not change it: the transport plan is the
+    /// caller's); `usize::MAX` when it would not fit. `O(1)`.
+    pub fn workspace_len(&self, n: usize) -> usize {
+        let (config, layout) = (&self.config, &self.layout);
+        (layout.len + loss_workspace_len(config, layout, n) + step_scratch_len(config, layout, n))
+            .get()
+    }
+
+    /// The same plan with the learning rate `learning_rate` (finite, > 0):
+    /// the training loop's schedule.
+    pub fn with_learning_rate(&self, learning_rate: f64) -> Result<Self> {
+        if !(learning_rate > 0.0 && learning_rate.is_finite()) {
+            return Err(Error::bad_config("learning_rate", "must be finite and > 0")
+                .with(Detail::Value(learning_rate)));
+        }
+        let mut plan = *self;
+        plan.config.learning_rate = learning_rate;
+        Ok(plan)
+    }
 }
 
 /// Elements of [`loss_and_gradient`]'s workspace.
@@ -256,5 +300,40 @@ impl<'a, F> PropagatedBuffers<'a, F> {
             factor_t: arena.take(d * q)?,
             map_ws: arena.take(2 * d * d)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn a_plan_is_built_only_from_a_valid_config_and_keeps_its_rate_valid() {
+        let bad = Config {
+            k_neighbours: 0,
+            ..Config::default()
+        };
+        let e = StepPlan::new(&bad).unwrap_err();
+        assert_eq!((e.kind, e.arg), (ErrorKind::BadConfig, "k_neighbours"));
+        let config = Config {
+            learn_diffusion: true,
+            ..Config::default()
+        };
+        let plan = StepPlan::new(&config).unwrap();
+        assert_eq!(*plan.layout(), Layout::new(&config).unwrap());
+        // The workspace grows with the batch and never wraps.
+        assert!(plan.workspace_len(8) < plan.workspace_len(16));
+        assert_eq!(plan.workspace_len(usize::MAX), usize::MAX);
+        let slower = plan.with_learning_rate(1e-5).unwrap();
+        assert_eq!(slower.config().learning_rate, 1e-5);
+        assert_eq!(
+            (slower.layout(), slower.config().seed),
+            (plan.layout(), config.seed)
+        );
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let e = plan.with_learning_rate(rate).unwrap_err();
+            assert_eq!(e.arg, "learning_rate", "{rate}");
+        }
     }
 }
