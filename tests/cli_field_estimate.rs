@@ -5,14 +5,18 @@
 //! layer, no time features: `f = A z` exactly) and the true constant factor.
 //!
 //! Truth: `D = L Lᵀ`; the flow residual's second moment per unit time is
-//! `Σ_h/h` with `Σ_h = ∫₀ʰ e^{As} D e^{Aᵀs} ds` (computed here by a Taylor
-//! series for `e^{As}` and Simpson's rule). The naive estimate carries the
+//! `Σ_h/h` with `Σ_h = ∫₀ʰ e^{As} D e^{Aᵀs} ds` (Van Loan's closed form,
+//! `core/tests/common/matrix_exp.rs`). The naive estimate carries the
 //! drift's curvature over the gap, the flow estimate the propagation of the
 //! noise; the propagated one must recover `D` to sampling error.
 //!
 //! `cargo test --release --test cli_field_estimate -- --nocapture` prints
 //! the errors.
 
+#[path = "../core/tests/common/matrix_exp.rs"]
+mod matrix_exp;
+
+use matrix_exp::{matmul, van_loan};
 use morphosde_core::codec;
 use morphosde_core::model::{Config, Inputs, Layout};
 use morphosde_core::rng::{Family, Rng};
@@ -37,54 +41,16 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn mul(a: &[f64; 4], b: &[f64; 4]) -> [f64; 4] {
-    [
-        a[0] * b[0] + a[1] * b[2],
-        a[0] * b[1] + a[1] * b[3],
-        a[2] * b[0] + a[3] * b[2],
-        a[2] * b[1] + a[3] * b[3],
-    ]
-}
-
-fn transpose(a: &[f64; 4]) -> [f64; 4] {
-    [a[0], a[2], a[1], a[3]]
-}
-
-/// `e^{As}` by its Taylor series (‖As‖ < 1 here: 30 terms are exact in f64).
-fn expm(s: f64) -> [f64; 4] {
-    let (mut sum, mut term) = ([1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0]);
-    for k in 1..30 {
-        term = mul(&term, &A.map(|a| a * s / k as f64));
-        for i in 0..4 {
-            sum[i] += term[i];
-        }
-    }
-    sum
-}
-
 fn true_d() -> [f64; 4] {
-    mul(&L, &transpose(&L))
+    let lt = [L[0], L[2], L[1], L[3]];
+    let d = matmul(&L, &lt, 2);
+    std::array::from_fn(|i| d[i])
 }
 
-/// `Σ_h / h` by Simpson's rule over 2000 intervals.
+/// `Σ_h / h`, with `Σ_h` in closed form.
 fn flow_residual_rate() -> [f64; 4] {
-    let d = true_d();
-    let n = 2000;
-    let mut acc = [0.0; 4];
-    for k in 0..=n {
-        let e = expm(GAP * k as f64 / n as f64);
-        let w = match k {
-            0 => 1.0,
-            k if k == n => 1.0,
-            k if k % 2 == 1 => 4.0,
-            _ => 2.0,
-        };
-        let m = mul(&mul(&e, &d), &transpose(&e));
-        for i in 0..4 {
-            acc[i] += w * m[i];
-        }
-    }
-    acc.map(|v| v / (3.0 * n as f64))
+    let sigma = van_loan(&A, &true_d(), 2, GAP).covariance;
+    std::array::from_fn(|i| sigma[i] / GAP)
 }
 
 /// The model file: depth 0, no time features, `f = A z`, `L` constant.

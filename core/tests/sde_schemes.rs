@@ -12,6 +12,10 @@
 //! and the radius growth per step on a pure rotation with noise.
 #![allow(clippy::needless_range_loop)] // index-heavy moment formulas read best as loops
 
+#[path = "common/matrix_exp.rs"]
+mod matrix_exp;
+
+use matrix_exp::van_loan;
 use morphosde_core::Float;
 use morphosde_core::dynamics::Dynamics;
 use morphosde_core::integrate::platen::{platen_noise_len, platen_path, platen_path_workspace_len};
@@ -214,36 +218,6 @@ fn moment_error(a: &(Vec<f64>, Vec<f64>), b: &(Vec<f64>, Vec<f64>)) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// `e^C` of an `n×n` matrix (row-major) by scaling and squaring of a
-/// 30-term Taylor series.
-fn expm(c: &[f64], n: usize) -> Vec<f64> {
-    let norm: f64 = c.iter().map(|x| x.abs()).sum();
-    let squarings = (norm / 0.25).log2().ceil().max(0.0) as i32;
-    let scale = 0.5f64.powi(squarings);
-    let mul = |a: &[f64], b: &[f64]| -> Vec<f64> {
-        (0..n * n)
-            .map(|ij| (0..n).map(|k| a[ij / n * n + k] * b[k * n + ij % n]).sum())
-            .collect()
-    };
-    let mut result = vec![0.0; n * n];
-    let mut term = vec![0.0; n * n];
-    for i in 0..n {
-        result[i * n + i] = 1.0;
-        term[i * n + i] = 1.0;
-    }
-    let scaled: Vec<f64> = c.iter().map(|x| x * scale).collect();
-    for k in 1..30 {
-        term = mul(&term, &scaled).iter().map(|x| x / k as f64).collect();
-        for (r, t) in result.iter_mut().zip(&term) {
-            *r += t;
-        }
-    }
-    for _ in 0..squarings {
-        result = mul(&result, &result);
-    }
-    result
-}
-
 /// Mean and second moment of the non-normal OU `dz = A(z − μ) dt + L dW`
 /// at `t` from the point `z0`, in closed form: `μ + e^{At}(z0 − μ)` and
 /// (Van Loan) the covariance `∫₀ᵗ e^{Au} D e^{Aᵀu} du` read off
@@ -256,26 +230,15 @@ fn ou_moments(p: &NonNormalOu, z0: &[f64], t: f64) -> (Vec<f64>, Vec<f64>) {
     let (mut l, mut dm) = (vec![0.0; d * d], vec![0.0; d * d]);
     p.diffusion_at(&origin, 0.0, &mut l, &mut dm);
     let mu: Vec<f64> = (0..d).map(NonNormalOu::equilibrium).collect();
-    let n = 2 * d;
-    let mut c = vec![0.0; n * n];
-    for i in 0..d {
-        for j in 0..d {
-            c[i * n + j] = -a[i * d + j] * t;
-            c[i * n + d + j] = dm[i * d + j] * t;
-            c[(d + i) * n + d + j] = a[j * d + i] * t;
-        }
-    }
-    let e = expm(&c, n);
-    // e^{At} = E22ᵀ, covariance = E22ᵀ E12.
-    let eat = |i: usize, j: usize| e[(d + j) * n + d + i];
+    let closed = van_loan(&a, &dm, d, t);
+    let eat = |i: usize, j: usize| closed.flow[i * d + j];
     let mean: Vec<f64> = (0..d)
         .map(|i| mu[i] + (0..d).map(|k| eat(i, k) * (z0[k] - mu[k])).sum::<f64>())
         .collect();
     let mut second = vec![0.0; d * d];
     for i in 0..d {
         for j in 0..d {
-            let cov: f64 = (0..d).map(|k| eat(i, k) * e[k * n + d + j]).sum();
-            second[i * d + j] = cov + mean[i] * mean[j];
+            second[i * d + j] = closed.covariance[i * d + j] + mean[i] * mean[j];
         }
     }
     (mean, second)

@@ -1,6 +1,9 @@
 //! Tests of the propagated map against closed forms, finite differences
 //! and the RK4 flow.
 
+#[path = "../../tests/common/matrix_exp.rs"]
+mod matrix_exp;
+
 use super::variational::matmul;
 use super::*;
 use crate::dynamics::{DriftJacobian, Dynamics};
@@ -9,6 +12,7 @@ use crate::float::Float;
 use crate::integrate::{rk4_flow, rk4_flow_workspace_len};
 use crate::rng::{Family, Rng};
 use crate::synthetic::{EmbryoProcess, LinearSde};
+use matrix_exp::van_loan;
 
 /// Non-normal, stable, rotating 3×3 drift: eigenvalues −0.8 ± 1.5i and
 /// −1.5, with a strong shear; h‖A‖ ≈ 0.7 at h = 0.2.
@@ -16,70 +20,6 @@ const NON_NORMAL: [f64; 9] = [-0.8, 1.5, 2.0, -1.5, -0.8, 0.0, 0.0, 0.0, -1.5];
 
 fn non_normal() -> LinearSde<'static> {
     LinearSde::new(3, &NON_NORMAL, &[], &[], 0).unwrap()
-}
-
-/// `e^{C}` of an `n×n` (n ≤ 8) matrix by scaling and squaring with a
-/// 30-term Taylor series, in f64.
-fn expm(c: &[f64], n: usize) -> [f64; 64] {
-    let norm = c[..n * n].iter().map(|x| x.abs()).sum::<f64>();
-    let mut squarings = 0;
-    while norm / f64::from(1u32 << squarings) > 0.25 {
-        squarings += 1;
-    }
-    let scale = 1.0 / f64::from(1u32 << squarings);
-    let mut result = [0.0; 64];
-    let mut term = [0.0; 64];
-    for i in 0..n {
-        result[i * n + i] = 1.0;
-        term[i * n + i] = 1.0;
-    }
-    for k in 1..30 {
-        let mut next = [0.0; 64];
-        for i in 0..n {
-            for j in 0..n {
-                next[i * n + j] =
-                    (0..n).map(|l| term[i * n + l] * c[l * n + j]).sum::<f64>() * scale / k as f64;
-            }
-        }
-        term = next;
-        for i in 0..n * n {
-            result[i] += term[i];
-        }
-    }
-    for _ in 0..squarings {
-        let mut sq = [0.0; 64];
-        for i in 0..n {
-            for j in 0..n {
-                sq[i * n + j] = (0..n).map(|l| result[i * n + l] * result[l * n + j]).sum();
-            }
-        }
-        result = sq;
-    }
-    result
-}
-
-/// Closed form `∫₀ʰ e^{As} D e^{Aᵀs} ds` by Van Loan's block
-/// exponential: `exp([[−A, D], [0, Aᵀ]] h) = [[·, G], [0, F]]`, `Σ = Fᵀ G`.
-fn van_loan(a: &[f64], dm: &[f64], d: usize, h: f64) -> [f64; 16] {
-    let n = 2 * d;
-    let mut c = [0.0; 64];
-    for i in 0..d {
-        for j in 0..d {
-            c[i * n + j] = -a[i * d + j] * h;
-            c[i * n + d + j] = dm[i * d + j] * h;
-            c[(d + i) * n + d + j] = a[j * d + i] * h;
-        }
-    }
-    let e = expm(&c, n);
-    let mut sigma = [0.0; 16];
-    for i in 0..d {
-        for j in 0..d {
-            sigma[i * d + j] = (0..d)
-                .map(|k| e[(d + k) * n + d + i] * e[k * n + d + j])
-                .sum();
-        }
-    }
-    sigma
 }
 
 /// A full-rank SPD matrix `B Bᵀ + 0.1 I` with B from a data stream.
@@ -302,7 +242,7 @@ fn linear_map_error_as(frozen: bool, at: DiffusionAt, substeps: usize, h: f64) -
     let mut out = [0.0; 9];
     let mut ws = [0.0; 18];
     prop.map(at, &diffusion, &mut out, &mut ws).unwrap();
-    let truth = van_loan(lin.drift_matrix(), &dm[..9], d, h);
+    let truth = van_loan(lin.drift_matrix(), &dm[..9], d, h).covariance;
     let err: f64 = (0..9)
         .map(|i| (out[i] - truth[i]).powi(2))
         .sum::<f64>()
