@@ -3,19 +3,13 @@
 //! baselines sit beside them, the JSON and the Markdown table agree, the
 //! result is deterministic, and a failed run is shown, not averaged away.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{s, temp_dir};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("msde-cli-bench-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Runs the benchmark on the tiny grid (datasets at a tenth of their size,
 /// their first intermediate bin, two seeds, a small network trained

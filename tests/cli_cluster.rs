@@ -1,18 +1,16 @@
 //! `morphosde cluster` end to end: planted groups recovered from a CSV, and
 //! bad input refused with a message and a failing exit status.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{morphosde, temp_dir};
+
 #[path = "common/ari.rs"]
 mod ari;
 
 use morphosde_core::rng::{Family, Rng};
 use std::path::PathBuf;
-use std::process::Command;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("msde-cli-cluster-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Three 2-D groups 5 apart (sd 0.5) with an id column, times 0..3.
 fn write_data(path: &PathBuf) -> Vec<u32> {
@@ -29,13 +27,6 @@ fn write_data(path: &PathBuf) -> Vec<u32> {
     }
     std::fs::write(path, text).unwrap();
     truth
-}
-
-fn morphosde(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_morphosde"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -4,25 +4,11 @@
 //! summary path alone; a healthy fit reports the guard's counts and the
 //! rollout check in its summary.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{morphosde, s as path, temp_dir};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("msde-cli-div-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn morphosde(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_morphosde"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// The built-in dataset at 60 embryos per bin, written by a short demo.
 fn dataset(dir: &Path) -> PathBuf {

@@ -5,14 +5,12 @@
 //! and `t` recognised, one time selected with `--t`, coordinates matched by
 //! name); above the exact solver's limit W1 is null with a note.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+#[path = "common/cli.rs"]
+mod cli;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("msde-cli-evaluate-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use cli::{subcommand, temp_dir};
+use std::path::PathBuf;
+use std::process::Output;
 
 /// The `x` and `y` clouds and dcor's energy distance of a fixture, as CSV
 /// text with a header `t,x0..` and a time column.
@@ -47,11 +45,7 @@ fn fixture_csv() -> (String, String, f64) {
 }
 
 fn evaluate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_morphosde"))
-        .arg("evaluate")
-        .args(args)
-        .output()
-        .unwrap()
+    subcommand("evaluate", args)
 }
 
 fn field(json: &str, key: &str) -> f64 {

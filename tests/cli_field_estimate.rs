@@ -13,6 +13,11 @@
 //! `cargo test --release --test cli_field_estimate -- --nocapture` prints
 //! the errors.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::temp_dir;
+
 #[path = "../core/tests/common/matrix_exp.rs"]
 mod matrix_exp;
 
@@ -31,15 +36,6 @@ const GAP: f64 = 0.2;
 const EMBRYOS: usize = 40_000;
 const FINE: usize = 200;
 const K: usize = 2000;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "msde-cli-field-estimate-{name}-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn true_d() -> [f64; 4] {
     let lt = [L[0], L[2], L[1], L[3]];

@@ -2,29 +2,11 @@
 //! for 32-bit floats, outputs that cannot be written, header guessing,
 //! counts that would hang or abort.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "common/cli.rs"]
+mod cli;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("msde-cli-hard-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn morphosde(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_morphosde"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use cli::{morphosde, s, stderr, temp_dir};
+use std::path::Path;
 
 const TINY: [&str; 11] = [
     "--epochs",

@@ -4,29 +4,10 @@
 //! `evaluate --t` scores `simulate`'s output against the held-out bin as
 //! it is; times that match no bin are errors that name them.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "common/cli.rs"]
+mod cli;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("msde-cli-heldout-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn morphosde(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_morphosde"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use cli::{morphosde, s, stderr, temp_dir};
 
 const TINY: [&str; 11] = [
     "--epochs",

@@ -2,25 +2,11 @@
 //! output shape, determinism for a seed, the JSON report, the hand-off to
 //! `morphosde evaluate`, and clear errors on bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "common/cli.rs"]
+mod cli;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("msde-cli-simulate-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn morphosde(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_morphosde"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use cli::{morphosde, s, temp_dir};
+use std::path::Path;
 
 #[test]
 fn simulate_writes_rollouts_and_report() {

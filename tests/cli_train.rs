@@ -2,26 +2,12 @@
 //! and bad input refused with a message, a failing exit status and no model
 //! file left behind.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{morphosde, s as path, stderr, temp_dir};
 use morphosde_core::model::DriftTeacher;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("msde-cli-train-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn morphosde(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_morphosde"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::path::Path;
 
 const TINY: [&str; 12] = [
     "--epochs",
@@ -37,10 +23,6 @@ const TINY: [&str; 12] = [
     "--quiet",
     "--validation-fraction=0.2",
 ];
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// The `time_scale` a `train --summary` file reports.
 fn summary_time_scale(summary: &Path) -> f64 {

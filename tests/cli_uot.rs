@@ -1,15 +1,12 @@
 //! `morphosde uot` end to end: files in, files and one JSON line out, and
 //! clear non-zero exits on bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "common/cli.rs"]
+mod cli;
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("msde-cli-uot-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use cli::{subcommand, temp_dir as dir};
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
@@ -23,12 +20,8 @@ fn read_matrix(path: &Path) -> Vec<Vec<f64>> {
         .collect()
 }
 
-fn uot(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_morphosde"))
-        .arg("uot")
-        .args(args)
-        .output()
-        .unwrap()
+fn uot(args: &[&str]) -> Output {
+    subcommand("uot", args)
 }
 
 #[test]
