@@ -27,7 +27,7 @@ pub use emd::{
     EMD_MAX_POINTS, EMD_PRICE_TOLERANCE, EMD_WEIGHT_SUM_TOLERANCE, Emd, EmdLen, GroundCost,
     PlanEntry, emd, emd_max_pivots, emd_workspace_len, wasserstein1,
 };
-pub use energy::energy_distance;
+pub use energy::{energy_distance, energy_distance_gradient};
 pub use sliced::{
     random_directions, sliced_wasserstein, sliced_wasserstein_with,
     sliced_wasserstein_workspace_len,

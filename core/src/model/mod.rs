@@ -380,7 +380,7 @@ impl Layout {
 
     /// Workspace elements of [`Layout::backward`] for `rows` states.
     pub fn backward_workspace_len(&self, rows: usize) -> usize {
-        (Size(rows) * (2 * self.h_dim() + self.head_outputs)
+        (Size(rows) * (2 * self.h_dim() + self.head_outputs + self.n_in)
             + self.transposed_len()
             + self.d * self.q)
             .get()
@@ -413,12 +413,36 @@ impl Layout {
         grad: &mut [F],
         workspace: &mut [F],
     ) -> Result<()> {
+        self.backward_to_state(params, rows, cache, d_drift, d_factor, grad, &mut [], workspace)
+    }
+
+    /// [`Layout::backward`] that also returns the gradient with respect to
+    /// the (standardised) states: `d_z` (`rows×d`, overwritten) receives
+    /// `∂loss/∂z` through the network (the time features do not depend on
+    /// `z`); an empty `d_z` skips it. This is the vector–Jacobian product a
+    /// rollout's backward pass needs (see [`crate::train::matching`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_to_state<F: Float>(
+        &self,
+        params: &[F],
+        rows: usize,
+        cache: &[F],
+        d_drift: &[F],
+        d_factor: &[F],
+        grad: &mut [F],
+        d_z: &mut [F],
+        workspace: &mut [F],
+    ) -> Result<()> {
         check_len(params, self.len, "params")?;
         check_len(grad, self.len, "grad")?;
         check_room(cache, self.cache_len(rows), "cache")?;
         check_len(d_drift, rows * self.d, "d_drift")?;
         if self.head.is_some() {
             check_len(d_factor, rows * self.d * self.q, "d_factor")?;
+        }
+        let want_dz = !d_z.is_empty();
+        if want_dz {
+            check_len(d_z, rows * self.d, "d_z")?;
         }
         check_room(workspace, self.backward_workspace_len(rows), "workspace")?;
         let hd = self.h_dim();
@@ -429,6 +453,7 @@ impl Layout {
         let wt_scratch = arena.take(self.transposed_len())?;
         let draw = arena.take(rows * p)?;
         let head_scratch = arena.take(d * self.q)?;
+        let du = arena.take(rows * self.n_in)?;
         let (u, layers, _, raw, _) = self.split_cache(rows, cache);
         let a_of = |l: usize| -> &[F] {
             let base = l * 3 * rows * w;
@@ -440,7 +465,7 @@ impl Layout {
             u
         };
         grad.fill(F::ZERO);
-        let need_dh = self.depth > 0;
+        let need_dh = self.depth > 0 || want_dz;
         dh.fill(F::ZERO);
         // Heads.
         let (dw_t, db_t) = (self.drift_w, self.drift_b);
@@ -492,6 +517,16 @@ impl Layout {
                 dh_prev.fill(F::ZERO);
                 linear_backward_input(dh, wt.of(params), rows, w, w, dh_prev, wt_scratch)?;
                 core::mem::swap(&mut dh, &mut dh_prev);
+            } else if want_dz {
+                du.fill(F::ZERO);
+                linear_backward_input(dh, wt.of(params), rows, self.n_in, w, du, wt_scratch)?;
+            }
+        }
+        if want_dz {
+            // Without hidden layers `dh` is already `∂/∂u`.
+            let du: &[F] = if self.depth > 0 { du } else { dh };
+            for (dz_r, du_r) in d_z.chunks_exact_mut(d).zip(du.chunks_exact(self.n_in)) {
+                dz_r.copy_from_slice(&du_r[..d]);
             }
         }
         Ok(())

@@ -210,6 +210,54 @@ fn backward_matches_finite_differences_in_f64() {
     std::println!("worst relative gradient error over 15 configs: {worst:e}");
 }
 
+/// The state gradient of [`Layout::backward_to_state`] against central
+/// differences of J in every coordinate of every row, over every config
+/// (with and without hidden layers, time features and each head).
+#[test]
+fn state_gradient_matches_finite_differences_in_f64() {
+    for (ci, config) in configs().iter().enumerate() {
+        let layout = Layout::new(config).unwrap();
+        let mut params = [0.0f64; 2048];
+        let params = &mut params[..layout.len];
+        test_params(&layout, ci, params);
+        let mut pr = probe(100 + ci as u64);
+        let mut cache = [0.0f64; 4096];
+        let _ = objective(&layout, params, &pr, &mut cache);
+        let (d, dq) = (layout.d, layout.d * layout.q);
+        let mut grad = [0.0f64; 2048];
+        let mut d_z = [0.0f64; ROWS * 4];
+        let mut ws = [f64::NAN; 4096];
+        layout
+            .backward_to_state(
+                params,
+                ROWS,
+                &cache,
+                &pr.c_f[..ROWS * d],
+                &pr.c_l[..ROWS * dq],
+                &mut grad[..layout.len],
+                &mut d_z[..ROWS * d],
+                &mut ws,
+            )
+            .unwrap();
+        let (mut num, mut den) = (0.0, 0.0);
+        for i in 0..ROWS * d {
+            let step = 1e-5;
+            let keep = pr.z[i];
+            pr.z[i] = keep + step;
+            let up = objective(&layout, params, &pr, &mut cache);
+            pr.z[i] = keep - step;
+            let down = objective(&layout, params, &pr, &mut cache);
+            pr.z[i] = keep;
+            let fd = (up - down) / (2.0 * step);
+            num += (d_z[i] - fd) * (d_z[i] - fd);
+            den += fd * fd;
+        }
+        assert!(den > 0.0, "config {ci}: no state gradient");
+        let rel = libm::sqrt(num / den);
+        assert!(rel <= 1e-6, "config {ci}: state gradient rel err {rel:e}");
+    }
+}
+
 #[test]
 fn diffusion_off_is_the_drift_only_prefix() {
     let drift_only = Config {
