@@ -68,6 +68,8 @@ pub enum Family {
     Cluster = 5,
     /// Synthetic data generators (built-in datasets, tests).
     Data = 6,
+    /// Distribution matching through rollouts (sources, targets, noise).
+    Matching = 7,
 }
 
 /// One random stream. Cheap to clone; cloning duplicates the sequence.

@@ -3,7 +3,8 @@
 //! the model and its optimiser for the loop; `batch` turns sampled rows
 //! into a finished minibatch (UOT, teachers) and hands it to the learner;
 //! [`fit`](mod@fit) is the epoch loop (split, clustering, validation, early
-//! stopping, the divergence [`guard`]).
+//! stopping, the divergence [`guard`]); [`matching`] is the optional stage
+//! after it that moves the model so its rollouts match the snapshots.
 
 pub mod acceptance;
 mod batch;
@@ -11,6 +12,7 @@ pub mod fit;
 mod fit_config;
 pub mod guard;
 pub mod learner;
+pub mod matching;
 pub mod split;
 pub mod step;
 
