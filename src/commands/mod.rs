@@ -9,6 +9,7 @@ pub mod demo;
 mod demo_plots;
 pub mod evaluate;
 pub mod field;
+pub mod matching;
 pub mod recovery;
 pub mod scoring;
 pub mod simulate;

@@ -10,6 +10,8 @@
 use crate::csvio::{check_output, write_atomic};
 use crate::data::{CoordinateColumns, Snapshots};
 use crate::plots;
+use super::matching::{MatchArgs, report_json};
+use morphosde_core::train::matching::MatchReport;
 use clap::{ArgAction, Args, ValueEnum};
 use morphosde_core::cluster::ClusterConfig;
 use morphosde_core::codec;
@@ -281,6 +283,8 @@ pub struct ModelArgs {
     /// written then).
     #[arg(long, default_value_t = FitConfig::<f64>::default().max_rollbacks)]
     pub max_rollbacks: usize,
+    #[command(flatten)]
+    pub matching: MatchArgs,
     /// Seed of everything random (initialisation, batches, clustering).
     #[arg(long, default_value_t = Config::default().seed)]
     pub seed: u64,
@@ -341,6 +345,8 @@ pub struct Trained {
     pub history: Vec<EpochReport<f32>>,
     /// The acceptance check's findings (the model passed it).
     pub range: RangeReport<f32>,
+    /// The matching stage's report (`None` when it was off).
+    pub matching: Option<MatchReport<f32>>,
     pub seconds: f64,
 }
 
@@ -503,6 +509,9 @@ impl ModelArgs {
             ErrorKind::Diverged => diverged(&e),
             _ => format!("training: {e}"),
         })?;
+        let matching = self
+            .matching
+            .run(&config, &mut params, &obs, self.seed)?;
         let seconds = start.elapsed().as_secs_f64();
         let model = Learned::new(&config, &params).map_err(|e| format!("model: {e}"))?;
         let check = RangeCheck {
@@ -525,6 +534,7 @@ impl ModelArgs {
             report,
             history,
             range,
+            matching,
             seconds,
         })
     }
@@ -623,6 +633,7 @@ impl Trained {
                 "worst_fraction_outside": self.range.worst_fraction,
             },
             "clusters": r.clusters,
+            "matching": report_json(&self.matching),
             "seconds": self.seconds,
             "history": self.history_json(),
         })

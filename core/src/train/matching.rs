@@ -46,7 +46,8 @@ use super::fit::Observations;
 use crate::error::{Arena, Error, Result, check_finite, check_len, check_room, checked_mul};
 use crate::float::Float;
 use crate::metrics::energy_distance_gradient;
-use crate::model::{Config, Layout};
+use crate::dynamics::Dynamics;
+use crate::model::{Config, Layout, Learned};
 use crate::optim::{Adam, clip_grad_norm};
 use crate::rng::{Family, Rng};
 use crate::size::Size;
@@ -73,6 +74,10 @@ pub struct MatchConfig {
     pub validation_fraction: f64,
     /// Steps between held-out checks (≥ 1).
     pub check_every: usize,
+    /// Weight `α` of the diffusion anchor `α·mean‖L − L₀‖²_F / mean‖L₀‖²_F`
+    /// over observed embryos, `L₀` the factor the stage started from (0 =
+    /// the rollouts may move `D` freely; ignored without a diffusion head).
+    pub diffusion_anchor: f64,
     pub seed: u64,
 }
 
@@ -87,6 +92,7 @@ impl Default for MatchConfig {
             clip_grad_norm: 1.0,
             validation_fraction: 0.2,
             check_every: 10,
+            diffusion_anchor: 1.0,
             seed: 0,
         }
     }
@@ -116,6 +122,9 @@ impl MatchConfig {
         }
         if self.check_every == 0 {
             return bad("check_every", "must be at least 1");
+        }
+        if !(self.diffusion_anchor.is_finite() && self.diffusion_anchor >= 0.0) {
+            return bad("diffusion_anchor", "must be finite and non-negative (0 = off)");
         }
         Ok(())
     }
@@ -158,7 +167,9 @@ pub fn match_workspace_len(config: &Config, cfg: &MatchConfig, n: usize) -> Resu
         + Size(cfg.horizon) * b * d
         + Size(b) * (6 * d + d * q + 1)
         + layout.backward_workspace_len(b)
-        + Size(p) * 5;
+        + Size(p) * 5
+        + Size(n) * d * q
+        + layout.infer_workspace_len(b);
     Ok(MatchWorkspaceLen {
         floats: floats.get(),
         indices: (Size(n) * 2 + 1 + Size(b) * 2).get(),
@@ -206,6 +217,7 @@ pub fn match_rollouts<F: Float>(
     let adam_m = arena.take(p)?;
     let adam_v = arena.take(p)?;
     let best = arena.take(p)?;
+    let anchor = Anchor::build(config, &layout, params, z, obs.t, cfg, &mut arena, &mut seg)?;
     adam_m.fill(F::ZERO);
     adam_v.fill(F::ZERO);
     best.copy_from_slice(params);
@@ -240,6 +252,9 @@ pub fn match_rollouts<F: Float>(
             break;
         }
         report.last_train = F::from_f64(train.unwrap_or(f64::NAN));
+        if let Some(anchor) = &anchor {
+            anchor.add(&layout, params, z, obs.t, &bins, &mut rng, &mut seg, grad)?;
+        }
         clip_grad_norm(grad, F::from_f64(cfg.clip_grad_norm));
         adam.update(step as u64, params, grad, adam_m, adam_v)?;
         report.steps = step;
@@ -563,6 +578,106 @@ impl<'w, F: Float> Segment<'w, F> {
             }
         }
         Ok(Some(total))
+    }
+}
+
+/// The diffusion anchor: the factor `L₀` the stage started from at every
+/// observed embryo, and the penalty that keeps the rollouts from trading
+/// the drift for the diffusion (snapshots cannot tell them apart; the
+/// moments the teacher fit matched can).
+struct Anchor<'w, F> {
+    /// `L₀` at every standardised observation (`n × d × q`).
+    target: &'w [F],
+    /// `α / mean‖L₀‖²_F`.
+    weight: f64,
+}
+
+impl<'w, F: Float> Anchor<'w, F> {
+    /// `None` without a diffusion head or with `α = 0`.
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        config: &Config,
+        layout: &Layout,
+        params: &[F],
+        z: &[F],
+        t: &[F],
+        cfg: &MatchConfig,
+        arena: &mut Arena<'w, F>,
+        seg: &mut Segment<'_, F>,
+    ) -> Result<Option<Self>> {
+        let (n, d, q) = (t.len(), layout.d, layout.q);
+        let target = arena.take(n * d * q)?;
+        let infer_ws = arena.take(layout.infer_workspace_len(cfg.batch))?;
+        if layout.head.is_none() || cfg.diffusion_anchor == 0.0 {
+            return Ok(None);
+        }
+        let network = Learned::standardised(config, params)?;
+        let b = cfg.batch;
+        for (start, l_chunk) in (0..n).step_by(b).zip(target.chunks_mut(b * d * q)) {
+            let rows = b.min(n - start);
+            let f = &mut seg.d_drift[..rows * d];
+            network.drift_and_factor(
+                &z[start * d..(start + rows) * d],
+                &t[start..start + rows],
+                f,
+                l_chunk,
+                infer_ws,
+            );
+        }
+        check_finite(target, "params")?;
+        let mean_sq = target.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>() / n as f64;
+        Ok(Some(Anchor {
+            target,
+            weight: cfg.diffusion_anchor / mean_sq.max(f64::MIN_POSITIVE),
+        }))
+    }
+
+    /// Adds the penalty's gradient over `b` training embryos drawn across
+    /// the bins to `grad`; returns the penalty.
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &self,
+        layout: &Layout,
+        params: &[F],
+        z: &[F],
+        t: &[F],
+        bins: &Bins<'_, F>,
+        rng: &mut Rng,
+        seg: &mut Segment<'_, F>,
+        grad: &mut [F],
+    ) -> Result<f64> {
+        let (b, d, q) = (seg.batch, layout.d, layout.q);
+        let dq = d * q;
+        for row in seg.sources.iter_mut() {
+            let bin = rng.below(bins.count() as u64) as usize;
+            let (train, _) = bins.split(bin);
+            *row = train[rng.below(train.len() as u64) as usize];
+        }
+        gather(z, d, seg.sources, seg.state);
+        for (time, &row) in seg.times.iter_mut().zip(seg.sources.iter()) {
+            *time = t[row as usize];
+        }
+        let cache = &mut seg.caches[..seg.cache_len];
+        layout.forward_train(params, seg.state, seg.times, cache)?;
+        let factor = layout.cached_factor(b, cache);
+        let scale = 2.0 * self.weight / b as f64;
+        let mut penalty = 0.0f64;
+        for (r, &row) in seg.sources.iter().enumerate() {
+            let l0 = &self.target[row as usize * dq..(row as usize + 1) * dq];
+            let l = &factor[r * dq..(r + 1) * dq];
+            let out = &mut seg.d_factor[r * dq..(r + 1) * dq];
+            for ((o, &a), &a0) in out.iter_mut().zip(l).zip(l0) {
+                let diff = (a - a0).to_f64();
+                penalty += diff * diff;
+                *o = F::from_f64(scale * diff);
+            }
+        }
+        seg.d_drift.fill(F::ZERO);
+        layout.backward(params, b, cache, seg.d_drift, seg.d_factor, seg.grad_step, seg.backward_ws)?;
+        for (g, &v) in grad.iter_mut().zip(seg.grad_step.iter()) {
+            *g += v;
+        }
+        Ok(penalty * self.weight / b as f64)
     }
 }
 
