@@ -7,11 +7,10 @@
 //! `--diffusion_diagonal`) are accepted as aliases. The numerical work is
 //! `morphosde_core::train::fit`; this module parses, reports and writes.
 
+use super::matching::{MatchArgs, report_json};
 use crate::csvio::{check_output, write_atomic};
 use crate::data::{CoordinateColumns, Snapshots};
 use crate::plots;
-use super::matching::{MatchArgs, report_json};
-use morphosde_core::train::matching::MatchReport;
 use clap::{ArgAction, Args, ValueEnum};
 use morphosde_core::cluster::ClusterConfig;
 use morphosde_core::codec;
@@ -27,6 +26,7 @@ use morphosde_core::train::{
     Control, EpochReport, FitConfig, FitReport, ModelLearner, Observations, StepPlan, fit,
     fit_workspace_len,
 };
+use morphosde_core::train::matching::MatchReport;
 use morphosde_core::{Error, ErrorKind};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -509,9 +509,7 @@ impl ModelArgs {
             ErrorKind::Diverged => diverged(&e),
             _ => format!("training: {e}"),
         })?;
-        let matching = self
-            .matching
-            .run(&config, &mut params, &obs, self.seed)?;
+        let matching = self.matching.run(&config, &mut params, &obs, self.seed)?;
         let seconds = start.elapsed().as_secs_f64();
         let model = Learned::new(&config, &params).map_err(|e| format!("model: {e}"))?;
         let check = RangeCheck {

@@ -112,7 +112,11 @@ mod tests {
             let down = energy_distance(&x, &y, d).unwrap();
             x[i] = keep;
             let fd = (up - down) / (2.0 * step);
-            assert!((g[i] - fd).abs() <= 1e-7, "coordinate {i}: {} vs {fd}", g[i]);
+            assert!(
+                (g[i] - fd).abs() <= 1e-7,
+                "coordinate {i}: {} vs {fd}",
+                g[i]
+            );
         }
     }
 }

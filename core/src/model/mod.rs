@@ -413,7 +413,16 @@ impl Layout {
         grad: &mut [F],
         workspace: &mut [F],
     ) -> Result<()> {
-        self.backward_to_state(params, rows, cache, d_drift, d_factor, grad, &mut [], workspace)
+        self.backward_to_state(
+            params,
+            rows,
+            cache,
+            d_drift,
+            d_factor,
+            grad,
+            &mut [],
+            workspace,
+        )
     }
 
     /// [`Layout::backward`] that also returns the gradient with respect to
