@@ -785,6 +785,85 @@ typedef struct msde_fit_report {
 } msde_fit_report;
 
 /**
+ * Settings of msde_model_match; fill with msde_match_config_default.
+ */
+typedef struct msde_match_config {
+    /**
+     * Adam steps of the stage (0: the call only checks and evaluates).
+     */
+    size_t steps;
+    /**
+     * Simulated embryos per start bin, and observed embryos each simulated
+     * cloud is compared with (>= 2).
+     */
+    size_t batch;
+    /**
+     * Euler-Maruyama substeps per gap between bins (>= 1).
+     */
+    size_t substeps;
+    /**
+     * Gaps rolled out from each start bin, matching at every bin crossed
+     * (>= 1).
+     */
+    size_t horizon;
+    /**
+     * Adam step size (> 0, finite).
+     */
+    double learning_rate;
+    /**
+     * Global gradient-norm clip (>= 0; 0 = off).
+     */
+    double clip_grad_norm;
+    /**
+     * Fraction of every time bin held out to choose the parameters kept,
+     * in [0, 1).
+     */
+    double validation_fraction;
+    /**
+     * Steps between held-out checks (>= 1).
+     */
+    size_t check_every;
+    /**
+     * Weight of the penalty that keeps the diffusion factor where the
+     * stage found it (>= 0; 0 = free; ignored without a diffusion head).
+     */
+    double diffusion_anchor;
+    /**
+     * Seed of the split, the draws and the noise.
+     */
+    uint64_t seed;
+} msde_match_config;
+
+/**
+ * What msde_model_match did.
+ */
+typedef struct msde_match_report {
+    /**
+     * Steps taken (fewer than configured when a non-finite loss stopped
+     * the stage).
+     */
+    size_t steps;
+    /**
+     * Held-out loss (mean energy distance in standardised coordinates) of
+     * the starting parameters and of the parameters kept.
+     */
+    float held_out_initial;
+    float held_out_kept;
+    /**
+     * Step after which the kept parameters were taken (0: the start).
+     */
+    size_t kept_step;
+    /**
+     * Training loss of the last step (NaN when no step ran).
+     */
+    float last_train_loss;
+    /**
+     * 1 when a non-finite loss or state stopped the stage.
+     */
+    uint32_t stopped_non_finite;
+} msde_match_report;
+
+/**
  * Shape of a model.
  */
 typedef struct msde_model_info {
@@ -1254,6 +1333,67 @@ msde_status msde_model_set_inputs(struct msde_model *model,
                                   const float *time_span,
                                   size_t time_span_len,
                                   struct msde_error *err);
+
+/**
+ * Fills *out with the stage's defaults (the core's MatchConfig::default(),
+ * which the command-line tool's --match-* flags default to).
+ *
+ * # Safety
+ * `out` NULL (refused) or writable.
+ */
+msde_status msde_match_config_default(struct msde_match_config *out, struct msde_error *err);
+
+/**
+ * Workspace msde_model_match needs for `model` on n observations under
+ * *config: *float_len floats and *index_len uint32 values. Checks the
+ * config.
+ *
+ * # Safety
+ * `model` a model of this library; `config` valid; the outputs writable.
+ */
+msde_status msde_match_workspace_len(const struct msde_model *model,
+                                     size_t n,
+                                     const struct msde_match_config *config,
+                                     size_t *float_len,
+                                     size_t *index_len,
+                                     struct msde_error *err);
+
+/**
+ * Runs the matching stage on `model` over raw snapshots: n = t_len
+ * observations z (n x d row-major, d the model's dimension) at times t
+ * (n; observations sharing a time form a bin; at least two bins, each
+ * with at least two training embryos and, with validation_fraction > 0,
+ * one held out). Track ids are not needed: every embryo teaches. The
+ * parameters with the lowest held-out loss are kept (the model's own
+ * included, so the call never returns a model worse on held-out rollouts);
+ * the kept model must then roll out inside the data's range, as after
+ * msde_trainer_fit, or the call fails with MSDE_ERR_DIVERGED.
+ *
+ * - `float_workspace`, `index_workspace`: msde_match_workspace_len sizes.
+ * - `report`: optional (NULL to skip).
+ *
+ * Errors: NULL pointers, lengths that disagree, fewer than two time bins
+ * or bins too small for the split (MSDE_ERR_BAD_DIMENSION), NaN/Inf in z
+ * or t, out-of-range settings (MSDE_ERR_BAD_CONFIG), short workspaces,
+ * MSDE_ERR_DIVERGED. On any error the model is unchanged and no output is
+ * written. Results are bit-identical to the Rust core's match_rollouts.
+ *
+ * # Safety
+ * `model` a model of this library, used by one thread at a time; buffers
+ * valid for their lengths, disjoint from each other and the model.
+ */
+msde_status msde_model_match(struct msde_model *model,
+                             const struct msde_match_config *config,
+                             const float *z,
+                             size_t z_len,
+                             const float *t,
+                             size_t t_len,
+                             float *float_workspace,
+                             size_t float_workspace_len,
+                             uint32_t *index_workspace,
+                             size_t index_workspace_len,
+                             struct msde_match_report *report,
+                             struct msde_error *err);
 
 /**
  * Workspace length (floats) msde_eigen_sym needs for a d×d matrix

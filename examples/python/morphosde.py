@@ -275,6 +275,36 @@ class FitReport(ctypes.Structure):
     ]
 
 
+class MatchConfig(ctypes.Structure):
+    """``msde_match_config``; fill with :meth:`Library.match_config`."""
+
+    _fields_ = [
+        ("steps", c_size_t),
+        ("batch", c_size_t),
+        ("substeps", c_size_t),
+        ("horizon", c_size_t),
+        ("learning_rate", c_double),
+        ("clip_grad_norm", c_double),
+        ("validation_fraction", c_double),
+        ("check_every", c_size_t),
+        ("diffusion_anchor", c_double),
+        ("seed", c_uint64),
+    ]
+
+
+class MatchReport(ctypes.Structure):
+    """``msde_match_report``."""
+
+    _fields_ = [
+        ("steps", c_size_t),
+        ("held_out_initial", c_float),
+        ("held_out_kept", c_float),
+        ("kept_step", c_size_t),
+        ("last_train_loss", c_float),
+        ("stopped_non_finite", c_uint32),
+    ]
+
+
 class UotConfig(ctypes.Structure):
     """``msde_uot_config``; fill with :meth:`Library.uot_config`."""
 
@@ -416,6 +446,15 @@ _SIGNATURES = {
             c_void_p, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, c_size_t,
             _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t,
             _FLOAT_P, c_size_t, _ERR_P,
+        ],
+    ),
+    "msde_match_config_default": (c_int32, [POINTER(MatchConfig), _ERR_P]),
+    "msde_match_workspace_len": (c_int32, [c_void_p, c_size_t, POINTER(MatchConfig), _SIZE_P, _SIZE_P, _ERR_P]),
+    "msde_model_match": (
+        c_int32,
+        [
+            c_void_p, POINTER(MatchConfig), _FLOAT_P, c_size_t, _FLOAT_P, c_size_t, _FLOAT_P, c_size_t,
+            _U32_P, c_size_t, POINTER(MatchReport), _ERR_P,
         ],
     ),
     "msde_fit_config_default": (c_int32, [POINTER(FitConfig), _ERR_P]),
@@ -633,6 +672,14 @@ class Library:
             setattr(cfg, name, value)
         return cfg
 
+    def match_config(self, /, **fields):
+        """Default ``msde_match_config`` with ``fields`` overriding."""
+        cfg = MatchConfig()
+        self.call("msde_match_config_default", ctypes.byref(cfg))
+        for name, value in fields.items():
+            setattr(cfg, name, value)
+        return cfg
+
     def sample_config(self, method, /, **fields):
         cfg = SampleConfig()
         self.call("msde_sample_config_default", method, ctypes.byref(cfg))
@@ -710,6 +757,22 @@ class Model:
             "msde_model_drift_factor", self.handle, zz, z_len, tt, rows, rows, f, len(f), l, len(l), ws, len(ws)
         )
         return list(f), list(l)
+
+    def match(self, cfg, z, t):
+        """Runs the distribution-matching stage on this model over raw
+        snapshots ``z`` (n*d) at times ``t`` (n): the model keeps the
+        parameters with the lowest held-out rollout loss. Returns the
+        MatchReport."""
+        zz, z_len = floats(z)
+        tt, n = floats(t)
+        fl, il = c_size_t(), c_size_t()
+        self.lib.call("msde_match_workspace_len", self.handle, n, ctypes.byref(cfg), ctypes.byref(fl), ctypes.byref(il))
+        report = MatchReport()
+        self.lib.call(
+            "msde_model_match", self.handle, ctypes.byref(cfg), zz, z_len, tt, n,
+            empty(fl.value), fl.value, empty_u32(il.value), il.value, ctypes.byref(report),
+        )
+        return report
 
     def drift(self, z, t):
         """Drift f (rows*d) at states ``z`` (rows*d) and times ``t``."""

@@ -30,6 +30,7 @@ mod config;
 mod fit;
 mod handle;
 mod inputs;
+mod matching;
 mod metrics;
 mod model;
 mod model_io;
@@ -47,6 +48,7 @@ pub use cluster::{
 pub use config::*;
 pub use fit::*;
 pub use inputs::*;
+pub use matching::*;
 pub use metrics::{
     MSDE_EIGEN_MAX_DIM, msde_eigen_sym, msde_eigen_sym_workspace_len, msde_energy_distance,
     msde_model_diffusion_spectrum, msde_model_diffusion_spectrum_workspace_len,

@@ -26,6 +26,7 @@ use morphosde_core::train::{AdamState, Batch, train_step};
 use morphosde_core::train::{
     Control, FitConfig, ModelLearner, Observations, StepPlan, fit, fit_workspace_len,
 };
+use morphosde_core::train::matching::MatchConfig;
 use morphosde_core::uot::{
     TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, median_sq_distance,
     median_sq_distance_workspace_len, solve_uot, uot_workspace_len,
@@ -706,10 +707,27 @@ fn defaults_case() -> String {
         .field("divergence_factor", float(f.divergence_factor))
         .field("max_rollbacks", f.max_rollbacks.to_string())
         .done();
+    let m = MatchConfig::default();
+    let matching = Json::default()
+        .field("steps", m.steps.to_string())
+        .field("batch", m.batch.to_string())
+        .field("substeps", m.substeps.to_string())
+        .field("horizon", m.horizon.to_string())
+        .field("learning_rate", format!("{:?}", m.learning_rate))
+        .field("clip_grad_norm", format!("{:?}", m.clip_grad_norm))
+        .field(
+            "validation_fraction",
+            format!("{:?}", m.validation_fraction),
+        )
+        .field("check_every", m.check_every.to_string())
+        .field("diffusion_anchor", format!("{:?}", m.diffusion_anchor))
+        .field("seed", m.seed.to_string())
+        .done();
     Json::default()
         .field("model", model)
         .field("fit", fit)
         .field("cluster", cluster)
+        .field("match", matching)
         .done()
 }
 

@@ -1056,6 +1056,32 @@ class Fit(CallCase):
             self.assertEqual(factor, 0.5**seen)
         self.assertLessEqual(seen, 4)
 
+class Match(CallCase):
+    @needs_expected
+    def test_defaults_are_the_rust_cores(self):
+        cfg = LIB.match_config()
+        for name, value in EXPECTED["defaults"]["match"].items():
+            self.assertEqual(getattr(cfg, name), value, name)
+
+    def test_matching_moves_the_model_and_failures_leave_it_alone(self):
+        z, t, _ = toy_snapshots()
+        model = LIB.model_new(small_model_config())
+        before = model.params()
+        cfg = LIB.match_config(steps=10, batch=8, substeps=2, check_every=2, learning_rate=1e-2)
+        with self.assertRaises(morphosde.MorphosdeError) as ctx:
+            model.match(cfg, z, [0.0] * len(t))
+        self.assertEqual(ctx.exception.status, 2, ctx.exception)
+        self.assertEqual(model.params(), before)
+        with self.assertRaises(morphosde.MorphosdeError) as ctx:
+            model.match(LIB.match_config(batch=1), z, t)
+        self.assertEqual(ctx.exception.status, 4, ctx.exception)
+        self.assertIn("batch", ctx.exception.message)
+        report = model.match(cfg, z, t)
+        self.assertEqual(report.steps, 10)
+        self.assertLessEqual(report.held_out_kept, report.held_out_initial)
+        self.assertEqual(model.params() != before, report.kept_step > 0)
+
+
 class DiffusionSpectrum(CallCase):
     @needs_expected
     def test_equals_rust_core(self):

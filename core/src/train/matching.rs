@@ -237,8 +237,8 @@ pub fn match_rollouts<F: Float>(
 
     let adam = Adam {
         learning_rate: F::from_f64(cfg.learning_rate),
-        beta1: F::from_f64(0.9),
-        beta2: F::from_f64(0.999),
+        beta1: F::from_f64(config.beta1),
+        beta2: F::from_f64(config.beta2),
         epsilon: F::from_f64(config.adam_epsilon),
         weight_decay: F::ZERO,
     };
@@ -842,11 +842,7 @@ mod tests {
     /// `‖g − g_fd‖/‖g_fd‖` over the trainable parameters of the gradient
     /// `loss(params, Some(grad))` writes (overwriting or adding to zeros)
     /// against central differences of `loss(params, None)`.
-    fn fd_relative_error(
-        layout: &Layout,
-        params: &mut [f64],
-        loss: &mut LossFn<'_>,
-    ) -> f64 {
+    fn fd_relative_error(layout: &Layout, params: &mut [f64], loss: &mut LossFn<'_>) -> f64 {
         let mut grad = vec![0.0; layout.len];
         assert!(loss(params, Some(&mut grad)) > 0.0);
         let (mut num, mut den) = (0.0, 0.0);
