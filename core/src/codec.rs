@@ -118,6 +118,7 @@ fn config_from_words(w: &[u64]) -> Result<Config> {
         drift_loss: match w[11] {
             0 => DriftLoss::Mse,
             1 => DriftLoss::Nll,
+            2 => DriftLoss::Gls,
             _ => return Err(corrupt("unknown drift loss")),
         },
         drift_teacher: match w.get(29).copied().unwrap_or(0) {

@@ -81,7 +81,7 @@ pub fn drift_loss<F: Float>(
             let c = i * d + k;
             let e = f[c] - v[c];
             match kind {
-                DriftLoss::Mse => {
+                DriftLoss::Mse | DriftLoss::Gls => {
                     loss += wi * e * e;
                     df[c] = F::TWO * wi * e;
                 }
@@ -282,7 +282,10 @@ mod tests {
             fp[k] = f[k] - h;
             let down = drift_loss_gls(&fp, &v, &w, &l, d, q, &mut [0.0; 4], &mut scratch).unwrap();
             fp[k] = f[k];
-            assert!((df[k] - (up - down) / (2.0 * h)).abs() < 1e-8, "coordinate {k}");
+            assert!(
+                (df[k] - (up - down) / (2.0 * h)).abs() < 1e-8,
+                "coordinate {k}"
+            );
         }
         let iso: [f64; 8] = [0.7, 0.0, 0.0, 0.7, 0.7, 0.0, 0.0, 0.7];
         let gls = drift_loss_gls(&f, &v, &w, &iso, d, q, &mut df, &mut scratch).unwrap();

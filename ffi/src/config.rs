@@ -12,6 +12,10 @@ use morphosde_core::model::{Config, DriftLoss, DriftTeacher, MassWeighting, Resi
 pub const MSDE_DRIFT_LOSS_MSE: u32 = 0;
 /// msde_model_config.drift_loss: Gaussian NLL with a learned log-variance.
 pub const MSDE_DRIFT_LOSS_NLL: u32 = 1;
+/// msde_model_config.drift_loss: generalised least squares, each row
+/// whitened by the precision of its teacher's noise (the model's own
+/// L L^T, held fixed); the MSE without a diffusion head.
+pub const MSDE_DRIFT_LOSS_GLS: u32 = 2;
 /// msde_model_config.mass_weighting: weight w_i = UOT row mass r_i.
 pub const MSDE_MASS_ROW_MASS: u32 = 0;
 /// msde_model_config.mass_weighting: w_i = 1 if r_i >= mass_threshold.
@@ -74,7 +78,7 @@ pub struct msde_model_config {
     pub lambda_diff: f64,
     /// Added to the softplus diagonal of L (> 0).
     pub diffusion_epsilon: f64,
-    /// MSDE_DRIFT_LOSS_MSE or MSDE_DRIFT_LOSS_NLL.
+    /// MSDE_DRIFT_LOSS_MSE, MSDE_DRIFT_LOSS_NLL or MSDE_DRIFT_LOSS_GLS.
     pub drift_loss: u32,
     /// MSDE_MASS_ROW_MASS or MSDE_MASS_THRESHOLD.
     pub mass_weighting: u32,
@@ -137,9 +141,10 @@ pub(crate) fn to_core(c: &msde_model_config) -> Result<Config> {
         diffusion_diagonal: flag(c.diffusion_diagonal, "diffusion_diagonal")?,
         diffusion_epsilon: c.diffusion_epsilon,
         warmup_epochs: c.warmup_epochs,
-        drift_loss: match enum_field(c.drift_loss, 1, "drift_loss")? {
+        drift_loss: match enum_field(c.drift_loss, 2, "drift_loss")? {
             MSDE_DRIFT_LOSS_MSE => DriftLoss::Mse,
-            _ => DriftLoss::Nll,
+            MSDE_DRIFT_LOSS_NLL => DriftLoss::Nll,
+            _ => DriftLoss::Gls,
         },
         drift_teacher: match enum_field(c.drift_teacher, 1, "drift_teacher")? {
             MSDE_DRIFT_TEACHER_CHORD => DriftTeacher::Chord,

@@ -17,7 +17,7 @@ use morphosde_core::codec;
 use morphosde_core::integrate::rollout::default_workers;
 use morphosde_core::minibatch::UNTRACKED;
 use morphosde_core::model::Learned;
-use morphosde_core::model::{Config, DriftTeacher, Layout, Residual, TargetMode};
+use morphosde_core::model::{Config, DriftLoss, DriftTeacher, Layout, Residual, TargetMode};
 use morphosde_core::train::AdamState;
 use morphosde_core::train::acceptance::{
     RangeCheck, RangeReport, check_rollouts, check_rollouts_workspace_len,
@@ -89,6 +89,19 @@ pub enum ResidualArg {
     PropagatedFrozen,
 }
 
+/// Drift loss choice on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DriftLossArg {
+    /// Mean squared error against the teachers, weighted by row mass.
+    Mse,
+    /// Gaussian NLL with a learned per-coordinate variance.
+    Nll,
+    /// Generalised least squares: each teacher's error whitened by the
+    /// precision of its noise (the model's own D, held fixed).
+    Gls,
+}
+
+mirror_enum!(DriftLossArg <=> DriftLoss { Mse <=> Mse, Nll <=> Nll, Gls <=> Gls });
 mirror_enum!(TargetArg <=> TargetMode { Pairwise <=> Pairwise, Plan <=> PlanWeighted });
 mirror_enum!(DriftTeacherArg <=> DriftTeacher { Chord <=> Chord, Flow <=> Flow });
 mirror_enum!(ResidualArg <=> Residual {
@@ -176,6 +189,9 @@ pub struct ModelArgs {
     /// (chord: the seed's).
     #[arg(long, value_enum, default_value_t = Config::default().drift_teacher.into())]
     pub drift_teacher: DriftTeacherArg,
+    /// Loss of the drift against its teachers.
+    #[arg(long, value_enum, default_value_t = Config::default().drift_loss.into())]
+    pub drift_loss: DriftLossArg,
     /// RK4 substeps of the flow over one frame gap (flow and propagated
     /// residuals).
     #[arg(long, default_value_t = Config::default().flow_substeps)]
@@ -412,6 +428,7 @@ impl ModelArgs {
             target_mode: self.target.into(),
             residual: self.residual.into(),
             drift_teacher: self.drift_teacher.into(),
+            drift_loss: self.drift_loss.into(),
             flow_substeps: self.flow_substeps,
             k_neighbours: self.k_neighbours,
             shrinkage: self.shrinkage,
@@ -616,6 +633,7 @@ impl Trained {
             "standardisation": inputs.map(|i| json!({"mean": i.mean(), "scale": i.scale()})),
             "residual": format!("{:?}", self.config.residual),
             "drift_teacher": format!("{:?}", self.config.drift_teacher),
+            "drift_loss": format!("{:?}", self.config.drift_loss),
             "parameters": self.params.len(),
             "epochs": r.epochs,
             "best_epoch": r.best_epoch,

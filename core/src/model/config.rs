@@ -32,6 +32,11 @@ pub enum DriftLoss {
     /// Gaussian NLL with a learned diagonal log-variance `s` (one per
     /// coordinate): `Σ w_i Σ_k ½[(f_ik − v̂_ik)² e^{−s_k} + s_k] / Σ w_i`.
     Nll = 1,
+    /// Generalised least squares: each row's error whitened by the
+    /// precision of its teacher's noise, `(L Lᵀ)⁻¹` of the model's own
+    /// factor held fixed (see [`crate::loss::drift_loss_gls`]); the MSE
+    /// without a diffusion head.
+    Gls = 2,
 }
 
 /// How row masses become drift-loss weights.

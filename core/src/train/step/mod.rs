@@ -37,8 +37,8 @@ use crate::error::{
     Arena, Error, ErrorKind, Result, check_finite, check_len, check_room, checked_mul,
 };
 use crate::float::Float;
-use crate::loss::{diffusion_loss, drift_loss, mass_weights};
-use crate::model::{Config, DriftTeacher, Layout, Residual, TargetMode};
+use crate::loss::{diffusion_loss, drift_loss, drift_loss_gls, mass_weights};
+use crate::model::{Config, DriftLoss, DriftTeacher, Layout, Residual, TargetMode};
 use crate::optim::{Adam, clip_grad_norm};
 use crate::propagated::DiffusionAt;
 pub use plan::StepPlan;
@@ -216,7 +216,7 @@ fn forward_losses<F: Float>(
     let df = arena.take(n * d)?;
     let d_log_var = arena.take(layout.log_var.map_or(0, |t| t.len()))?;
     let dl = arena.take(n * d * q)?;
-    let scratch = arena.take(d * d)?;
+    let scratch = arena.take(d * d + d)?;
     mass_weights(
         config.mass_weighting,
         F::from_f64(config.mass_threshold),
@@ -224,16 +224,22 @@ fn forward_losses<F: Float>(
         weights,
     )?;
     let log_var = layout.log_var.map_or(&params[..0], |t| &params[t.range()]);
-    let drift = drift_loss(
-        config.drift_loss,
-        layout.cached_drift(n, cache),
-        batch.v_hat,
-        weights,
-        log_var,
-        d,
-        df,
-        d_log_var,
-    )?;
+    let f = layout.cached_drift(n, cache);
+    let drift = if config.drift_loss == DriftLoss::Gls && layout.head.is_some() {
+        let factor = layout.cached_factor(n, cache);
+        drift_loss_gls(f, batch.v_hat, weights, factor, d, q, df, scratch)?
+    } else {
+        drift_loss(
+            config.drift_loss,
+            f,
+            batch.v_hat,
+            weights,
+            log_var,
+            d,
+            df,
+            d_log_var,
+        )?
+    };
     let propagated_on = is_propagated(config, layout);
     let diffusion = if propagated_on {
         propagated_diffusion_loss(
@@ -378,7 +384,10 @@ fn step_loss_checked<F: Float>(
 
 /// The loss parts of a batch at `epoch` (targets included, as
 /// [`train_step`] computes them), changing nothing: the validation loss.
-/// Workspace: [`StepPlan::workspace_len`].
+/// With [`DriftLoss::Gls`] the drift part is the MSE: the GLS weights move
+/// with the learned D, so its values at different epochs do not compare,
+/// and the validation loss chooses between epochs. Workspace:
+/// [`StepPlan::workspace_len`].
 pub fn batch_loss<F: Float>(
     plan: &StepPlan,
     epoch: u32,
@@ -386,6 +395,20 @@ pub fn batch_loss<F: Float>(
     params: &[F],
     workspace: &mut [F],
 ) -> Result<StepLoss<F>> {
+    let plain;
+    let plan = if plan.config.drift_loss == DriftLoss::Gls {
+        // The same layout: only the NLL adds parameters.
+        plain = StepPlan {
+            config: Config {
+                drift_loss: DriftLoss::Mse,
+                ..plan.config
+            },
+            layout: plan.layout,
+        };
+        &plain
+    } else {
+        plan
+    };
     let (grad, rest) = workspace.split_at_mut(plan.layout.len.min(workspace.len()));
     step_loss(plan, epoch, DiffusionAt::Path, batch, params, grad, rest)
 }

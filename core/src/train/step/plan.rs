@@ -72,7 +72,7 @@ pub(super) fn loss_workspace_len(config: &Config, layout: &Layout, n: usize) -> 
         + layout.backward_workspace_len(n)
         + Size(n) * (1 + d + d * q)
         + d
-        + d * d
+        + (d * d + d)
         + propagated_len(config, layout, n)
 }
 
