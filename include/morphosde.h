@@ -111,6 +111,13 @@
 #define MSDE_DRIFT_LOSS_NLL 1
 
 /**
+ * msde_model_config.drift_loss: generalised least squares, each row
+ * whitened by the precision of its teacher's noise (the model's own
+ * L L^T, held fixed); the MSE without a diffusion head.
+ */
+#define MSDE_DRIFT_LOSS_GLS 2
+
+/**
  * msde_model_config.mass_weighting: weight w_i = UOT row mass r_i.
  */
 #define MSDE_MASS_ROW_MASS 0
@@ -515,7 +522,7 @@ typedef struct msde_model_config {
      */
     double diffusion_epsilon;
     /**
-     * MSDE_DRIFT_LOSS_MSE or MSDE_DRIFT_LOSS_NLL.
+     * MSDE_DRIFT_LOSS_MSE, MSDE_DRIFT_LOSS_NLL or MSDE_DRIFT_LOSS_GLS.
      */
     uint32_t drift_loss;
     /**
@@ -823,6 +830,11 @@ typedef struct msde_match_config {
      * Steps between held-out checks (>= 1).
      */
     size_t check_every;
+    /**
+     * Start bins rolled out per training step, each drawn at random (0:
+     * every start bin, in order).
+     */
+    size_t starts_per_step;
     /**
      * Weight of the penalty that keeps the diffusion factor where the
      * stage found it (>= 0; 0 = free; ignored without a diffusion head).

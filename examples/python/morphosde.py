@@ -287,6 +287,7 @@ class MatchConfig(ctypes.Structure):
         ("clip_grad_norm", c_double),
         ("validation_fraction", c_double),
         ("check_every", c_size_t),
+        ("starts_per_step", c_size_t),
         ("diffusion_anchor", c_double),
         ("seed", c_uint64),
     ]

@@ -38,6 +38,9 @@ pub struct msde_match_config {
     pub validation_fraction: f64,
     /// Steps between held-out checks (>= 1).
     pub check_every: usize,
+    /// Start bins rolled out per training step, each drawn at random (0:
+    /// every start bin, in order).
+    pub starts_per_step: usize,
     /// Weight of the penalty that keeps the diffusion factor where the
     /// stage found it (>= 0; 0 = free; ignored without a diffusion head).
     pub diffusion_anchor: f64,
@@ -74,6 +77,7 @@ fn to_core(c: &msde_match_config) -> Result<MatchConfig> {
         clip_grad_norm: c.clip_grad_norm,
         validation_fraction: c.validation_fraction,
         check_every: c.check_every,
+        starts_per_step: c.starts_per_step,
         diffusion_anchor: c.diffusion_anchor,
         seed: c.seed,
     };
@@ -103,6 +107,7 @@ pub unsafe extern "C" fn msde_match_config_default(
             clip_grad_norm: c.clip_grad_norm,
             validation_fraction: c.validation_fraction,
             check_every: c.check_every,
+            starts_per_step: c.starts_per_step,
             diffusion_anchor: c.diffusion_anchor,
             seed: c.seed,
         };

@@ -70,6 +70,7 @@ fn defaults_are_the_cores() {
             c.substeps,
             c.horizon,
             c.check_every,
+            c.starts_per_step,
             c.seed
         ),
         (
@@ -78,6 +79,7 @@ fn defaults_are_the_cores() {
             d.substeps,
             d.horizon,
             d.check_every,
+            d.starts_per_step,
             d.seed
         )
     );

@@ -720,6 +720,7 @@ fn defaults_case() -> String {
             format!("{:?}", m.validation_fraction),
         )
         .field("check_every", m.check_every.to_string())
+        .field("starts_per_step", m.starts_per_step.to_string())
         .field("diffusion_anchor", format!("{:?}", m.diffusion_anchor))
         .field("seed", m.seed.to_string())
         .done();

@@ -39,6 +39,10 @@ pub struct MatchArgs {
     /// Steps between held-out checks.
     #[arg(long, default_value_t = MatchConfig::default().check_every)]
     pub match_check_every: usize,
+    /// Start bins rolled out per step, each drawn at random (0 = every
+    /// start bin).
+    #[arg(long, default_value_t = MatchConfig::default().starts_per_step)]
+    pub match_starts_per_step: usize,
 }
 
 impl MatchArgs {
@@ -52,6 +56,7 @@ impl MatchArgs {
             learning_rate: self.match_learning_rate,
             validation_fraction: self.match_validation_fraction,
             check_every: self.match_check_every,
+            starts_per_step: self.match_starts_per_step,
             seed,
             ..MatchConfig::default()
         }

@@ -74,6 +74,10 @@ pub struct MatchConfig {
     pub validation_fraction: f64,
     /// Steps between held-out checks (≥ 1).
     pub check_every: usize,
+    /// Start bins rolled out per training step, each drawn uniformly (0 =
+    /// every start bin, in order). The held-out loss always covers every
+    /// start bin.
+    pub starts_per_step: usize,
     /// Weight `α` of the diffusion anchor `α·mean‖L − L₀‖²_F / mean‖L₀‖²_F`
     /// over observed embryos, `L₀` the factor the stage started from (0 =
     /// the rollouts may move `D` freely; ignored without a diffusion head).
@@ -92,6 +96,7 @@ impl Default for MatchConfig {
             clip_grad_norm: 1.0,
             validation_fraction: 0.2,
             check_every: 10,
+            starts_per_step: 0,
             diffusion_anchor: 1.0,
             seed: 0,
         }
@@ -405,7 +410,9 @@ impl<'a, F: Float> Bins<'a, F> {
         }
     }
 
-    /// Mean energy distance over every start bin and gap crossed, and, with
+    /// Mean energy distance over the start bins rolled out (every one, or
+    /// [`MatchConfig::starts_per_step`] drawn for training) and the gaps
+    /// they cross, and, with
     /// `grad`, its gradient with respect to the parameters (overwritten).
     /// `None` when a rolled-out state left the finite numbers.
     #[allow(clippy::too_many_arguments)]
@@ -424,7 +431,15 @@ impl<'a, F: Float> Bins<'a, F> {
             g.fill(F::ZERO);
         }
         let (mut total, mut matched) = (0.0f64, 0usize);
-        for start in 0..self.count() - 1 {
+        let starts = self.count() - 1;
+        let random = pick == Pick::Train && cfg.starts_per_step > 0;
+        let draws = if random { cfg.starts_per_step } else { starts };
+        for draw in 0..draws {
+            let start = if random {
+                rng.below(starts as u64) as usize
+            } else {
+                draw
+            };
             let gaps = cfg.horizon.min(self.count() - 1 - start);
             let Some(sum) = seg.run(
                 self,
