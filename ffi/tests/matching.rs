@@ -1,5 +1,6 @@
 //! msde_model_match against the Rust core: the same kept parameters bit for
 //! bit, the core's defaults, and a model left alone on every failure.
+#![allow(unsafe_code, reason = "calls the C ABI with raw pointers")]
 
 use morphosde::*;
 use morphosde_core::model::{Config, Layout};

@@ -22,11 +22,11 @@ use morphosde_core::rng::{Family, Rng};
 use morphosde_core::synthetic::{
     EmbryoProcess, GroundTruth, SnapshotDesign, snapshots_workspace_len,
 };
+use morphosde_core::train::matching::MatchConfig;
 use morphosde_core::train::{AdamState, Batch, train_step};
 use morphosde_core::train::{
     Control, FitConfig, ModelLearner, Observations, StepPlan, fit, fit_workspace_len,
 };
-use morphosde_core::train::matching::MatchConfig;
 use morphosde_core::uot::{
     TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, median_sq_distance,
     median_sq_distance_workspace_len, solve_uot, uot_workspace_len,

@@ -22,11 +22,11 @@ use morphosde_core::train::AdamState;
 use morphosde_core::train::acceptance::{
     RangeCheck, RangeReport, check_rollouts, check_rollouts_workspace_len,
 };
+use morphosde_core::train::matching::MatchReport;
 use morphosde_core::train::{
     Control, EpochReport, FitConfig, FitReport, ModelLearner, Observations, StepPlan, fit,
     fit_workspace_len,
 };
-use morphosde_core::train::matching::MatchReport;
 use morphosde_core::{Error, ErrorKind};
 use serde_json::{Value, json};
 use std::io::Write;

@@ -962,7 +962,7 @@ mod tests {
         let need = match_workspace_len(&config, &cfg, t.len()).unwrap();
         let mut ws = vec![0.0f64; need.floats];
         let mut idx = vec![0u32; need.indices];
-        let track = vec![crate::sampler::UNTRACKED; t.len()];
+        let track = vec![crate::minibatch::UNTRACKED; t.len()];
         let obs = Observations {
             z: &z,
             t: &t,
