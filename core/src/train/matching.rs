@@ -821,9 +821,6 @@ mod tests {
         ];
         for head in heads {
             let config = model(head);
-            let (z_user, t) = snapshots(6);
-            let mut params = params_of(&config, &z_user, &t);
-            let layout = Layout::new(&config).unwrap();
             let cfg = MatchConfig {
                 batch: 4,
                 substeps: 2,
@@ -831,24 +828,59 @@ mod tests {
                 validation_fraction: 0.0,
                 ..MatchConfig::default()
             };
-            let need = match_workspace_len(&config, &cfg, t.len()).unwrap();
-            let mut ws = vec![0.0f64; need.floats];
-            let mut idx = vec![0u32; need.indices];
-            let mut z = z_user.clone();
-            layout.inputs(&params).standardise(&mut z);
-            let (bin_rows, picked) = idx.split_at_mut(2 * t.len() + 1);
-            let bins = Bins::build(&t, &cfg, bin_rows).unwrap();
-            let mut arena = Arena::new(&mut ws[..]);
-            let mut seg = Segment::take(&layout, &cfg, &mut arena, picked).unwrap();
-            let mut loss = |p: &[f64], grad: Option<&mut [f64]>| {
-                let mut rng = Rng::stream(1, Family::Matching, 9);
-                bins.loss(&layout, p, &z, &cfg, Pick::Train, &mut rng, &mut seg, grad)
-                    .unwrap()
-                    .unwrap()
-            };
-            let rel = fd_relative_error(&layout, &mut params, &mut loss);
+            let rel = with_stage(&config, &cfg, |s| {
+                let mut loss = |p: &[f64], grad: Option<&mut [f64]>| {
+                    let mut rng = Rng::stream(1, Family::Matching, 9);
+                    s.bins
+                        .loss(s.layout, p, s.z, &cfg, Pick::Train, &mut rng, s.seg, grad)
+                        .unwrap()
+                        .unwrap()
+                };
+                fd_relative_error(s.layout, s.params, &mut loss)
+            });
             assert!(rel <= 1e-5, "head {head:?}: rel err {rel:e}");
         }
+    }
+
+    /// The stage's parts over [`snapshots`]`(6)` for `config` and `cfg`, as
+    /// a test sees them.
+    struct Stage<'a, 'w> {
+        layout: &'a Layout,
+        params: &'a mut [f64],
+        z: &'a [f64],
+        t: &'a [f64],
+        bins: &'a Bins<'a, f64>,
+        arena: &'a mut Arena<'w, f64>,
+        seg: &'a mut Segment<'w, f64>,
+    }
+
+    /// Builds the [`Stage`] of `config` and `cfg` and hands it to `body`.
+    fn with_stage<R>(
+        config: &Config,
+        cfg: &MatchConfig,
+        body: impl FnOnce(Stage<'_, '_>) -> R,
+    ) -> R {
+        let (z_user, t) = snapshots(6);
+        let mut params = params_of(config, &z_user, &t);
+        let layout = Layout::new(config).unwrap();
+        let need = match_workspace_len(config, cfg, t.len()).unwrap();
+        let mut ws = vec![0.0f64; need.floats];
+        let mut idx = vec![0u32; need.indices];
+        let mut z = z_user.clone();
+        layout.inputs(&params).standardise(&mut z);
+        let (bin_rows, picked) = idx.split_at_mut(2 * t.len() + 1);
+        let bins = Bins::build(&t, cfg, bin_rows).unwrap();
+        let mut arena = Arena::new(&mut ws[..]);
+        let mut seg = Segment::take(&layout, cfg, &mut arena, picked).unwrap();
+        body(Stage {
+            layout: &layout,
+            params: &mut params,
+            z: &z,
+            t: &t,
+            bins: &bins,
+            arena: &mut arena,
+            seg: &mut seg,
+        })
     }
 
     /// A loss of the parameters that writes its gradient when asked.
@@ -887,42 +919,31 @@ mod tests {
             DiffusionHead::Diagonal,
         ] {
             let config = model(Some(head));
-            let (z_user, t) = snapshots(6);
-            let mut params = params_of(&config, &z_user, &t);
-            let layout = Layout::new(&config).unwrap();
             let cfg = MatchConfig {
                 batch: 5,
                 validation_fraction: 0.0,
                 diffusion_anchor: 0.7,
                 ..MatchConfig::default()
             };
-            let need = match_workspace_len(&config, &cfg, t.len()).unwrap();
-            let mut ws = vec![0.0f64; need.floats];
-            let mut idx = vec![0u32; need.indices];
-            let mut z = z_user.clone();
-            layout.inputs(&params).standardise(&mut z);
-            let (bin_rows, picked) = idx.split_at_mut(2 * t.len() + 1);
-            let bins = Bins::build(&t, &cfg, bin_rows).unwrap();
-            let mut arena = Arena::new(&mut ws[..]);
-            let mut seg = Segment::take(&layout, &cfg, &mut arena, picked).unwrap();
-            let anchor = Anchor::build(
-                &config, &layout, &params, &z, &t, &cfg, &mut arena, &mut seg,
-            )
-            .unwrap()
-            .unwrap();
-            let mut rng = Rng::stream(2, Family::Data, 0);
-            for p in &mut params[layout.trainable()] {
-                *p += 0.1 * rng.normal();
-            }
-            let mut scratch = vec![0.0; layout.len];
-            let mut penalty = |p: &[f64], grad: Option<&mut [f64]>| {
-                let mut rng = Rng::stream(1, Family::Matching, 4);
-                let g = grad.unwrap_or(&mut scratch);
-                anchor
-                    .add(&layout, p, &z, &t, &bins, &mut rng, &mut seg, g)
-                    .unwrap()
-            };
-            let rel = fd_relative_error(&layout, &mut params, &mut penalty);
+            let rel = with_stage(&config, &cfg, |s| {
+                let anchor =
+                    Anchor::build(&config, s.layout, s.params, s.z, s.t, &cfg, s.arena, s.seg)
+                        .unwrap()
+                        .unwrap();
+                let mut rng = Rng::stream(2, Family::Data, 0);
+                for p in &mut s.params[s.layout.trainable()] {
+                    *p += 0.1 * rng.normal();
+                }
+                let mut scratch = vec![0.0; s.layout.len];
+                let mut penalty = |p: &[f64], grad: Option<&mut [f64]>| {
+                    let mut rng = Rng::stream(1, Family::Matching, 4);
+                    let g = grad.unwrap_or(&mut scratch);
+                    anchor
+                        .add(s.layout, p, s.z, s.t, s.bins, &mut rng, s.seg, g)
+                        .unwrap()
+                };
+                fd_relative_error(s.layout, s.params, &mut penalty)
+            });
             assert!(rel <= 1e-6, "head {head:?}: rel err {rel:e}");
         }
     }
