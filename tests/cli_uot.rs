@@ -67,6 +67,47 @@ fn writes_plan_masses_velocities_and_a_json_line() {
 }
 
 #[test]
+fn precision_f64_solves_in_f64_and_writes_f64_digits() {
+    // One source at 0, one target at 1 (C = 1), unit weights, ρ = 1 on both
+    // sides: π = e^{−C/(ε + 2ρ)} (stationarity of C + ε ln π + 2ρ ln π).
+    let d = dir("f64");
+    let (x, y) = (d.join("x.csv"), d.join("y.csv"));
+    write(&x, "0\n");
+    write(&y, "1\n");
+    let want = (-1.0f64 / 2.5).exp();
+    for (precision, tol, err) in [("f32", "1e-6", 1e-5), ("f64", "1e-12", 1e-10)] {
+        let out = d.join(precision);
+        let o = uot(&[
+            "--source",
+            x.to_str().unwrap(),
+            "--target",
+            y.to_str().unwrap(),
+            "--epsilon",
+            "0.5",
+            "--rho",
+            "1",
+            "--tol",
+            tol,
+            "--precision",
+            precision,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let line = String::from_utf8(o.stdout).unwrap();
+        assert!(
+            line.contains(&format!("\"precision\":\"{precision}\"")),
+            "{line}"
+        );
+        let plan = read_matrix(&out.join("plan.csv"))[0][0];
+        assert!(
+            (plan - want).abs() <= err * want,
+            "{precision}: {plan} vs {want}"
+        );
+    }
+}
+
+#[test]
 fn online_mode_tracks_and_unbalanced_options() {
     let d = dir("tracks");
     let (x, y, w, t, out) = (

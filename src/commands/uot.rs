@@ -3,18 +3,22 @@
 //! cost ‖x − y‖², entropy KL(Π | a⊗b), ε and ρ absolute).
 //!
 //! Writes `DIR/row_mass.csv`, `DIR/col_mass.csv`, `DIR/velocity.csv` (n × d)
-//! and, in dense mode, `DIR/plan.csv` (n × m), with shortest round-trip f32
-//! digits; prints one JSON line (iterations, marginal error, convergence,
-//! objective, dual, time inside the solver). A run that does not reach the
+//! and, in dense mode, `DIR/plan.csv` (n × m), with the shortest round-trip
+//! digits of the solve's float type; prints one JSON line (iterations,
+//! absorptions, marginal error, convergence, objective, dual, time inside
+//! the solver). A run that does not reach the
 //! tolerance still writes its outputs and prints the line, then exits
-//! non-zero.
+//! non-zero. `--precision f64` runs the whole solve (kernel included) in
+//! f64 and writes f64 digits.
 
 use crate::csvio::{Table, read_table, write_matrix};
 use clap::{Args, ValueEnum};
+use morphosde_core::Float;
 use morphosde_core::uot::{
     TrackBound, Tracks, UotConfig, UotMode, UotOutput, UotProblem, median_sq_distance,
     median_sq_distance_workspace_len, solve_uot, uot_workspace_len,
 };
+use std::fmt::Display;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -24,6 +28,17 @@ pub enum ModeArg {
     Dense,
     /// Costs recomputed from the points, O((n + m)·d) memory.
     Online,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PrecisionArg {
+    /// f32 points and kernel (potentials, masses and the marginal error are
+    /// f64 either way).
+    F32,
+    /// Everything in f64: twice the memory, scalar exponentials (slower
+    /// kernel rebuilds and online passes); removes the f32 kernel's ~1e-6
+    /// relative perturbation of the plan.
+    F64,
 }
 
 #[derive(Args, Debug)]
@@ -85,14 +100,17 @@ pub struct UotArgs {
     pub eps_scaling: u32,
     #[arg(long, value_enum, default_value_t = ModeArg::Dense)]
     pub mode: ModeArg,
+    /// Floating-point type of the solve.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
     /// Output directory (created if missing).
     #[arg(long)]
     pub out: PathBuf,
 }
 
-fn weights(path: &Option<PathBuf>, count: usize, what: &str) -> Result<Vec<f32>, String> {
+fn weights<F: Float>(path: &Option<PathBuf>, count: usize, what: &str) -> Result<Vec<F>, String> {
     match path {
-        None => Ok(vec![1.0 / count as f32; count]),
+        None => Ok(vec![F::ONE / F::from_usize(count); count]),
         Some(p) => {
             let t = read_table(p, what)?;
             if t.cols != 1 || t.rows != count {
@@ -101,12 +119,23 @@ fn weights(path: &Option<PathBuf>, count: usize, what: &str) -> Result<Vec<f32>,
                     t.rows, t.cols
                 ));
             }
-            Ok(t.to_f32())
+            Ok(convert(&t.data))
         }
     }
 }
 
+fn convert<F: Float>(v: &[f64]) -> Vec<F> {
+    v.iter().map(|&x| F::from_f64(x)).collect()
+}
+
 pub fn run(args: &UotArgs) -> Result<(), String> {
+    match args.precision {
+        PrecisionArg::F32 => solve::<f32>(args),
+        PrecisionArg::F64 => solve::<f64>(args),
+    }
+}
+
+fn solve<F: Float + Display>(args: &UotArgs) -> Result<(), String> {
     let xs: Table = read_table(&args.source, "--source")?;
     let ys: Table = read_table(&args.target, "--target")?;
     if xs.cols != ys.cols {
@@ -116,25 +145,26 @@ pub fn run(args: &UotArgs) -> Result<(), String> {
         ));
     }
     let (n, m, d) = (xs.rows, ys.rows, xs.cols);
-    let (x, y) = (xs.to_f32(), ys.to_f32());
-    let a = weights(&args.source_weights, n, "--source-weights")?;
-    let b = weights(&args.target_weights, m, "--target-weights")?;
+    let (x, y) = (convert::<F>(&xs.data), convert::<F>(&ys.data));
+    let a = weights::<F>(&args.source_weights, n, "--source-weights")?;
+    let b = weights::<F>(&args.target_weights, m, "--target-weights")?;
     let core_err = |e: morphosde_core::Error| format!("{e}");
     let epsilon = match (args.epsilon, args.epsilon_relative) {
-        (Some(e), _) => e,
+        (Some(e), _) => F::from_f64(e as f64),
         (None, Some(r)) => {
-            let mut ws = vec![0.0f32; median_sq_distance_workspace_len(n, m)];
-            r * median_sq_distance(&x, &y, n, m, d, &mut ws).map_err(core_err)?
+            let mut ws = vec![F::ZERO; median_sq_distance_workspace_len(n, m)];
+            F::from_f64(r as f64)
+                * median_sq_distance(&x, &y, n, m, d, &mut ws).map_err(core_err)?
         }
         (None, None) => return Err("give --epsilon or --epsilon-relative".into()),
     };
     let mut cfg = UotConfig::new(epsilon);
-    let inf = f32::INFINITY;
-    cfg.rho_source = args.rho.or(args.rho_source).unwrap_or(inf);
-    cfg.rho_target = args.rho.or(args.rho_target).unwrap_or(inf);
-    cfg.h = args.h;
+    let wide = |v: f32| F::from_f64(v as f64);
+    cfg.rho_source = wide(args.rho.or(args.rho_source).unwrap_or(f32::INFINITY));
+    cfg.rho_target = wide(args.rho.or(args.rho_target).unwrap_or(f32::INFINITY));
+    cfg.h = wide(args.h);
     cfg.max_iter = args.max_iter;
-    cfg.tol = args.tol;
+    cfg.tol = wide(args.tol);
     cfg.eps_scaling_stages = args.eps_scaling;
     cfg.mode = match args.mode {
         ModeArg::Dense => UotMode::Dense,
@@ -160,7 +190,7 @@ pub fn run(args: &UotArgs) -> Result<(), String> {
                 pairs.push(v as u32);
             }
             if t.cols == 3 {
-                bounds.push(t.data[r * 3 + 2] as f32);
+                bounds.push(F::from_f64(t.data[r * 3 + 2]));
             }
         }
         if bounds.is_empty() && args.self_edge_bound.is_none() {
@@ -172,7 +202,7 @@ pub fn run(args: &UotArgs) -> Result<(), String> {
     let tracks = args.tracks.as_ref().map(|_| Tracks {
         pairs: &pairs,
         bound: if bounds.is_empty() {
-            TrackBound::Fraction(args.self_edge_bound.unwrap_or(0.0))
+            TrackBound::Fraction(wide(args.self_edge_bound.unwrap_or(0.0)))
         } else {
             TrackBound::PerPair(&bounds)
         },
@@ -188,12 +218,12 @@ pub fn run(args: &UotArgs) -> Result<(), String> {
         tracks,
     };
     let dense = matches!(cfg.mode, UotMode::Dense);
-    let mut ws = vec![0.0f32; uot_workspace_len(n, m, d, cfg.mode)];
-    let (mut f, mut g) = (vec![0.0f32; n], vec![0.0f32; m]);
-    let (mut row_mass, mut col_mass) = (vec![0.0f32; n], vec![0.0f32; m]);
-    let mut velocity = vec![0.0f32; n * d];
+    let mut ws = vec![F::ZERO; uot_workspace_len(n, m, d, cfg.mode)];
+    let (mut f, mut g) = (vec![F::ZERO; n], vec![F::ZERO; m]);
+    let (mut row_mass, mut col_mass) = (vec![F::ZERO; n], vec![F::ZERO; m]);
+    let mut velocity = vec![F::ZERO; n * d];
     let mut plan = if dense {
-        vec![0.0f32; n * m]
+        vec![F::ZERO; n * m]
     } else {
         Vec::new()
     };
@@ -224,10 +254,13 @@ pub fn run(args: &UotArgs) -> Result<(), String> {
     }
     println!(
         "{{\"n\":{n},\"m\":{m},\"d\":{d},\"epsilon\":{epsilon},\"mode\":\"{:?}\",\
-         \"iterations\":{},\"marginal_error\":{},\"converged\":{},\"objective\":{},\
-         \"dual\":{},\"gap\":{},\"total_mass\":{},\"solve_seconds\":{seconds}}}",
+         \"precision\":\"{}\",\
+         \"iterations\":{},\"absorptions\":{},\"marginal_error\":{},\"converged\":{},\
+         \"objective\":{},\"dual\":{},\"gap\":{},\"total_mass\":{},\"solve_seconds\":{seconds}}}",
         cfg.mode,
+        format!("{:?}", args.precision).to_lowercase(),
         report.iterations,
+        report.absorptions,
         report.marginal_error,
         report.converged,
         report.objective,

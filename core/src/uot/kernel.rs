@@ -4,6 +4,13 @@
 //! other ([`Ctx`], the view of the problem the half-steps share). Reductions
 //! use eight independent accumulators in a fixed order so that they
 //! vectorise and give the same bits on every run.
+//!
+//! Precision: the per-pair work (costs, exponentials, the sums within a
+//! row or column) runs in `F`; everything per point — potentials, their
+//! scaled forms, log-sums, masses — is `f64`, so an `f32` kernel still
+//! reaches marginal errors far below `f32`'s resolution of a potential
+//! (`ulp(f)/ε`). The other side's scaled potential enters the inner loop
+//! as `F` values relative to their maximum (the `center`, kept in `f64`).
 
 use crate::fastmath::exp_in_place;
 use crate::float::Float;
@@ -107,13 +114,13 @@ impl<'a, F: Float> Cloud<'a, F> {
 
     /// `ln Σ_k exp(pot_k − ‖p − q_k‖²/ε)`, streamed over stack tiles (one
     /// exponential per pair; the running sum is rescaled when a tile raises
-    /// the maximum).
-    pub fn lse(&self, p: &[F], pot: &[F], inv_eps: F) -> F {
+    /// the maximum); the final log in `f64`.
+    pub fn lse(&self, p: &[F], pot: &[F], inv_eps: F) -> f64 {
         self.lse_excluding(p, pot, inv_eps, usize::MAX)
     }
 
     /// [`Cloud::lse`] without the term `skip`.
-    pub fn lse_excluding(&self, p: &[F], pot: &[F], inv_eps: F, skip: usize) -> F {
+    pub fn lse_excluding(&self, p: &[F], pot: &[F], inv_eps: F, skip: usize) -> f64 {
         let mut buf = [F::ZERO; TILE];
         let mut top = F::NEG_INFINITY;
         let mut total = F::ZERO;
@@ -140,7 +147,7 @@ impl<'a, F: Float> Cloud<'a, F> {
             exp_in_place(b);
             total += sum(b);
         }
-        top + total.ln()
+        log_of(top, total)
     }
 
     /// Softmax-weighted mean `Σ_k e^{w_k} q_k / Σ_k e^{w_k}` of the other
@@ -154,7 +161,7 @@ impl<'a, F: Float> Cloud<'a, F> {
         inv_eps: F,
         floor: Option<(usize, F)>,
         mean: &mut [F],
-    ) -> F {
+    ) -> f64 {
         let mut buf = [F::ZERO; TILE];
         let mut top = F::NEG_INFINITY;
         let mut total = F::ZERO;
@@ -199,8 +206,13 @@ impl<'a, F: Float> Cloud<'a, F> {
         }
         let inv = F::ONE / total;
         mean.iter_mut().for_each(|x| *x *= inv);
-        top + total.ln()
+        log_of(top, total)
     }
+}
+
+/// `top + ln total` in `f64` (`top` is exact; only the sum is rounded).
+fn log_of<F: Float>(top: F, total: F) -> f64 {
+    top.to_f64() + total.to_f64().ln()
 }
 
 /// Which potential a half-step updates: the row half-step the source's
@@ -223,8 +235,8 @@ impl Half {
 }
 
 /// `1/x`, 0 for `x = ∞`.
-pub(super) fn inv<F: Float>(x: F) -> F {
-    if x.is_finite() { F::ONE / x } else { F::ZERO }
+pub(super) fn inv(x: f64) -> f64 {
+    if x.is_finite() { 1.0 / x } else { 0.0 }
 }
 
 /// One side of the problem: its points, its weights `w` and their logs,
@@ -233,18 +245,18 @@ pub(super) fn inv<F: Float>(x: F) -> F {
 pub(super) struct Side<'a, F> {
     pub cloud: Cloud<'a, F>,
     pub w: &'a [F],
-    pub log_w: &'a [F],
-    pub rho: F,
+    pub log_w: &'a [f64],
+    pub rho: f64,
 }
 
 impl<F: Float> Side<'_, F> {
     /// `ρ/(ρ+ε)`, 1 for `ρ = ∞`: the exact half-step is
     /// `pot = ρ/(ρ+ε)·(−ε·l)`.
-    pub fn damping(&self, eps: F) -> F {
+    pub fn damping(&self, eps: f64) -> f64 {
         if self.rho.is_finite() {
             self.rho / (self.rho + eps)
         } else {
-            F::ONE
+            1.0
         }
     }
 }
@@ -254,8 +266,10 @@ impl<F: Float> Side<'_, F> {
 pub(super) struct Ctx<'a, F> {
     pub source: Side<'a, F>,
     pub target: Side<'a, F>,
-    pub eps: F,
-    pub inv_eps: F,
+    pub eps: f64,
+    pub inv_eps: f64,
+    /// `1/ε` in `F`, for the per-pair loops.
+    pub kernel_inv_eps: F,
 }
 
 impl<'a, F: Float> Ctx<'a, F> {
@@ -263,8 +277,9 @@ impl<'a, F: Float> Ctx<'a, F> {
         Ctx {
             source,
             target,
-            eps,
-            inv_eps: F::ONE / eps,
+            eps: eps.to_f64(),
+            inv_eps: 1.0 / eps.to_f64(),
+            kernel_inv_eps: F::ONE / eps,
         }
     }
 
@@ -276,36 +291,47 @@ impl<'a, F: Float> Ctx<'a, F> {
         }
     }
 
-    /// `scaled_k = ln w_k + pot_k/ε` for the points of `side`: its terms in
-    /// the other side's log-sums.
-    pub fn scaled_potential(&self, side: &Side<'_, F>, pot: &[F], scaled: &mut [F]) {
-        for (q, (&l, &v)) in scaled.iter_mut().zip(side.log_w.iter().zip(pot)) {
-            *q = l + v * self.inv_eps;
+    /// `scaled_k = ln w_k + pot_k/ε` for the points of `side` (its terms in
+    /// the other side's log-sums), written as `F` values relative to their
+    /// maximum, which is returned (the center; 0 when not finite).
+    pub fn scaled_potential(&self, side: &Side<'_, F>, pot: &[f64], scaled: &mut [F]) -> f64 {
+        let inv_eps = self.inv_eps;
+        let term = |(&l, &v): (&f64, &f64)| l + v * inv_eps;
+        let top = side
+            .log_w
+            .iter()
+            .zip(pot)
+            .map(term)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let center = if top.is_finite() { top } else { 0.0 };
+        for (q, t) in scaled.iter_mut().zip(side.log_w.iter().zip(pot).map(term)) {
+            *q = F::from_f64(t - center);
         }
+        center
     }
 
     /// The marginal of `side` from its log-sums: `mass_k = e^{ln w_k +
     /// pot_k/ε + l_k}` (`Π1` for the source, `Πᵀ1` for the target).
-    pub fn masses(&self, side: &Side<'_, F>, pot: &[F], lse: &[F], mass: &mut [F]) {
+    pub fn masses(&self, side: &Side<'_, F>, pot: &[f64], lse: &[f64], mass: &mut [F]) {
         for (c, (&l, (&v, &lv))) in mass
             .iter_mut()
             .zip(side.log_w.iter().zip(pot.iter().zip(lse)))
         {
-            *c = l + v * self.inv_eps + lv;
+            *c = F::from_f64(l + v * self.inv_eps + lv);
         }
         exp_in_place(mass);
     }
 
     /// A half-step's log-sums from the points:
     /// `l_k = ln Σ_o e^{scaled_o − C_ko/ε}` for every point `k` of the
-    /// updated side, with `scaled` the other side's
+    /// updated side, with `(scaled, center)` the other side's
     /// [`Ctx::scaled_potential`]. One exponential per pair; O(d) memory.
-    pub fn point_log_sums(&self, half: Half, scaled: &[F], lse: &mut [F]) {
+    pub fn point_log_sums(&self, half: Half, scaled: &[F], center: f64, lse: &mut [f64]) {
         let (this, other) = self.sides(half);
-        let (this, other, inv_eps) = (this.cloud, other.cloud, self.inv_eps);
+        let (this, other, inv_eps) = (this.cloud, other.cloud, self.kernel_inv_eps);
         for_each_chunk(lse, 8, |c, ls| {
             for (t, l) in ls.iter_mut().enumerate() {
-                *l = other.lse(this.point(c * 8 + t), scaled, inv_eps);
+                *l = center + other.lse(this.point(c * 8 + t), scaled, inv_eps);
             }
         });
     }

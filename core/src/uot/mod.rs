@@ -55,6 +55,18 @@
 //! by construction, and the second comes for free from the column pass, so it
 //! is checked every iteration.
 //!
+//! ## Precision
+//!
+//! The per-pair work (costs, exponentials, kernel products) runs in `F`;
+//! the potentials, log-sums, masses, translation and stopping error are
+//! `f64` whatever `F` is. An `f32` potential holds `f/ε` only to about
+//! `|f/ε|·6e-8`, which puts a floor near 1e-6 under the marginal error when
+//! potentials are large; kept in `f64`, the iterations settle on a fixed
+//! point of the `f32` kernel's map and the error keeps falling (to ~1e-7 and
+//! below), so an `f32` solve reaches a 1e-6 tolerance whenever Sinkhorn
+//! converges. The `f32` kernel's rounding perturbs the plan itself by about
+//! 1e-6 relative; an `F = f64` solve removes that too.
+//!
 //! With the `std` feature rows and column blocks run on rayon's pool; the
 //! results are bit-identical for every thread count.
 //!
@@ -84,7 +96,7 @@ pub use problem::{
 use crate::error::{Arena, Result};
 use crate::float::Float;
 use kernel::{Cloud, Ctx, Side};
-use problem::Pairs;
+use problem::{Pairs, take_wide};
 use sinkhorn::Buffers;
 
 /// Solves the problem; see the module docs. Writes `out` (also when the
@@ -99,24 +111,31 @@ pub fn solve_uot<F: Float>(
     let pair_count = problem::prepare(p, cfg, out, workspace.len())?;
     let (n, m, d) = (p.n, p.m, p.d);
     let mut arena = Arena::new(workspace);
+    let mut wide = Arena::new(take_wide(&mut arena, n + m + sinkhorn::wide_len(n, m))?);
     let xs = Cloud::transposed(p.x, n, d, arena.take(d * n)?);
     let ys = Cloud::transposed(p.y, m, d, arena.take(d * m)?);
     let source = Side {
         cloud: xs,
         w: p.a,
-        log_w: log_weights(p.a, arena.take(n)?),
-        rho: cfg.rho_source,
+        log_w: log_weights(p.a, wide.take(n)?),
+        rho: cfg.rho_source.to_f64(),
     };
     let target = Side {
         cloud: ys,
         w: p.b,
-        log_w: log_weights(p.b, arena.take(m)?),
-        rho: cfg.rho_target,
+        log_w: log_weights(p.b, wide.take(m)?),
+        rho: cfg.rho_target.to_f64(),
     };
-    let mut buf = Buffers::carve(&mut arena, n, m, cfg.mode)?;
+    let mut buf = Buffers::carve(&mut arena, &mut wide, n, m, cfg.mode)?;
+    widen(out.f, buf.source.pot);
+    widen(out.g, buf.target.pot);
     let pairs = Pairs::constraining(p.tracks, p.a, p.b, pair_count);
-    let report = sinkhorn::run(source, target, pairs.as_ref(), cfg, out, &mut buf)?;
+    let report = sinkhorn::run(source, target, pairs.as_ref(), cfg, &mut buf)?;
+    narrow(buf.source.pot, out.f);
+    narrow(buf.target.pot, out.g);
     let scratch = outputs::Scratch {
+        f: buf.source.pot,
+        g: buf.target.pot,
         scaled: buf.scaled,
         source_lse: buf.source.lse,
         target_lse: buf.target.lse,
@@ -126,9 +145,21 @@ pub fn solve_uot<F: Float>(
 }
 
 /// `ln w` into `out`.
-fn log_weights<'a, F: Float>(w: &[F], out: &'a mut [F]) -> &'a [F] {
+fn log_weights<'a, F: Float>(w: &[F], out: &'a mut [f64]) -> &'a [f64] {
     for (l, &v) in out.iter_mut().zip(w) {
-        *l = v.ln();
+        *l = v.to_f64().ln();
     }
     out
+}
+
+fn widen<F: Float>(v: &[F], out: &mut [f64]) {
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = x.to_f64();
+    }
+}
+
+fn narrow<F: Float>(v: &[f64], out: &mut [F]) {
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = F::from_f64(x);
+    }
 }

@@ -6,6 +6,7 @@ use crate::error::{Arena, Detail, Error, ErrorKind, Result, check_finite, check_
 use crate::float::Float;
 use crate::linalg::squared_distance;
 use crate::size::Size;
+use core::any::TypeId;
 
 /// How the solver holds the costs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,14 +152,45 @@ impl<F: Float> UotReport<F> {
     }
 }
 
-/// Workspace elements [`super::solve_uot`] needs.
+/// Workspace elements [`super::solve_uot`] needs (for `f32` or `f64`; the
+/// per-point vectors are `f64`, two `f32` elements each).
 pub fn uot_workspace_len(n: usize, m: usize, d: usize, mode: UotMode) -> usize {
     let points = Size(n) + m;
-    let base = points * d + points * 6 + Size(n).max(m) * 2;
+    let wide = points * 4 + Size(n).max(m);
+    let base = points * d + points * 2 + Size(n).max(m) + wide * 2 + 1;
     match mode {
         UotMode::Online => base.get(),
         UotMode::Dense => (base + Size(n) * m).get(),
     }
+}
+
+/// `len` `f64` values carved from `arena`'s elements: two `f32` elements
+/// each plus one for alignment, or one `f64` each.
+#[allow(
+    unsafe_code,
+    reason = "the f64 view of an f32 or f64 workspace (the solver's per-point vectors)"
+)]
+pub(super) fn take_wide<'a, F: Float>(
+    arena: &mut Arena<'a, F>,
+    len: usize,
+) -> Result<&'a mut [f64]> {
+    let per = 8 / F::BYTES;
+    let raw = arena.take(len * per + per - 1)?;
+    let plain_float =
+        TypeId::of::<F>() == TypeId::of::<f32>() || TypeId::of::<F>() == TypeId::of::<f64>();
+    if !plain_float {
+        return Err(Error::bad_config(
+            "workspace",
+            "the solver runs on f32 or f64 only",
+        ));
+    }
+    // SAFETY: F is f32 or f64 (checked above): initialised plain floats,
+    // every bit pattern of which is a valid f64; `align_to_mut` hands out
+    // only whole, aligned f64s inside `raw`.
+    let (_, mid, _) = unsafe { raw.align_to_mut::<f64>() };
+    let got = mid.len();
+    mid.get_mut(..len)
+        .ok_or_else(|| Error::too_small("workspace", len, got))
 }
 
 /// Every check of [`super::solve_uot`] on its arguments, then the starting

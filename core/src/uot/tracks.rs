@@ -53,15 +53,15 @@ fn bounded_update<F: Float>(log_s: F, log_g: F, log_l: F, kappa: F) -> F {
 /// After a half-step's update of `this_pot` (the updated side's potential,
 /// `other_pot` the other's): each pair with a positive bound gets the
 /// exact update of its entry of `this_pot` under `Π_ij ≥ ℓ_ij`
-/// ([`bounded_update`]). `scaled` is the other side's
+/// ([`bounded_update`]). `(scaled, center)` is the other side's
 /// [`Ctx::scaled_potential`] the half-step summed over.
 pub(super) fn bound_potentials<F: Float>(
     ctx: &Ctx<'_, F>,
     half: Half,
     pairs: &Pairs<'_, F>,
-    this_pot: &mut [F],
-    other_pot: &[F],
-    scaled: &[F],
+    this_pot: &mut [f64],
+    other_pot: &[f64],
+    (scaled, center): (&[F], f64),
 ) {
     let (this, other) = ctx.sides(half);
     let kappa = ctx.eps * inv(this.rho);
@@ -69,36 +69,41 @@ pub(super) fn bound_potentials<F: Float>(
     for pr in pairs.iter() {
         if pr.bound > F::ZERO {
             let (s, o) = half.ends(pr.i, pr.j);
-            let c = squared_distance(this.cloud.point(s), other.cloud.point(o));
+            let c = squared_distance(this.cloud.point(s), other.cloud.point(o)).to_f64();
             let log_g = other.log_w[o] + (other_pot[o] - c) * ctx.inv_eps;
-            let log_l = pr.bound.ln() - this.log_w[s];
-            let log_s = other
-                .cloud
-                .lse_excluding(this.cloud.point(s), scaled, ctx.inv_eps, o);
+            let log_l = pr.bound.to_f64().ln() - this.log_w[s];
+            let log_s = center
+                + other
+                    .cloud
+                    .lse_excluding(this.cloud.point(s), scaled, ctx.kernel_inv_eps, o);
             this_pot[s] = ctx.eps * bounded_update(log_s, log_g, log_l, kappa);
         }
     }
 }
 
 /// `Π_ij` of a tracked pair at the potentials: `(ln Gibbs_ij, max(ℓ, Gibbs))`.
-pub(super) fn pair_entry<F: Float>(ctx: &Ctx<'_, F>, f: &[F], g: &[F], pr: &Pair<F>) -> (F, F) {
-    let c = squared_distance(ctx.source.cloud.point(pr.i), ctx.target.cloud.point(pr.j));
+pub(super) fn pair_entry<F: Float>(
+    ctx: &Ctx<'_, F>,
+    f: &[f64],
+    g: &[f64],
+    pr: &Pair<F>,
+) -> (f64, f64) {
+    let c = squared_distance(ctx.source.cloud.point(pr.i), ctx.target.cloud.point(pr.j)).to_f64();
     let log_gibbs =
         ctx.source.log_w[pr.i] + ctx.target.log_w[pr.j] + (f[pr.i] + g[pr.j] - c) * ctx.inv_eps;
-    (log_gibbs, log_gibbs.exp().max(pr.bound))
+    (log_gibbs, log_gibbs.exp().max(pr.bound.to_f64()))
 }
 
-/// Adds to `col_mass` (`Πᵀ1` of the Gibbs plan) what the bounded entries
-/// add: `max(ℓ, Gibbs) − Gibbs` on each pair.
-pub(super) fn add_pair_masses<F: Float>(
-    ctx: &Ctx<'_, F>,
-    pairs: &Pairs<'_, F>,
-    f: &[F],
-    g: &[F],
-    col_mass: &mut [F],
-) {
-    for pr in pairs.iter() {
+/// What the bounded entries add to the Gibbs plan's `Πᵀ1`: `(j, max(ℓ,
+/// Gibbs) − Gibbs)` for each pair.
+pub(super) fn pair_masses<'p, F: Float>(
+    ctx: &'p Ctx<'_, F>,
+    pairs: &'p Pairs<'_, F>,
+    f: &'p [f64],
+    g: &'p [f64],
+) -> impl Iterator<Item = (usize, f64)> + 'p {
+    pairs.iter().map(move |pr| {
         let (log_gibbs, entry) = pair_entry(ctx, f, g, &pr);
-        col_mass[pr.j] += entry - log_gibbs.exp();
-    }
+        (pr.j, entry - log_gibbs.exp())
+    })
 }
