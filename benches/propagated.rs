@@ -21,7 +21,7 @@
 #![allow(unsafe_code, reason = "the thread CPU clock (libc clock_gettime)")]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use morphosde_core::model::{Config, DriftTeacher, Layout, Learned, Residual};
+use morphosde_core::model::{Config, DiffusionHead, DriftTeacher, Layout, Learned, Residual};
 use morphosde_core::propagated::{
     DiffusionAt, propagate, propagate_frozen, propagate_workspace_len,
 };
@@ -99,7 +99,7 @@ fn config(residual: Residual, drift_teacher: DriftTeacher) -> Config {
         d: D,
         depth: 3,
         width: 128,
-        learn_diffusion: true,
+        head: Some(DiffusionHead::Full),
         residual,
         drift_teacher,
         flow_substeps: SUBSTEPS,

@@ -36,7 +36,7 @@ fn model_config() -> Config {
         depth: 3,
         width: 128,
         time_features: 8,
-        learn_diffusion: true,
+        head: Some(DiffusionHead::Full),
         ..Config::default()
     }
 }

@@ -8,7 +8,7 @@
 //! With `MSDE_BENCH_PLAIN=1` it instead prints one line per case,
 //! `case batch median_us gflops`, for `benches/compare/train_step_torch.py`.
 use criterion::{Criterion, Throughput};
-use morphosde_core::model::{Config, Layout, Residual, TargetMode};
+use morphosde_core::model::{Config, DiffusionHead, Layout, Residual, TargetMode};
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::train::{AdamState, Batch, StepPlan, train_step};
 use std::hint::black_box;
@@ -20,7 +20,7 @@ fn config(diffusion: bool) -> Config {
         time_features: 8,
         depth: 3,
         width: 128,
-        learn_diffusion: diffusion,
+        head: diffusion.then_some(DiffusionHead::Full),
         warmup_epochs: 0,
         target_mode: TargetMode::Pairwise,
         residual: Residual::OneStep,

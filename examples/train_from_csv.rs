@@ -25,7 +25,7 @@ use morphosde_core::integrate::rollout::{
 use morphosde_core::integrate::sde::SdeConfig;
 use morphosde_core::metrics::energy_distance;
 use morphosde_core::minibatch::UNTRACKED;
-use morphosde_core::model::{Config, Layout, Learned};
+use morphosde_core::model::{Config, DiffusionHead, Layout, Learned};
 use morphosde_core::synthetic::{NonNormalOu, SnapshotDesign};
 use morphosde_core::train::AdamState;
 use morphosde_core::train::{
@@ -59,7 +59,7 @@ fn main() -> Result<(), String> {
         d: data.d,
         depth: 1,
         width: 32,
-        learn_diffusion: true,
+        head: Some(DiffusionHead::Full),
         learning_rate: 3e-3,
         seed: SEED,
         ..Config::default()

@@ -499,10 +499,13 @@ typedef struct msde_model_config {
     uint32_t learn_diffusion;
     /**
      * 1: low-rank head L (d x q); 0: full lower-triangular (or diagonal).
+     * Read only with learn_diffusion = 1 (a model without a diffusion head
+     * reports 0).
      */
     uint32_t diffusion_low_rank;
     /**
-     * 1: diagonal head (ablation); exclusive with diffusion_low_rank.
+     * 1: diagonal head (ablation); exclusive with diffusion_low_rank. Read
+     * only with learn_diffusion = 1 (a model without one reports 0).
      */
     uint32_t diffusion_diagonal;
     /**
@@ -510,7 +513,8 @@ typedef struct msde_model_config {
      */
     uint32_t warmup_epochs;
     /**
-     * Rank q of the low-rank head (1..=d; read only with the low-rank head).
+     * Rank q of the low-rank head (1..=d; read only with the low-rank head;
+     * a model without one reports the default rank, 8).
      */
     size_t q;
     /**

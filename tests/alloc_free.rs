@@ -132,7 +132,9 @@ fn metrics_do_not_allocate() {
 fn train_step_and_codec_do_not_allocate() {
     use morphosde_core::codec::{load, model_bytes_len, save};
     use morphosde_core::dynamics::Dynamics;
-    use morphosde_core::model::{Config, DriftTeacher, Layout, Learned, Residual, TargetMode};
+    use morphosde_core::model::{
+        Config, DiffusionHead, DriftTeacher, Layout, Learned, Residual, TargetMode,
+    };
     use morphosde_core::train::{AdamState, Batch, StepPlan, train_step};
     let (n, m, d) = (16, 12, 3);
     let mut data = vec![0.0f32; 4 * n * d + m * d];
@@ -193,7 +195,7 @@ fn train_step_and_codec_do_not_allocate() {
             d,
             depth: 2,
             width: 16,
-            learn_diffusion,
+            head: learn_diffusion.then_some(DiffusionHead::Full),
             target_mode: mode,
             residual,
             drift_teacher,
@@ -333,7 +335,7 @@ fn uot_solve_does_not_allocate() {
 /// when a pool starts or when an outside thread injects jobs).
 #[test]
 fn propagated_step_over_parallel_blocks_does_not_allocate() {
-    use morphosde_core::model::{Config, Layout, Residual};
+    use morphosde_core::model::{Config, DiffusionHead, Layout, Residual};
     use morphosde_core::propagated::{DiffusionAt, PROPAGATE_BLOCK_ROWS};
     use morphosde_core::train::{AdamState, Batch, StepPlan, train_step_diffusion_at};
     let (n, d) = (2 * PROPAGATE_BLOCK_ROWS + 6, 3);
@@ -358,7 +360,7 @@ fn propagated_step_over_parallel_blocks_does_not_allocate() {
             d,
             depth: 2,
             width: 16,
-            learn_diffusion: true,
+            head: Some(DiffusionHead::Full),
             residual,
             ..Config::default()
         };

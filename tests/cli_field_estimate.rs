@@ -23,7 +23,7 @@ mod matrix_exp;
 
 use matrix_exp::{matmul, van_loan};
 use morphosde_core::codec;
-use morphosde_core::model::{Config, Inputs, Layout};
+use morphosde_core::model::{Config, DiffusionHead, Inputs, Layout};
 use morphosde_core::rng::{Family, Rng};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -55,7 +55,7 @@ fn exact_model() -> Vec<u8> {
         d: 2,
         depth: 0,
         time_features: 0,
-        learn_diffusion: true,
+        head: Some(DiffusionHead::Full),
         ..Config::default()
     };
     let layout = Layout::new(&config).unwrap();

@@ -168,13 +168,13 @@ fn write_model(path: &Path, learn_diffusion: bool) {
 
 fn write_model_with_span(path: &Path, learn_diffusion: bool, span: Option<[f32; 2]>) {
     use morphosde_core::codec;
-    use morphosde_core::model::{Config, Inputs, Layout};
+    use morphosde_core::model::{Config, DiffusionHead, Inputs, Layout};
     let config = Config {
         d: 3,
         depth: 1,
         width: 16,
         time_features: 2,
-        learn_diffusion,
+        head: learn_diffusion.then_some(DiffusionHead::Full),
         ..Config::default()
     };
     let layout = Layout::new(&config).unwrap();

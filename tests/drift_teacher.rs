@@ -85,7 +85,7 @@ fn flow_teacher_learns_the_drift_and_chord_teacher_the_chord() {
             d,
             time_features: 0,
             depth: 0,
-            learn_diffusion: false,
+            head: None,
             drift_teacher,
             flow_substeps: 4,
             clip_grad_norm: 0.0,

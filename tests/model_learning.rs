@@ -8,7 +8,7 @@ mod pair_training;
 
 use morphosde_core::dynamics::Dynamics;
 use morphosde_core::integrate::sde::{SdeConfig, em_path, em_path_workspace_len};
-use morphosde_core::model::{Config, Learned, Residual, TargetMode};
+use morphosde_core::model::{Config, DiffusionHead, Learned, Residual, TargetMode};
 use morphosde_core::rng::{Family, Rng};
 
 /// `dz = A z dt + s(z₀) G dW` in `D` dimensions (`s = 1` unless `growth`
@@ -145,7 +145,7 @@ fn linear_sde_recovers_drift_matrix_and_full_rank_d() {
         d: 4,
         time_features: 0,
         depth: 0,
-        learn_diffusion: true,
+        head: Some(DiffusionHead::Full),
         lambda_diff: 1.0,
         warmup_epochs: 0,
         target_mode: TargetMode::Pairwise,
@@ -164,7 +164,11 @@ fn linear_sde_recovers_drift_matrix_and_full_rank_d() {
     let mut errors = [0.0; 3];
     for (slot, diagonal) in [false, true].into_iter().enumerate() {
         let config = Config {
-            diffusion_diagonal: diagonal,
+            head: Some(if diagonal {
+                DiffusionHead::Diagonal
+            } else {
+                DiffusionHead::Full
+            }),
             ..base
         };
         let params = pair_training::train(&config, &x32, &y, &v, h as f32, &phases);
@@ -219,7 +223,7 @@ fn state_dependent_d_is_learned_at_held_out_states() {
         time_features: 0,
         depth: 2,
         width: 32,
-        learn_diffusion: true,
+        head: Some(DiffusionHead::Full),
         lambda_diff: 1.0,
         warmup_epochs: 0,
         target_mode: TargetMode::Pairwise,

@@ -21,7 +21,7 @@ mod pair_training;
 
 use morphosde_core::dynamics::{DriftJacobian, Dynamics};
 use morphosde_core::integrate::{rk4_flow, rk4_flow_workspace_len};
-use morphosde_core::model::{Config, DriftTeacher, Layout, Learned};
+use morphosde_core::model::{Config, DiffusionHead, DriftTeacher, Layout, Learned};
 use morphosde_core::propagated::{
     DiffusionAt, Propagation, propagate, propagate_frozen, propagate_workspace_len,
 };
@@ -475,7 +475,7 @@ fn training_with_the_propagated_target_learns_d_at_the_imaging_gap() {
             d,
             time_features: 0,
             depth: 0,
-            learn_diffusion: true,
+            head: Some(DiffusionHead::Full),
             lambda_diff: 1.0,
             warmup_epochs: 0,
             target_mode: TargetMode::Pairwise,

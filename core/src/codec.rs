@@ -23,7 +23,8 @@
 use crate::error::{Detail, Error, ErrorKind, Result, check_finite, check_len};
 use crate::float::Float;
 use crate::model::{
-    Config, DriftLoss, DriftTeacher, Inputs, Layout, MassWeighting, Residual, TargetMode,
+    Config, DEFAULT_RANK, DiffusionHead, DriftLoss, DriftTeacher, Inputs, Layout, MassWeighting,
+    Residual, TargetMode,
 };
 
 /// First eight bytes of every model.
@@ -62,11 +63,14 @@ fn config_words(c: &Config) -> [u64; CONFIG_WORDS] {
         c.time_features as u64,
         c.depth as u64,
         c.width as u64,
-        c.learn_diffusion as u64,
+        c.head.is_some() as u64,
         c.lambda_diff.to_bits(),
-        c.diffusion_low_rank as u64,
-        c.q as u64,
-        c.diffusion_diagonal as u64,
+        matches!(c.head, Some(DiffusionHead::LowRank { .. })) as u64,
+        match c.head {
+            Some(DiffusionHead::LowRank { q }) => q as u64,
+            _ => DEFAULT_RANK as u64,
+        },
+        (c.head == Some(DiffusionHead::Diagonal)) as u64,
         c.diffusion_epsilon.to_bits(),
         c.warmup_epochs as u64,
         c.drift_loss as u64,
@@ -102,17 +106,28 @@ fn config_from_words(w: &[u64]) -> Result<Config> {
         _ => Err(corrupt("config flag is not 0 or 1")),
     };
     let real = f64::from_bits;
+    // The head's words: on, low rank, q (read only for low rank), diagonal.
+    let head = match (flag(w[4])?, flag(w[6])?, flag(w[8])?) {
+        (false, _, _) => None,
+        (true, false, false) => Some(DiffusionHead::Full),
+        (true, true, false) => Some(DiffusionHead::LowRank { q: count(w[7])? }),
+        (true, false, true) => Some(DiffusionHead::Diagonal),
+        (true, true, true) => {
+            return Err(Error::new(
+                ErrorKind::CorruptModel,
+                "diffusion_diagonal",
+                "cannot be combined with diffusion_low_rank",
+            ));
+        }
+    };
     let config = Config {
         d: count(w[0])?,
         time_features: count(w[1])?,
         time_scale: w.get(28).map_or(1.0, |&v| real(v)),
         depth: count(w[2])?,
         width: count(w[3])?,
-        learn_diffusion: flag(w[4])?,
+        head,
         lambda_diff: real(w[5]),
-        diffusion_low_rank: flag(w[6])?,
-        q: count(w[7])?,
-        diffusion_diagonal: flag(w[8])?,
         diffusion_epsilon: real(w[9]),
         warmup_epochs: u32::try_from(w[10]).map_err(|_| corrupt("warmup_epochs out of range"))?,
         drift_loss: match w[11] {
@@ -383,7 +398,7 @@ mod tests {
             d: 3,
             depth: 2,
             width: 6,
-            learn_diffusion: true,
+            head: Some(DiffusionHead::Full),
             drift_loss: DriftLoss::Nll,
             residual: Residual::OneStep,
             seed: 77,
@@ -432,6 +447,33 @@ mod tests {
         // Asking for f32 from f64 bytes is refused.
         let e = load::<f32>(&b64, &mut back).unwrap_err();
         assert_eq!(e.msg, "stored with another float width than requested");
+    }
+
+    #[test]
+    fn every_diffusion_head_round_trips_and_two_shapes_at_once_are_refused() {
+        let (config, _) = model();
+        let heads = [
+            None,
+            Some(DiffusionHead::Full),
+            Some(DiffusionHead::LowRank { q: 2 }),
+            Some(DiffusionHead::Diagonal),
+        ];
+        for head in heads {
+            let c = Config { head, ..config };
+            let mut params = vec![0.0f32; Layout::new(&c).unwrap().len];
+            Layout::new(&c).unwrap().init(1, &mut params).unwrap();
+            let mut b = vec![0u8; model_bytes_len::<f32>(&c).unwrap()];
+            save(&c, &params, &mut b).unwrap();
+            assert_eq!(load_config::<f32>(&b).unwrap(), c, "{head:?}");
+        }
+        // Words 4, 6, 8 (on, low rank, diagonal) all set: not a model.
+        let mut words = config_words(&config);
+        (words[4], words[6], words[8]) = (1, 1, 1);
+        let e = config_from_words(&words).unwrap_err();
+        assert_eq!(
+            (e.kind, e.arg),
+            (ErrorKind::CorruptModel, "diffusion_diagonal")
+        );
     }
 
     #[test]

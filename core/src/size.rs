@@ -94,10 +94,10 @@ mod tests {
     /// dimension (`usize::MAX` when the true count overflows).
     #[test]
     fn workspace_lengths_do_not_wrap() {
-        use crate::model::{Config, Layout};
+        use crate::model::{Config, DiffusionHead, Layout};
         use crate::uot::{UotMode, uot_workspace_len};
         let config = Config {
-            learn_diffusion: true,
+            head: Some(DiffusionHead::Full),
             ..Config::default()
         };
         let layout = Layout::new(&config).unwrap();

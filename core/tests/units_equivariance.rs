@@ -8,7 +8,7 @@
 
 use morphosde_core::cluster::ClusterConfig;
 use morphosde_core::dynamics::Dynamics;
-use morphosde_core::model::{Config, DriftTeacher, Layout, Learned, Residual};
+use morphosde_core::model::{Config, DiffusionHead, DriftTeacher, Layout, Learned, Residual};
 use morphosde_core::synthetic::{
     EmbryoProcess, GroundTruth, SnapshotDesign, snapshots_workspace_len,
 };
@@ -112,7 +112,7 @@ fn training_on_rescaled_coordinates_gives_the_rescaled_model() {
         ..Config::default()
     };
     let with_noise = Config {
-        learn_diffusion: true,
+        head: Some(DiffusionHead::Full),
         residual: Residual::PropagatedFrozen,
         warmup_epochs: 1,
         ..base
@@ -153,7 +153,7 @@ fn training_on_rescaled_coordinates_gives_the_rescaled_model() {
                 let e = rel(&column(&fb), &column(&fa));
                 println!(
                     "learn_diffusion {} drift coordinate {c}, t + {shift}: {e:.1e}",
-                    config.learn_diffusion
+                    config.head.is_some()
                 );
                 assert!(e < 1e-10, "drift coordinate {c}: {e:e}");
             }

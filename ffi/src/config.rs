@@ -6,7 +6,10 @@ use crate::buffers::{flag, value_out};
 use crate::status::{guard, msde_error, msde_status};
 use morphosde_core::Result;
 use morphosde_core::error::{Detail, Error};
-use morphosde_core::model::{Config, DriftLoss, DriftTeacher, MassWeighting, Residual, TargetMode};
+use morphosde_core::model::{
+    Config, DEFAULT_RANK, DiffusionHead, DriftLoss, DriftTeacher, MassWeighting, Residual,
+    TargetMode,
+};
 
 /// msde_model_config.drift_loss: mean squared error weighted by row mass.
 pub const MSDE_DRIFT_LOSS_MSE: u32 = 0;
@@ -67,12 +70,16 @@ pub struct msde_model_config {
     /// 1: learn a diffusion factor L(z, t) beside the drift; 0: drift only.
     pub learn_diffusion: u32,
     /// 1: low-rank head L (d x q); 0: full lower-triangular (or diagonal).
+    /// Read only with learn_diffusion = 1 (a model without a diffusion head
+    /// reports 0).
     pub diffusion_low_rank: u32,
-    /// 1: diagonal head (ablation); exclusive with diffusion_low_rank.
+    /// 1: diagonal head (ablation); exclusive with diffusion_low_rank. Read
+    /// only with learn_diffusion = 1 (a model without one reports 0).
     pub diffusion_diagonal: u32,
     /// Epochs of the linear warm-up of the diffusion-loss weight.
     pub warmup_epochs: u32,
-    /// Rank q of the low-rank head (1..=d; read only with the low-rank head).
+    /// Rank q of the low-rank head (1..=d; read only with the low-rank head;
+    /// a model without one reports the default rank, 8).
     pub q: usize,
     /// Weight of the diffusion loss after warm-up (>= 0).
     pub lambda_diff: f64,
@@ -128,17 +135,30 @@ fn enum_field(value: u32, max: u32, arg: &'static str) -> Result<u32> {
 
 /// The core config of a C config, every field checked.
 pub(crate) fn to_core(c: &msde_model_config) -> Result<Config> {
+    let head = match (
+        flag(c.learn_diffusion, "learn_diffusion")?,
+        flag(c.diffusion_low_rank, "diffusion_low_rank")?,
+        flag(c.diffusion_diagonal, "diffusion_diagonal")?,
+    ) {
+        (false, _, _) => None,
+        (true, true, true) => {
+            return Err(Error::bad_config(
+                "diffusion_diagonal",
+                "cannot be combined with diffusion_low_rank",
+            ));
+        }
+        (true, true, false) => Some(DiffusionHead::LowRank { q: c.q }),
+        (true, false, true) => Some(DiffusionHead::Diagonal),
+        (true, false, false) => Some(DiffusionHead::Full),
+    };
     let config = Config {
         d: c.d,
         time_features: c.time_features,
         time_scale: c.time_scale,
         depth: c.depth,
         width: c.width,
-        learn_diffusion: flag(c.learn_diffusion, "learn_diffusion")?,
+        head,
         lambda_diff: c.lambda_diff,
-        diffusion_low_rank: flag(c.diffusion_low_rank, "diffusion_low_rank")?,
-        q: c.q,
-        diffusion_diagonal: flag(c.diffusion_diagonal, "diffusion_diagonal")?,
         diffusion_epsilon: c.diffusion_epsilon,
         warmup_epochs: c.warmup_epochs,
         drift_loss: match enum_field(c.drift_loss, 2, "drift_loss")? {
@@ -189,11 +209,14 @@ pub(crate) fn from_core(c: &Config) -> msde_model_config {
         time_scale: c.time_scale,
         depth: c.depth,
         width: c.width,
-        learn_diffusion: c.learn_diffusion as u32,
-        diffusion_low_rank: c.diffusion_low_rank as u32,
-        diffusion_diagonal: c.diffusion_diagonal as u32,
+        learn_diffusion: c.head.is_some() as u32,
+        diffusion_low_rank: matches!(c.head, Some(DiffusionHead::LowRank { .. })) as u32,
+        diffusion_diagonal: (c.head == Some(DiffusionHead::Diagonal)) as u32,
         warmup_epochs: c.warmup_epochs,
-        q: c.q,
+        q: match c.head {
+            Some(DiffusionHead::LowRank { q }) => q,
+            _ => DEFAULT_RANK,
+        },
         lambda_diff: c.lambda_diff,
         diffusion_epsilon: c.diffusion_epsilon,
         drift_loss: c.drift_loss as u32,

@@ -239,7 +239,7 @@ pub unsafe extern "C" fn msde_model_info_get(
             d: m.layout.d,
             q: m.layout.q,
             params_len: m.layout.len,
-            learn_diffusion: m.config.learn_diffusion as u32,
+            learn_diffusion: m.config.head.is_some() as u32,
         };
         if let Some(c) = config {
             *c = from_core(&m.config);

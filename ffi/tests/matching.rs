@@ -3,7 +3,7 @@
 #![allow(unsafe_code, reason = "calls the C ABI with raw pointers")]
 
 use morphosde::*;
-use morphosde_core::model::{Config, Layout};
+use morphosde_core::model::{Config, DiffusionHead, Layout};
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::train::fit::Observations;
 use morphosde_core::train::matching::{MatchConfig, match_rollouts, match_workspace_len};
@@ -23,7 +23,7 @@ fn new_model(core: &Config) -> *mut msde_model {
     cfg.depth = core.depth;
     cfg.width = core.width;
     cfg.time_features = core.time_features;
-    cfg.learn_diffusion = core.learn_diffusion as u32;
+    cfg.learn_diffusion = core.head.is_some() as u32;
     let mut m = null_mut();
     assert_eq!(unsafe { msde_model_new(&cfg, &mut m, null_mut()) }, OK);
     m
@@ -109,7 +109,7 @@ fn equals_the_rust_core_bit_for_bit() {
         depth: 1,
         width: 8,
         time_features: 2,
-        learn_diffusion: true,
+        head: Some(DiffusionHead::Full),
         ..Config::default()
     };
     let m = new_model(&core);
@@ -191,7 +191,7 @@ fn failures_leave_the_model_alone() {
         depth: 1,
         width: 4,
         time_features: 0,
-        learn_diffusion: false,
+        head: None,
         ..Config::default()
     };
     let m = new_model(&core);

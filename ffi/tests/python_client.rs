@@ -16,7 +16,7 @@ use morphosde_core::metrics::{
     diffusion_from_factor, diffusion_spectrum, energy_distance, sliced_wasserstein,
     sliced_wasserstein_workspace_len,
 };
-use morphosde_core::model::{Config, Inputs, Layout, Learned};
+use morphosde_core::model::{Config, DEFAULT_RANK, DiffusionHead, Inputs, Layout, Learned};
 use morphosde_core::propagated::{Propagation, propagate, propagate_workspace_len};
 use morphosde_core::rng::{Family, Rng};
 use morphosde_core::synthetic::{
@@ -132,7 +132,7 @@ fn small_config() -> Config {
         time_features: 2,
         depth: 1,
         width: 8,
-        learn_diffusion: true,
+        head: Some(DiffusionHead::Full),
         seed: 3,
         ..Config::default()
     }
@@ -144,7 +144,7 @@ fn config_fields(c: &Config) -> String {
         .field("time_features", c.time_features.to_string())
         .field("depth", c.depth.to_string())
         .field("width", c.width.to_string())
-        .field("learn_diffusion", (c.learn_diffusion as u32).to_string())
+        .field("learn_diffusion", (c.head.is_some() as u32).to_string())
         .field("seed", c.seed.to_string())
         .done()
 }
@@ -638,17 +638,24 @@ fn defaults_case() -> String {
         .field("time_scale", format!("{:?}", c.time_scale))
         .field("depth", c.depth.to_string())
         .field("width", c.width.to_string())
-        .field("learn_diffusion", (c.learn_diffusion as u32).to_string())
+        .field("learn_diffusion", (c.head.is_some() as u32).to_string())
         .field(
             "diffusion_low_rank",
-            (c.diffusion_low_rank as u32).to_string(),
+            (matches!(c.head, Some(DiffusionHead::LowRank { .. })) as u32).to_string(),
         )
         .field(
             "diffusion_diagonal",
-            (c.diffusion_diagonal as u32).to_string(),
+            ((c.head == Some(DiffusionHead::Diagonal)) as u32).to_string(),
         )
         .field("warmup_epochs", c.warmup_epochs.to_string())
-        .field("q", c.q.to_string())
+        .field(
+            "q",
+            match c.head {
+                Some(DiffusionHead::LowRank { q }) => q,
+                _ => DEFAULT_RANK,
+            }
+            .to_string(),
+        )
         .field("lambda_diff", format!("{:?}", c.lambda_diff))
         .field("diffusion_epsilon", format!("{:?}", c.diffusion_epsilon))
         .field("drift_loss", (c.drift_loss as u32).to_string())

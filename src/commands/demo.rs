@@ -199,7 +199,7 @@ pub fn score(
             .collect()
     };
     let hybrid = |learned_drift: bool| -> Result<Option<Vec<f64>>, String> {
-        if !trained.config.learn_diffusion {
+        if trained.config.head.is_none() {
             return Ok(None);
         }
         let dynamics = Hybrid {
@@ -241,7 +241,7 @@ pub fn score(
         s.sliced.push(sw(&rollout_bin(paths, d, k), &held)?);
         s.sliced_floor.push(sw(&other, &held)?);
     }
-    if trained.config.learn_diffusion {
+    if trained.config.head.is_some() {
         // The bins with a next bin (group 0), then the last (group 1).
         let last = BINS[BINS.len() - 1];
         let errors = diffusion_errors(

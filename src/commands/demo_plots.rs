@@ -38,7 +38,7 @@ pub fn plot_all(
     let d = test.d;
     plot_rollouts(&dir.join("rollouts.svg"), test, paths)?;
     trained.plot_curves(&dir.join("training.svg"))?;
-    if !trained.config.learn_diffusion {
+    if trained.config.head.is_none() {
         return Ok(());
     }
     let model = Learned::new(&trained.config, &trained.params).map_err(|e| e.to_string())?;

@@ -351,7 +351,7 @@ fn field_scores(
         "d_error": null,
         "trace_ratio": null,
     });
-    if trained.config.learn_diffusion {
+    if trained.config.head.is_some() {
         let diffusion = diffusion_errors(model, process, z, t, group, 3);
         scores["d_error"] = summaries(&diffusion, &group_of);
         scores["trace_ratio"] = json!({
@@ -390,7 +390,7 @@ fn rollout_scores(
     }
     let rollout_seed = stream_seed(seed, ROLLOUT);
     let from_start = |dynamics: &dyn RolloutOf| dynamics.roll(args, &start, rollout_seed);
-    let diffusion = trained.config.learn_diffusion;
+    let diffusion = trained.config.head.is_some();
     let hybrid = |learned_drift: bool| Hybrid {
         model,
         truth: *process,

@@ -181,7 +181,7 @@ pub fn run(args: &SimulateArgs) -> Result<(), String> {
         let (config, params) = super::field::load_model(path)?;
         let model = Learned::new(&config, &params)
             .map_err(|e| format!("--model ('{}'): {e}", path.display()))?;
-        if args.method.is_sde() && config.head().is_none() {
+        if args.method.is_sde() && config.head.is_none() {
             return Err(format!(
                 "--method {}: the model has no diffusion head (trained with diffusion off); \
                  use --method rk4 or dopri5 for its mean paths",

@@ -17,7 +17,9 @@ use morphosde_core::codec;
 use morphosde_core::integrate::rollout::default_workers;
 use morphosde_core::minibatch::UNTRACKED;
 use morphosde_core::model::Learned;
-use morphosde_core::model::{Config, DriftLoss, DriftTeacher, Layout, Residual, TargetMode};
+use morphosde_core::model::{
+    Config, DEFAULT_RANK, DiffusionHead, DriftLoss, DriftTeacher, Layout, Residual, TargetMode,
+};
 use morphosde_core::train::AdamState;
 use morphosde_core::train::acceptance::{
     RangeCheck, RangeReport, check_rollouts, check_rollouts_workspace_len,
@@ -162,22 +164,22 @@ impl TimeScaleArg {
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
     /// Learn the diffusion factor L(z,t) besides the drift.
-    #[arg(long = "learn-diffusion", alias = "learn_diffusion", action = ArgAction::Set, default_value_t = Config::default().learn_diffusion)]
+    #[arg(long = "learn-diffusion", alias = "learn_diffusion", action = ArgAction::Set, default_value_t = Config::default().head.is_some())]
     pub learn_diffusion: bool,
     /// Weight λ of the diffusion loss (after the warm-up).
     #[arg(long = "lambda-diff", alias = "lambda_diff", default_value_t = Config::default().lambda_diff)]
     pub lambda_diff: f64,
     /// Low-rank diffusion head L ∈ R^{d×q}.
-    #[arg(long = "diffusion-low-rank", alias = "diffusion_low_rank", action = ArgAction::Set, default_value_t = Config::default().diffusion_low_rank)]
+    #[arg(long = "diffusion-low-rank", alias = "diffusion_low_rank", action = ArgAction::Set, default_value_t = matches!(Config::default().head, Some(DiffusionHead::LowRank { .. })))]
     pub diffusion_low_rank: bool,
     /// Rank q of the low-rank head.
-    #[arg(long = "q", default_value_t = Config::default().q)]
+    #[arg(long = "q", default_value_t = DEFAULT_RANK)]
     pub q: usize,
     /// ε added to the softplus diagonal of L.
     #[arg(long = "diffusion-epsilon", alias = "diffusion_epsilon", default_value_t = Config::default().diffusion_epsilon)]
     pub diffusion_epsilon: f64,
     /// Diagonal diffusion head (ablation).
-    #[arg(long = "diffusion-diagonal", alias = "diffusion_diagonal", action = ArgAction::Set, default_value_t = Config::default().diffusion_diagonal)]
+    #[arg(long = "diffusion-diagonal", alias = "diffusion_diagonal", action = ArgAction::Set, default_value_t = Config::default().head == Some(DiffusionHead::Diagonal))]
     pub diffusion_diagonal: bool,
     /// Covariance target D̂.
     #[arg(long, value_enum, default_value_t = Config::default().target_mode.into())]
@@ -406,9 +408,31 @@ fn refused(range: &RangeReport<f32>, report: &FitReport<f32>, names: &[String]) 
 }
 
 impl ModelArgs {
+    /// The diffusion head the flags ask for; an error when they ask for
+    /// two shapes.
+    pub fn head(&self) -> Result<Option<DiffusionHead>, String> {
+        Ok(
+            match (
+                self.learn_diffusion,
+                self.diffusion_low_rank,
+                self.diffusion_diagonal,
+            ) {
+                (false, _, _) => None,
+                (true, true, true) => {
+                    return Err(
+                        "--diffusion-diagonal cannot be combined with --diffusion-low-rank".into(),
+                    );
+                }
+                (true, true, false) => Some(DiffusionHead::LowRank { q: self.q }),
+                (true, false, true) => Some(DiffusionHead::Diagonal),
+                (true, false, false) => Some(DiffusionHead::Full),
+            },
+        )
+    }
+
     /// The model config for training data of `d` dimensions at times `t`.
-    pub fn config(&self, d: usize, t: &[f32]) -> Config {
-        Config {
+    pub fn config(&self, d: usize, t: &[f32]) -> Result<Config, String> {
+        Ok(Config {
             d,
             time_features: if self.autonomous {
                 0
@@ -418,11 +442,8 @@ impl ModelArgs {
             time_scale: self.time_scale.resolve(t),
             depth: self.depth,
             width: self.width,
-            learn_diffusion: self.learn_diffusion,
+            head: self.head()?,
             lambda_diff: self.lambda_diff,
-            diffusion_low_rank: self.diffusion_low_rank,
-            q: self.q,
-            diffusion_diagonal: self.diffusion_diagonal,
             diffusion_epsilon: self.diffusion_epsilon,
             warmup_epochs: self.warmup_epochs,
             target_mode: self.target.into(),
@@ -435,7 +456,7 @@ impl ModelArgs {
             learning_rate: self.learning_rate,
             seed: self.seed,
             ..Config::default()
-        }
+        })
     }
 
     /// The training-loop config.
@@ -477,7 +498,7 @@ impl ModelArgs {
         data: &Snapshots,
         progress: &mut dyn FnMut(&EpochReport<f32>),
     ) -> Result<Trained, String> {
-        let config = self.config(data.d, &data.t);
+        let config = self.config(data.d, &data.t)?;
         config
             .validate()
             .map_err(|e| format!("model config: {e}"))?;
@@ -625,8 +646,8 @@ impl Trained {
             .ok();
         json!({
             "d": self.config.d,
-            "learn_diffusion": self.config.learn_diffusion,
-            "diffusion_head": format!("{:?}", self.config.head()),
+            "learn_diffusion": self.config.head.is_some(),
+            "diffusion_head": format!("{:?}", self.config.head),
             "autonomous": self.config.time_features == 0,
             "time_scale": self.config.time_scale,
             "time_span": inputs.map(|i| i.time_span),
@@ -752,7 +773,7 @@ mod tests {
         let args = Flags::parse_from(["train"]).model;
         let t = [0.0f32, 4.0];
         assert_eq!(
-            args.config(5, &t),
+            args.config(5, &t).unwrap(),
             Config {
                 d: 5,
                 time_scale: 0.25,
@@ -761,6 +782,37 @@ mod tests {
         );
         assert_eq!(args.fit_config(), FitConfig::<f32>::default());
         assert!(!args.autonomous);
+    }
+
+    /// The three head flags pick one head; two shapes at once are refused.
+    #[test]
+    fn head_flags_pick_one_head() {
+        let head = |flags: &[&str]| {
+            let mut argv = vec!["train"];
+            argv.extend(flags);
+            Flags::parse_from(argv).model.head()
+        };
+        assert_eq!(head(&[]), Ok(None));
+        assert_eq!(head(&["--diffusion-low-rank", "true"]), Ok(None));
+        let on = ["--learn-diffusion", "true"];
+        assert_eq!(head(&on), Ok(Some(DiffusionHead::Full)));
+        assert_eq!(
+            head(&[on[0], on[1], "--diffusion-low-rank", "true", "--q", "3"]),
+            Ok(Some(DiffusionHead::LowRank { q: 3 }))
+        );
+        assert_eq!(
+            head(&[on[0], on[1], "--diffusion-diagonal", "true"]),
+            Ok(Some(DiffusionHead::Diagonal))
+        );
+        let both = [
+            on[0],
+            on[1],
+            "--diffusion-low-rank",
+            "true",
+            "--diffusion-diagonal",
+            "true",
+        ];
+        assert!(head(&both).unwrap_err().contains("--diffusion-diagonal"));
     }
 
     /// The kebab-case flags and the seed's spellings set the same fields.

@@ -11,14 +11,17 @@ pub const MAX_DEPTH: usize = 8;
 pub const MAX_WIDTH: usize = 1024;
 /// Largest number of sinusoidal time features.
 pub const MAX_TIME_FEATURES: usize = 32;
+/// Rank `q` the front ends offer for a [`DiffusionHead::LowRank`] head until
+/// one is given.
+pub const DEFAULT_RANK: usize = 8;
 
-/// Shape of the diffusion factor `L(z,t)` (when `learn_diffusion`).
+/// Shape of the diffusion factor `L(z,t)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiffusionHead {
     /// Lower-triangular `d×d`, diagonal `softplus(raw) + ε_diff`.
     Full,
-    /// Dense `d×q`, `q < d` (see [`super::heads`] for when it pays off).
-    LowRank,
+    /// Dense `d×q`, `1 ≤ q ≤ d` (see [`super::heads`] for when it pays off).
+    LowRank { q: usize },
     /// Diagonal `d×d`, entries `softplus(raw) + ε_diff` (ablation).
     Diagonal,
 }
@@ -132,16 +135,11 @@ pub struct Config {
     pub depth: usize,
     /// Width of each hidden layer (SiLU activation).
     pub width: usize,
-    /// Learn a diffusion factor `L(z,t)` beside the drift.
-    pub learn_diffusion: bool,
+    /// The diffusion factor `L(z,t)` learned beside the drift, `None` for a
+    /// drift-only model.
+    pub head: Option<DiffusionHead>,
     /// Weight of the diffusion loss after warm-up (≥ 0).
     pub lambda_diff: f64,
-    /// Low-rank head `L ∈ R^{d×q}`.
-    pub diffusion_low_rank: bool,
-    /// Rank of the low-rank head (1..d; ignored otherwise).
-    pub q: usize,
-    /// Diagonal head (ablation); exclusive with `diffusion_low_rank`.
-    pub diffusion_diagonal: bool,
     /// `ε_diff` added to the softplus diagonal of `L` (> 0).
     pub diffusion_epsilon: f64,
     /// Epochs of the linear warm-up of `λ` from 0 to `lambda_diff`.
@@ -192,11 +190,8 @@ impl Default for Config {
             time_scale: 1.0,
             depth: 3,
             width: 128,
-            learn_diffusion: false,
+            head: None,
             lambda_diff: 0.1,
-            diffusion_low_rank: false,
-            q: 8,
-            diffusion_diagonal: false,
             diffusion_epsilon: 1e-6,
             warmup_epochs: 5,
             drift_loss: DriftLoss::Mse,
@@ -238,26 +233,13 @@ fn count_in(x: usize, lo: usize, hi: usize, arg: &'static str, msg: &'static str
 }
 
 impl Config {
-    /// The diffusion head, `None` when `learn_diffusion` is off.
-    pub fn head(&self) -> Option<DiffusionHead> {
-        if !self.learn_diffusion {
-            None
-        } else if self.diffusion_low_rank {
-            Some(DiffusionHead::LowRank)
-        } else if self.diffusion_diagonal {
-            Some(DiffusionHead::Diagonal)
-        } else {
-            Some(DiffusionHead::Full)
-        }
-    }
-
     /// Columns `q` of the factor `L` (`d×q`): the rank for low-rank heads,
     /// `d` for full and diagonal heads, 0 without diffusion.
     pub fn noise_dim(&self) -> usize {
-        match self.head() {
+        match self.head {
             None => 0,
-            Some(DiffusionHead::LowRank) => self.q,
-            Some(_) => self.d,
+            Some(DiffusionHead::LowRank { q }) => q,
+            Some(DiffusionHead::Full | DiffusionHead::Diagonal) => self.d,
         }
     }
 
@@ -279,16 +261,8 @@ impl Config {
             return Err(Error::bad_config("time_scale", "must be finite and > 0")
                 .with(Detail::Value(self.time_scale)));
         }
-        if self.learn_diffusion {
-            if self.diffusion_low_rank && self.diffusion_diagonal {
-                return Err(Error::bad_config(
-                    "diffusion_diagonal",
-                    "cannot be combined with diffusion_low_rank",
-                ));
-            }
-            if self.diffusion_low_rank {
-                count_in(self.q, 1, self.d, "q", "must be in 1..=d")?;
-            }
+        if let Some(DiffusionHead::LowRank { q }) = self.head {
+            count_in(q, 1, self.d, "q", "must be in 1..=d")?;
         }
         in_range(
             self.lambda_diff,
@@ -366,11 +340,11 @@ impl Config {
         Ok(())
     }
 
-    /// Weight `λ(epoch)` of the diffusion loss: 0 without diffusion, else a
+    /// Weight `λ(epoch)` of the diffusion loss: 0 without a head, else a
     /// linear ramp `lambda_diff · min(1, epoch / warmup_epochs)` (0 at epoch
     /// 0; `lambda_diff` throughout when `warmup_epochs = 0`).
     pub fn lambda_at(&self, epoch: u32) -> f64 {
-        if !self.learn_diffusion {
+        if self.head.is_none() {
             0.0
         } else if self.warmup_epochs == 0 || epoch >= self.warmup_epochs {
             self.lambda_diff
@@ -406,29 +380,14 @@ mod tests {
         bad(|c| c.diffusion_epsilon = 0.0, "diffusion_epsilon");
         bad(|c| c.shrinkage = 1.5, "shrinkage");
         bad(|c| c.beta2 = 1.0, "beta2");
-        bad(
-            |c| {
-                c.learn_diffusion = true;
-                c.diffusion_low_rank = true;
-                c.q = 3;
-            },
-            "q",
-        );
-        bad(
-            |c| {
-                c.learn_diffusion = true;
-                c.diffusion_low_rank = true;
-                c.q = 1;
-                c.diffusion_diagonal = true;
-            },
-            "diffusion_diagonal",
-        );
+        bad(|c| c.head = Some(DiffusionHead::LowRank { q: 3 }), "q");
+        bad(|c| c.head = Some(DiffusionHead::LowRank { q: 0 }), "q");
     }
 
     #[test]
     fn lambda_warms_up_linearly() {
         let mut c = Config {
-            learn_diffusion: true,
+            head: Some(DiffusionHead::Full),
             lambda_diff: 0.4,
             warmup_epochs: 4,
             ..Config::default()
@@ -437,7 +396,7 @@ mod tests {
         assert_eq!(l, [0.0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.4]);
         c.warmup_epochs = 0;
         assert_eq!(c.lambda_at(0), 0.4);
-        c.learn_diffusion = false;
+        c.head = None;
         assert_eq!(c.lambda_at(7), 0.0);
     }
 }

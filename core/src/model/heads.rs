@@ -26,7 +26,7 @@ use crate::float::Float;
 pub fn head_outputs(head: DiffusionHead, d: usize, q: usize) -> usize {
     match head {
         DiffusionHead::Full => d * (d + 1) / 2,
-        DiffusionHead::LowRank => d * q,
+        DiffusionHead::LowRank { .. } => d * q,
         DiffusionHead::Diagonal => d,
     }
 }
@@ -68,7 +68,7 @@ impl<F: Float> HeadShape<F> {
                     k += 1;
                 }
             }
-            DiffusionHead::LowRank => l.copy_from_slice(raw),
+            DiffusionHead::LowRank { .. } => l.copy_from_slice(raw),
             DiffusionHead::Diagonal => {
                 l.fill(F::ZERO);
                 for i in 0..d {
@@ -115,7 +115,7 @@ impl<F: Float> HeadShape<F> {
                     k += 1;
                 }
             }
-            DiffusionHead::LowRank => {
+            DiffusionHead::LowRank { .. } => {
                 for (idx, o) in draw.iter_mut().enumerate() {
                     *o = g(idx);
                 }

@@ -152,7 +152,7 @@ impl<F: Float> DriftJacobian<F> for Learned<'_, F> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Config, Inputs};
+    use super::super::{Config, DiffusionHead, Inputs};
     use super::*;
     use crate::dynamics::Dynamics;
     use crate::rng::{Family, Rng};
@@ -179,7 +179,7 @@ mod tests {
                 d: 4,
                 depth: 3,
                 width: 5,
-                learn_diffusion: true,
+                head: Some(DiffusionHead::Full),
                 ..base
             },
             // Scaled time features (times in the data's unit stay unscaled).

@@ -6,7 +6,7 @@
 //! pair has period `2π/s` in the data's time), the encoder is `depth` layers
 //! `a_l = silu(a_{l−1} W_l + b_l)` of `width` units (`silu(s) = s σ(s)`),
 //! `h = a_depth` (or `u` when `depth = 0`), the drift head is
-//! `f = h W_f + b_f ∈ R^d`, and, when `learn_diffusion` is on, the diffusion
+//! `f = h W_f + b_f ∈ R^d`, and, with a diffusion head, the diffusion
 //! head maps `raw = h W_L + b_L` to the factor `L` (`d×q`, see [`heads`]).
 //!
 //! The network works in standardised coordinates: the model in the user's
@@ -37,7 +37,8 @@ mod jacobian;
 mod tests;
 
 pub use config::{
-    Config, DiffusionHead, DriftLoss, DriftTeacher, MassWeighting, Residual, TargetMode,
+    Config, DEFAULT_RANK, DiffusionHead, DriftLoss, DriftTeacher, MassWeighting, Residual,
+    TargetMode,
 };
 use heads::{HeadShape, head_outputs};
 pub use inputs::{Inputs, UNBOUNDED_TIME};
@@ -95,7 +96,7 @@ pub struct Layout {
     pub drift_b: Tensor,
     /// Drift log-variance `s` (`d`), only with [`DriftLoss::Nll`].
     pub log_var: Option<Tensor>,
-    /// Diffusion head and its weights, only with `learn_diffusion`.
+    /// Diffusion head and its weights (empty without one).
     pub head: Option<DiffusionHead>,
     pub diff_w: Tensor,
     pub diff_b: Tensor,
@@ -138,7 +139,7 @@ impl Layout {
         let drift_w = take(fan_in, d);
         let drift_b = take(1, d);
         let log_var = (config.drift_loss == DriftLoss::Nll).then(|| take(1, d));
-        let head = config.head();
+        let head = config.head;
         let q = config.noise_dim();
         let p = head.map_or(0, |h| head_outputs(h, d, q));
         let diff_w = take(fan_in, p);

@@ -14,20 +14,9 @@ fn configs() -> [Config; 15] {
         width: 6,
         ..Config::default()
     };
-    let on = |head: DiffusionHead| {
-        let mut c = Config {
-            learn_diffusion: true,
-            ..base
-        };
-        match head {
-            DiffusionHead::Full => {}
-            DiffusionHead::LowRank => {
-                c.diffusion_low_rank = true;
-                c.q = 2;
-            }
-            DiffusionHead::Diagonal => c.diffusion_diagonal = true,
-        }
-        c
+    let on = |head: DiffusionHead| Config {
+        head: Some(head),
+        ..base
     };
     [
         base,
@@ -49,7 +38,7 @@ fn configs() -> [Config; 15] {
             ..base
         },
         on(DiffusionHead::Full),
-        on(DiffusionHead::LowRank),
+        on(DiffusionHead::LowRank { q: 2 }),
         on(DiffusionHead::Diagonal),
         Config {
             depth: 0,
@@ -62,8 +51,7 @@ fn configs() -> [Config; 15] {
         },
         Config {
             d: 4,
-            q: 1,
-            ..on(DiffusionHead::LowRank)
+            ..on(DiffusionHead::LowRank { q: 1 })
         },
         Config {
             clip_trace: 1.34,
@@ -71,7 +59,7 @@ fn configs() -> [Config; 15] {
         },
         Config {
             clip_trace: 0.83,
-            ..on(DiffusionHead::LowRank)
+            ..on(DiffusionHead::LowRank { q: 2 })
         },
         Config {
             drift_loss: DriftLoss::Nll,
@@ -266,7 +254,7 @@ fn diffusion_off_is_the_drift_only_prefix() {
         ..Config::default()
     };
     let with = Config {
-        learn_diffusion: true,
+        head: Some(DiffusionHead::Full),
         ..drift_only
     };
     let off = Layout::new(&drift_only).unwrap();
@@ -328,7 +316,7 @@ fn heads_give_positive_definite_factors_of_the_right_shape() {
                         }
                     }
                 }
-                DiffusionHead::LowRank => assert_eq!(lr.len(), d * q),
+                DiffusionHead::LowRank { .. } => assert_eq!(lr.len(), d * q),
             }
             if config.clip_trace > 0.0 {
                 let tr: f64 = lr.iter().map(|v| v * v).sum();

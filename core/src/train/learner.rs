@@ -387,7 +387,7 @@ impl<F: Float> Learner<F> for ModelLearner<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Config, Layout};
+    use crate::model::{Config, DiffusionHead, Layout};
     use std::vec;
     use std::vec::Vec;
 
@@ -418,7 +418,7 @@ mod tests {
             key: 0,
         };
         let config = Config {
-            learn_diffusion: true,
+            head: Some(DiffusionHead::Full),
             k_neighbours: 1,
             width: 8,
             depth: 1,
@@ -464,7 +464,7 @@ mod tests {
             d: 2,
             depth: 0,
             time_features: 0,
-            learn_diffusion: true,
+            head: Some(DiffusionHead::Full),
             ..Config::default()
         };
         let layout = Layout::new(&config).unwrap();
@@ -499,7 +499,7 @@ mod tests {
         );
         // Drift-only: nothing to report.
         let config = Config {
-            learn_diffusion: false,
+            head: None,
             ..config
         };
         let layout = Layout::new(&config).unwrap();

@@ -762,25 +762,14 @@ mod tests {
     use std::vec::Vec;
 
     fn model(head: Option<DiffusionHead>) -> Config {
-        let mut c = Config {
+        Config {
             d: 2,
             time_features: 2,
             depth: 1,
             width: 5,
+            head,
             ..Config::default()
-        };
-        if let Some(h) = head {
-            c.learn_diffusion = true;
-            match h {
-                DiffusionHead::Full => {}
-                DiffusionHead::LowRank => {
-                    c.diffusion_low_rank = true;
-                    c.q = 1;
-                }
-                DiffusionHead::Diagonal => c.diffusion_diagonal = true,
-            }
         }
-        c
     }
 
     /// Three bins of `per_bin` embryos drifting right and spreading.
@@ -816,7 +805,7 @@ mod tests {
         let heads = [
             None,
             Some(DiffusionHead::Full),
-            Some(DiffusionHead::LowRank),
+            Some(DiffusionHead::LowRank { q: 1 }),
             Some(DiffusionHead::Diagonal),
         ];
         for head in heads {
@@ -915,7 +904,7 @@ mod tests {
     fn anchor_gradient_matches_finite_differences_in_f64() {
         for head in [
             DiffusionHead::Full,
-            DiffusionHead::LowRank,
+            DiffusionHead::LowRank { q: 1 },
             DiffusionHead::Diagonal,
         ] {
             let config = model(Some(head));

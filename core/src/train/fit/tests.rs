@@ -1,6 +1,6 @@
 use super::*;
 use crate::error::Detail;
-use crate::model::{Config, Layout};
+use crate::model::{Config, DiffusionHead, Layout};
 use crate::synthetic::{EmbryoProcess, GroundTruth, SnapshotDesign, snapshots_workspace_len};
 use crate::train::learner::{Minibatch, ModelLearner};
 use crate::train::step::{AdamState, StepPlan};
@@ -367,7 +367,7 @@ fn tracked_only_batches_skip_the_uot_solve() {
             depth: 1,
             width: 8,
             time_features: 0,
-            learn_diffusion,
+            head: learn_diffusion.then_some(DiffusionHead::Full),
             ..Config::default()
         };
         let len = Layout::new(&config).unwrap().len;
@@ -494,7 +494,7 @@ fn a_model_trained_at_a_rate_that_must_diverge_is_refused() {
         d: 2,
     };
     let model = Config {
-        learn_diffusion: true,
+        head: Some(DiffusionHead::Full),
         learning_rate: 10.0,
         width: 32,
         ..Config::default()

@@ -307,6 +307,7 @@ impl<'a, F> PropagatedBuffers<'a, F> {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+    use crate::model::DiffusionHead;
 
     #[test]
     fn a_plan_is_built_only_from_a_valid_config_and_keeps_its_rate_valid() {
@@ -317,7 +318,7 @@ mod tests {
         let e = StepPlan::new(&bad).unwrap_err();
         assert_eq!((e.kind, e.arg), (ErrorKind::BadConfig, "k_neighbours"));
         let config = Config {
-            learn_diffusion: true,
+            head: Some(DiffusionHead::Full),
             ..Config::default()
         };
         let plan = StepPlan::new(&config).unwrap();

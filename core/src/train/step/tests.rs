@@ -72,7 +72,7 @@ fn far_inputs(d: usize) -> Inputs<f64> {
 }
 
 fn small(head: Option<DiffusionHead>) -> Config {
-    let mut c = Config {
+    Config {
         d: 3,
         time_features: 2,
         depth: 2,
@@ -86,20 +86,9 @@ fn small(head: Option<DiffusionHead>) -> Config {
         // The flow residual's loss is the one checked here; the propagated
         // residuals have their own finite-difference tests below.
         residual: Residual::Flow,
+        head,
         ..Config::default()
-    };
-    if let Some(head) = head {
-        c.learn_diffusion = true;
-        match head {
-            DiffusionHead::Full => {}
-            DiffusionHead::LowRank => {
-                c.diffusion_low_rank = true;
-                c.q = 2;
-            }
-            DiffusionHead::Diagonal => c.diffusion_diagonal = true,
-        }
     }
-    c
 }
 
 /// The total loss's gradient (network, heads, both drift losses, diffusion
@@ -110,7 +99,7 @@ fn loss_gradient_matches_finite_differences_in_f64() {
     let heads = [
         None,
         Some(DiffusionHead::Full),
-        Some(DiffusionHead::LowRank),
+        Some(DiffusionHead::LowRank { q: 2 }),
         Some(DiffusionHead::Diagonal),
     ];
     let mut worst: f64 = 0.0;
@@ -220,7 +209,7 @@ fn propagated_diffusion_gradient_matches_finite_differences_in_f64() {
     let mut worst: f64 = 0.0;
     let heads = [
         DiffusionHead::Full,
-        DiffusionHead::LowRank,
+        DiffusionHead::LowRank { q: 2 },
         DiffusionHead::Diagonal,
     ];
     let cases = [Residual::Propagated, Residual::PropagatedFrozen]
@@ -383,7 +372,7 @@ fn run_steps(config: &Config, data: &Data<f32>, steps: u32) -> (Vec<f32>, Vec<f3
     (params, m, v)
 }
 
-/// `learn_diffusion = false`: the diffusion knobs change nothing (same
+/// No diffusion head: the diffusion knobs change nothing (same
 /// parameter count as the drift-only model, bit-identical training); on,
 /// with λ = 0 (warm-up epoch 0), the drift parameters follow exactly the
 /// drift-only trajectory. Both drift teachers.
@@ -405,8 +394,6 @@ fn diffusion_toggle_keeps_the_drift_only_path() {
         ] {
             let tag = (drift_teacher, residual);
             let knobs_off = Config {
-                diffusion_low_rank: true,
-                q: 2,
                 lambda_diff: 3.0,
                 target_mode: TargetMode::PlanWeighted,
                 residual,
@@ -421,7 +408,7 @@ fn diffusion_toggle_keeps_the_drift_only_path() {
             assert_eq!(bits(&a.1), bits(&b.1), "{tag:?}");
             assert_eq!(bits(&a.2), bits(&b.2), "{tag:?}");
             let on = Config {
-                learn_diffusion: true,
+                head: Some(DiffusionHead::Full),
                 warmup_epochs: 5,
                 residual,
                 ..drift_only
@@ -505,7 +492,7 @@ fn the_input_block_is_not_trained() {
 #[test]
 fn non_finite_step_changes_nothing() {
     let config = Config {
-        learn_diffusion: true,
+        head: Some(DiffusionHead::Full),
         ..small(None)
     };
     let mut data = Data::<f32>::random(8, 3, 6);
@@ -642,7 +629,7 @@ fn flow_teacher_matches_the_flow_mismatch_and_shifts_the_teachers() {
         };
         let (loss, grad) = gradient(&flow_config, &data.batch());
         let (chord_loss, chord_grad) = gradient(&chord, &shifted_data.batch());
-        let tag = (chord.learn_diffusion, chord.residual);
+        let tag = (chord.head, chord.residual);
         assert!(
             (loss.drift - mismatch).abs() <= 1e-12 * mismatch,
             "{tag:?}: {} vs {mismatch}",
