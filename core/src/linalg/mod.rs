@@ -36,6 +36,14 @@ pub fn dot<F: Float>(a: &[F], b: &[F]) -> F {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
+/// Copies row `rows[k]` of `z` (`·×d`, row-major) to row `k` of `out`,
+/// for every `k` (`out` holds at least `rows.len()` rows).
+pub fn gather_rows<F: Copy>(z: &[F], d: usize, rows: &[u32], out: &mut [F]) {
+    for (dst, &row) in out.chunks_exact_mut(d).zip(rows) {
+        dst.copy_from_slice(&z[row as usize * d..][..d]);
+    }
+}
+
 /// `Σ (a_k − b_k)²` over the shorter length, the coordinates summed in
 /// order: the library's one squared distance. Every pairwise cost (UOT's
 /// kernel tiles, the self-edge floor, the clustering affinities, k-means,

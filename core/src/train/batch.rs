@@ -9,6 +9,7 @@ use super::fit_config::FitConfig;
 use super::learner::{Learner, Losses, Minibatch};
 use crate::error::{Arena, Detail, ErrorKind, Result};
 use crate::float::Float;
+use crate::linalg::gather_rows;
 use crate::minibatch::{MinibatchConfig, MinibatchIndex};
 use crate::size::Size;
 use crate::uot::{
@@ -116,12 +117,8 @@ impl<F: Float> BatchStepper<'_, '_, F> {
         let mut arena = Arena::new(&mut *self.scratch);
         let x = arena.take(n * d)?;
         let y = arena.take(m * d)?;
-        for (dst, &row) in x.chunks_exact_mut(d).zip(&source[..n]) {
-            dst.copy_from_slice(&z[row as usize * d..][..d]);
-        }
-        for (dst, &row) in y.chunks_exact_mut(d).zip(&target[..m]) {
-            dst.copy_from_slice(&z[row as usize * d..][..d]);
-        }
+        gather_rows(z, d, &source[..n], x);
+        gather_rows(z, d, &target[..m], y);
         let t = index.bin_time(sizes.bin);
         let h = index.bin_time(sizes.bin + 1) - t;
         let pair_list = &pairs[..2 * sizes.pairs];

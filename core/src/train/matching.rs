@@ -46,6 +46,7 @@ use super::fit::Observations;
 use crate::dynamics::Dynamics;
 use crate::error::{Arena, Error, Result, check_finite, check_len, check_room, checked_mul};
 use crate::float::Float;
+use crate::linalg::{dot, gather_rows};
 use crate::metrics::energy_distance_gradient;
 use crate::model::{Config, Layout, Learned};
 use crate::optim::{Adam, clip_grad_norm};
@@ -545,7 +546,7 @@ impl<'w, F: Float> Segment<'w, F> {
     ) -> Result<Option<f64>> {
         let (b, d, q, k) = (self.batch, layout.d, layout.q, cfg.substeps);
         let rows = bins.pick(start, pick, b, rng, self.sources);
-        gather(z, d, &self.sources[..rows], self.state);
+        gather_rows(z, d, &self.sources[..rows], self.state);
         let state = &mut self.state[..rows * d];
         let mut total = 0.0f64;
         for g in 0..gaps {
@@ -565,9 +566,7 @@ impl<'w, F: Float> Segment<'w, F> {
                     let zr = &mut state[r * d..(r + 1) * d];
                     let xr = &xi[r * q..(r + 1) * q];
                     for (i, zi) in zr.iter_mut().enumerate() {
-                        let kick: F = (0..q)
-                            .map(|j| factor[(r * d + i) * q + j] * xr[j])
-                            .fold(F::ZERO, |a, v| a + v);
+                        let kick = dot(&factor[(r * d + i) * q..][..q], xr);
                         *zi += f[r * d + i] * h + kick * sqrt_h;
                     }
                 }
@@ -576,7 +575,7 @@ impl<'w, F: Float> Segment<'w, F> {
                 }
             }
             let m = bins.pick(start + g + 1, pick, b, rng, self.target_rows);
-            gather(z, d, &self.target_rows[..m], self.targets);
+            gather_rows(z, d, &self.target_rows[..m], self.targets);
             let end = &mut self.end_grads[g * b * d..g * b * d + rows * d];
             total += energy_distance_gradient(state, &self.targets[..m * d], d, end)?.to_f64();
         }
@@ -703,7 +702,7 @@ impl<'w, F: Float> Anchor<'w, F> {
             let (train, _) = bins.split(bin);
             *row = train[rng.below(train.len() as u64) as usize];
         }
-        gather(z, d, seg.sources, seg.state);
+        gather_rows(z, d, seg.sources, seg.state);
         for (time, &row) in seg.times.iter_mut().zip(seg.sources.iter()) {
             *time = t[row as usize];
         }
@@ -744,14 +743,6 @@ fn gap<F: Float>(bins: &Bins<'_, F>, b: usize, substeps: usize) -> (F, F) {
     let t0 = bins.time(b);
     let h = (bins.time(b + 1) - t0) / F::from_f64(substeps as f64);
     (t0, h)
-}
-
-/// Copies the rows `rows` of `z` (`·×d`) to the front of `out`.
-fn gather<F: Float>(z: &[F], d: usize, rows: &[u32], out: &mut [F]) {
-    for (o, &r) in out.chunks_exact_mut(d).zip(rows) {
-        let r = r as usize;
-        o.copy_from_slice(&z[r * d..(r + 1) * d]);
-    }
 }
 
 #[cfg(test)]
